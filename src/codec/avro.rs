@@ -1,0 +1,267 @@
+//! Avro single-object and Confluent framing over the bundled schemas.
+//!
+//! Schemas are parsed once at startup; the writer schema of an incoming record is looked up
+//! by fingerprint (single-object) or configured schema id (Confluent), then resolved against
+//! the bundled reader schema, so compatible older writers keep working.
+
+use super::DecodeError;
+use crate::signal::Signal;
+use apache_avro::rabin::Rabin;
+use apache_avro::Schema;
+use serde::Serialize;
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::sync::Arc;
+
+pub const SIGNAL_SCHEMA: &str = include_str!("../../schemas/signal.avsc");
+pub const COMMAND_SCHEMA: &str = include_str!("../../schemas/enforcement_command.avsc");
+pub const DECISION_SCHEMA: &str = include_str!("../../schemas/decision_record.avsc");
+
+const SINGLE_OBJECT_MAGIC: [u8; 2] = [0xC3, 0x01];
+const CONFLUENT_MAGIC: u8 = 0;
+
+/// The three bundled schemas, parsed.
+#[derive(Debug)]
+pub struct Schemas {
+    pub signal: Schema,
+    pub command: Schema,
+    pub decision: Schema,
+}
+
+impl Schemas {
+    /// The bundled schemas are part of the binary; failing to parse them is a build defect
+    /// that the unit tests catch, so this returns the parser's error rather than panicking.
+    pub fn bundled() -> Result<Self, apache_avro::Error> {
+        Ok(Self {
+            signal: Schema::parse_str(SIGNAL_SCHEMA)?,
+            command: Schema::parse_str(COMMAND_SCHEMA)?,
+            decision: Schema::parse_str(DECISION_SCHEMA)?,
+        })
+    }
+}
+
+/// Rabin fingerprint as a little-endian u64, as the single-object header carries it.
+pub fn fingerprint(schema: &Schema) -> u64 {
+    let fp = schema.fingerprint::<Rabin>();
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&fp.bytes[..8]);
+    u64::from_le_bytes(bytes)
+}
+
+/// Encoder and decoder for Avro-framed records.
+#[derive(Debug, Clone)]
+pub struct AvroCodec {
+    schemas: Arc<Schemas>,
+    signal_writers: Arc<HashMap<u64, Schema>>,
+    confluent_ids: Arc<HashMap<u32, Schema>>,
+    command_header: [u8; 10],
+    decision_header: [u8; 10],
+    signal_header: [u8; 10],
+}
+
+fn header(schema: &Schema) -> [u8; 10] {
+    let mut h = [0u8; 10];
+    h[..2].copy_from_slice(&SINGLE_OBJECT_MAGIC);
+    h[2..].copy_from_slice(&fingerprint(schema).to_le_bytes());
+    h
+}
+
+impl AvroCodec {
+    /// `confluent_signal_ids` are the registry ids under which the bundled Signal schema is
+    /// registered for the input topics.
+    pub fn new(schemas: Arc<Schemas>, confluent_signal_ids: &[u32]) -> Self {
+        let mut signal_writers = HashMap::new();
+        signal_writers.insert(fingerprint(&schemas.signal), schemas.signal.clone());
+        let confluent_ids = confluent_signal_ids
+            .iter()
+            .map(|id| (*id, schemas.signal.clone()))
+            .collect();
+        Self {
+            command_header: header(&schemas.command),
+            decision_header: header(&schemas.decision),
+            signal_header: header(&schemas.signal),
+            schemas,
+            signal_writers: Arc::new(signal_writers),
+            confluent_ids: Arc::new(confluent_ids),
+        }
+    }
+
+    pub fn schemas(&self) -> &Schemas {
+        &self.schemas
+    }
+
+    pub fn decode_single_object(&self, bytes: &[u8]) -> Result<Signal, DecodeError> {
+        if bytes.len() < 10 || bytes[..2] != SINGLE_OBJECT_MAGIC {
+            return Err(DecodeError::BadFraming {
+                expected: "Avro single-object encoding",
+                detail: format!("{} bytes without the C3 01 marker", bytes.len()),
+            });
+        }
+        let mut fp = [0u8; 8];
+        fp.copy_from_slice(&bytes[2..10]);
+        let fp = u64::from_le_bytes(fp);
+        let writer = self
+            .signal_writers
+            .get(&fp)
+            .ok_or(DecodeError::UnknownFingerprint(fp))?;
+        self.decode_datum(writer, &bytes[10..])
+    }
+
+    pub fn decode_confluent(&self, bytes: &[u8]) -> Result<Signal, DecodeError> {
+        if bytes.len() < 5 || bytes[0] != CONFLUENT_MAGIC {
+            return Err(DecodeError::BadFraming {
+                expected: "Confluent wire format",
+                detail: format!("{} bytes without the 00 magic byte", bytes.len()),
+            });
+        }
+        let id = u32::from_be_bytes([bytes[1], bytes[2], bytes[3], bytes[4]]);
+        let writer = self
+            .confluent_ids
+            .get(&id)
+            .ok_or(DecodeError::UnknownSchemaId(id))?;
+        self.decode_datum(writer, &bytes[5..])
+    }
+
+    fn decode_datum(&self, writer: &Schema, datum: &[u8]) -> Result<Signal, DecodeError> {
+        let mut cursor = Cursor::new(datum);
+        let value =
+            apache_avro::from_avro_datum(writer, &mut cursor, Some(&self.schemas.signal))
+                .map_err(|e| DecodeError::BadAvro(e.to_string()))?;
+        let rest = datum.len() - cursor.position() as usize;
+        if rest > 0 {
+            return Err(DecodeError::TrailingBytes(rest));
+        }
+        apache_avro::from_value(&value).map_err(|e| DecodeError::BadAvro(e.to_string()))
+    }
+
+    /// Decodes a single-object command (adapters, tests and the demo read them back).
+    pub fn decode_command<T: serde::de::DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, DecodeError> {
+        decode_flat(&self.command_header, &self.schemas.command, bytes)
+    }
+
+    /// Decodes a single-object decision record.
+    pub fn decode_decision<T: serde::de::DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, DecodeError> {
+        decode_flat(&self.decision_header, &self.schemas.decision, bytes)
+    }
+
+    /// Single-object encoding of a command.
+    pub fn encode_command<T: Serialize>(&self, command: &T) -> Result<Vec<u8>, apache_avro::Error> {
+        encode_flat(&self.command_header, &self.schemas.command, command)
+    }
+
+    /// Single-object encoding of a decision record.
+    pub fn encode_decision<T: Serialize>(&self, decision: &T) -> Result<Vec<u8>, apache_avro::Error> {
+        encode_flat(&self.decision_header, &self.schemas.decision, decision)
+    }
+
+    /// Single-object encoding of a signal (used by producers in tests, the demo and benches).
+    pub fn encode_signal(&self, signal: &Signal) -> Result<Vec<u8>, apache_avro::Error> {
+        let mut out = self.signal_header.to_vec();
+        out.extend(self.signal_datum(signal)?);
+        Ok(out)
+    }
+
+    /// Confluent framing of a signal under `schema_id`.
+    pub fn encode_signal_confluent(
+        &self,
+        signal: &Signal,
+        schema_id: u32,
+    ) -> Result<Vec<u8>, apache_avro::Error> {
+        let mut out = vec![CONFLUENT_MAGIC];
+        out.extend_from_slice(&schema_id.to_be_bytes());
+        out.extend(self.signal_datum(signal)?);
+        Ok(out)
+    }
+
+    /// The signal schema refers to `SimpleSubject` by name, which the direct serializer cannot
+    /// follow, so signals go through a resolved `Value`.
+    fn signal_datum(&self, signal: &Signal) -> Result<Vec<u8>, apache_avro::Error> {
+        let value = apache_avro::to_value(signal)?.resolve(&self.schemas.signal)?;
+        apache_avro::to_avro_datum(&self.schemas.signal, value)
+    }
+}
+
+/// Direct serde-to-Avro encoding for schemas without named references (command, decision).
+fn encode_flat<T: Serialize>(
+    header: &[u8; 10],
+    schema: &Schema,
+    record: &T,
+) -> Result<Vec<u8>, apache_avro::Error> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(header);
+    apache_avro::write_avro_datum_ref(schema, record, &mut out)?;
+    Ok(out)
+}
+
+fn decode_flat<T: serde::de::DeserializeOwned>(
+    header: &[u8; 10],
+    schema: &Schema,
+    bytes: &[u8],
+) -> Result<T, DecodeError> {
+    if bytes.len() < 10 || bytes[..10] != header[..] {
+        return Err(DecodeError::BadFraming {
+            expected: "single-object encoding of the bundled schema",
+            detail: format!("{} bytes with another header", bytes.len()),
+        });
+    }
+    let value = apache_avro::from_avro_datum(schema, &mut &bytes[10..], None)
+        .map_err(|e| DecodeError::BadAvro(e.to_string()))?;
+    apache_avro::from_value(&value).map_err(|e| DecodeError::BadAvro(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::{Format, SignalDecoder};
+
+    fn codec() -> AvroCodec {
+        AvroCodec::new(Arc::new(Schemas::bundled().unwrap()), &[7])
+    }
+
+    fn sample() -> Signal {
+        serde_json::from_str(
+            r#"{"id":"s1","source":{"issuer":"https://mdm"},
+            "event_type":"https://schemas.openid.net/secevent/caep/event-type/device-compliance-change",
+            "occurred_at":1700000000000,"received_at":1700000000500,
+            "subject":{"format":"complex","device":{"format":"opaque","identifiers":{"id":"d1"}},
+                       "application":{"format":"opaque","identifiers":{"id":"agent-1"}}},
+            "event":{"previous_status":"compliant","current_status":"not-compliant"},
+            "attributes":{"risk":"HIGH"}}"#,
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn single_object_and_confluent_round_trip() {
+        let c = codec();
+        let d = SignalDecoder::new(c.clone(), 1 << 20);
+        let s = sample();
+        let so = c.encode_signal(&s).unwrap();
+        assert_eq!(d.decode(Format::Avro, Some(&so)).unwrap(), s);
+        let cf = c.encode_signal_confluent(&s, 7).unwrap();
+        assert_eq!(d.decode(Format::Confluent, Some(&cf)).unwrap(), s);
+    }
+
+    #[test]
+    fn bad_avro_inputs_have_distinct_kinds() {
+        let c = codec();
+        let d = SignalDecoder::new(c.clone(), 1 << 20);
+        let so = c.encode_signal(&sample()).unwrap();
+        let kind = |f, b: &[u8]| d.decode(f, Some(b)).unwrap_err().kind();
+        assert_eq!(kind(Format::Avro, &so[..so.len() - 3]), "malformed_avro");
+        let mut unknown = so.clone();
+        unknown[4] ^= 0xff;
+        assert_eq!(kind(Format::Avro, &unknown), "unknown_schema_fingerprint");
+        assert_eq!(kind(Format::Avro, b"garbage bytes here"), "bad_framing");
+        let cf = c.encode_signal_confluent(&sample(), 99).unwrap();
+        assert_eq!(kind(Format::Confluent, &cf), "unknown_schema_id");
+        let mut trailing = so.clone();
+        trailing.extend_from_slice(b"xx");
+        assert_eq!(kind(Format::Avro, &trailing), "malformed_avro");
+        let small = SignalDecoder::new(c, 16);
+        assert_eq!(
+            small.decode(Format::Avro, Some(&so)).unwrap_err().kind(),
+            "oversized"
+        );
+    }
+}

@@ -1,0 +1,108 @@
+//! Wire encodings of the three records: Avro single-object encoding, the Confluent wire
+//! format (magic byte + schema id), and JSON for the same logical records.
+//!
+//! Decoding never panics on input; every failure is a [`DecodeError`] whose kind becomes the
+//! dead-letter reason.
+
+mod avro;
+mod json;
+
+pub use avro::{AvroCodec, Schemas};
+
+use crate::signal::Signal;
+use serde::{Deserialize, Serialize};
+
+/// How a topic's records are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    /// Avro single-object encoding: `C3 01`, 8-byte Rabin fingerprint, datum.
+    Avro,
+    /// Confluent Schema Registry wire format: `00`, 4-byte big-endian schema id, datum.
+    Confluent,
+    /// The JSON form of the record (docs/json.md).
+    #[default]
+    Json,
+}
+
+/// Why bytes could not become a signal.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("message is {size} bytes, larger than the {limit}-byte limit")]
+    Oversized { size: usize, limit: usize },
+    #[error("message has no value")]
+    Empty,
+    #[error("not {expected}: {detail}")]
+    BadFraming {
+        expected: &'static str,
+        detail: String,
+    },
+    #[error("unknown Avro schema fingerprint {0:016x}")]
+    UnknownFingerprint(u64),
+    #[error("unknown Confluent schema id {0}")]
+    UnknownSchemaId(u32),
+    #[error("Avro datum does not decode: {0}")]
+    BadAvro(String),
+    #[error("Avro datum has {0} trailing bytes")]
+    TrailingBytes(usize),
+    #[error("invalid JSON: {0}")]
+    BadJson(String),
+    #[error("JSON record is missing a required field: {0}")]
+    MissingField(String),
+}
+
+impl DecodeError {
+    /// Stable reason kind for the dead-letter header and metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Oversized { .. } => "oversized",
+            Self::Empty => "empty",
+            Self::BadFraming { .. } => "bad_framing",
+            Self::UnknownFingerprint(_) => "unknown_schema_fingerprint",
+            Self::UnknownSchemaId(_) => "unknown_schema_id",
+            Self::BadAvro(_) | Self::TrailingBytes(_) => "malformed_avro",
+            Self::BadJson(_) => "malformed_json",
+            Self::MissingField(_) => "missing_field",
+        }
+    }
+}
+
+/// Decodes signals in any of the three formats with the schemas it was built with.
+#[derive(Debug, Clone)]
+pub struct SignalDecoder {
+    avro: AvroCodec,
+    max_bytes: usize,
+}
+
+impl SignalDecoder {
+    pub fn new(avro: AvroCodec, max_bytes: usize) -> Self {
+        Self { avro, max_bytes }
+    }
+
+    pub fn decode(&self, format: Format, bytes: Option<&[u8]>) -> Result<Signal, DecodeError> {
+        let bytes = bytes.filter(|b| !b.is_empty()).ok_or(DecodeError::Empty)?;
+        if bytes.len() > self.max_bytes {
+            return Err(DecodeError::Oversized {
+                size: bytes.len(),
+                limit: self.max_bytes,
+            });
+        }
+        match format {
+            Format::Avro => self.avro.decode_single_object(bytes),
+            Format::Confluent => self.avro.decode_confluent(bytes),
+            Format::Json => json::decode_signal(bytes),
+        }
+    }
+}
+
+/// Encodes output records (commands, decisions) and, for tests and the demo, signals.
+pub trait Encode {
+    fn encode_json(&self) -> Vec<u8>;
+}
+
+impl<T: Serialize> Encode for T {
+    fn encode_json(&self) -> Vec<u8> {
+        // Serializing these plain structs to a Vec cannot fail: no maps with non-string keys.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}

@@ -1,0 +1,123 @@
+//! One typed [`Settings`], loaded from a TOML file layered with `CONTAIND__SECTION__KEY`
+//! environment variables, and validated by a pure function that returns every problem with
+//! its file, line (when known) and field.
+
+mod locate;
+mod settings;
+mod validate;
+
+pub use settings::*;
+pub use validate::validate;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// One thing wrong with the configuration or the rules, pointing at where it was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if !self.field.is_empty() {
+            write!(f, ": {}", self.field)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Every problem found, so an operator fixes them in one pass.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct Problems(pub Vec<Problem>);
+
+impl fmt::Display for Problems {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, p) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Environment variable prefix; `CONTAIND__RULES__DIR=/x` overrides `rules.dir`.
+pub const ENV_PREFIX: &str = "CONTAIND";
+
+/// Loads and validates the settings. Relative paths in the file (the rules directory) are
+/// resolved against the file's directory, so the daemon can be started from anywhere.
+pub fn load(path: &Path) -> Result<Settings, Problems> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        Problems(vec![Problem {
+            file: path.into(),
+            line: None,
+            field: String::new(),
+            message: format!("cannot read config file: {e}"),
+        }])
+    })?;
+    let settings = parse(path, &text)?;
+    let problems = validate(&settings, path, &text);
+    if problems.is_empty() {
+        Ok(settings)
+    } else {
+        Err(Problems(problems))
+    }
+}
+
+/// Parses file text plus environment into settings, without semantic checks.
+pub fn parse(path: &Path, text: &str) -> Result<Settings, Problems> {
+    let fail = |message: String, field: String| {
+        let line = locate::line_of(text, &field).or_else(|| locate::line_in_message(&message));
+        Problems(vec![Problem {
+            file: path.into(),
+            line,
+            field,
+            message,
+        }])
+    };
+    // Syntax first, with the TOML parser's own line and column.
+    if let Err(e) = text.parse::<toml::Table>() {
+        let line = e
+            .span()
+            .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+        return Err(Problems(vec![Problem {
+            file: path.into(),
+            line,
+            field: String::new(),
+            message: format!("TOML syntax: {}", e.message()),
+        }]));
+    }
+    let built = config::Config::builder()
+        .add_source(config::File::from_str(text, config::FileFormat::Toml))
+        .add_source(
+            config::Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .list_separator(",")
+                .with_list_parse_key("input.topics"),
+        )
+        .build()
+        .map_err(|e| fail(e.to_string(), String::new()))?;
+    let mut settings: Settings = built.try_deserialize().map_err(|e| {
+        let field = match &e {
+            config::ConfigError::Type { key: Some(k), .. } => k.clone(),
+            _ => locate::field_in_message(&e.to_string()).unwrap_or_default(),
+        };
+        fail(e.to_string(), field)
+    })?;
+    settings.normalize(path);
+    Ok(settings)
+}
+
+#[cfg(test)]
+mod tests;

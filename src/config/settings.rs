@@ -1,0 +1,305 @@
+//! The configuration file's shape. Field doc comments are the user documentation
+//! (docs/configuration.md follows them).
+
+use crate::codec::Format;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// librdkafka properties passed through to the consumer and producer (`bootstrap.servers`,
+    /// `security.protocol`, `sasl.*`, `ssl.*`, …). Environment overrides use `_` for `.`:
+    /// `CONTAIND__KAFKA__BOOTSTRAP_SERVERS`.
+    #[serde(default)]
+    pub kafka: BTreeMap<String, String>,
+    pub input: InputSettings,
+    #[serde(default)]
+    pub output: OutputSettings,
+    #[serde(default)]
+    pub delivery: DeliverySettings,
+    pub rules: RulesSettings,
+    /// Enforcement targets; each gets commands on its own topic.
+    #[serde(default)]
+    pub targets: Vec<TargetSettings>,
+    /// Actions beyond the built-in enforcement vocabulary that targets may accept.
+    #[serde(default)]
+    pub extra_actions: Vec<String>,
+    #[serde(default)]
+    pub telemetry: TelemetrySettings,
+    #[serde(default)]
+    pub shutdown: ShutdownSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputSettings {
+    /// Signal topics to consume. Exactly one of `topics` and `topic_pattern` is set.
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// A regex over topic names (librdkafka's `^` subscription), e.g. `^identity\.signals\..*`.
+    #[serde(default)]
+    pub topic_pattern: Option<String>,
+    /// Consumer group; instances of one deployment share it and split the partitions.
+    #[serde(default = "default_group")]
+    pub group_id: String,
+    /// Encoding of signal records unless `formats` names the topic.
+    #[serde(default)]
+    pub format: Format,
+    /// Per-topic encoding overrides.
+    #[serde(default)]
+    pub formats: BTreeMap<String, Format>,
+    /// Confluent Schema Registry ids under which the bundled Signal schema is registered.
+    #[serde(default)]
+    pub confluent_schema_ids: Vec<u32>,
+    /// Larger records are dead-lettered as `oversized` without being decoded.
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+}
+
+impl InputSettings {
+    pub fn format_of(&self, topic: &str) -> Format {
+        self.formats.get(topic).copied().unwrap_or(self.format)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OutputFormat {
+    /// Avro single-object encoding of EnforcementCommand / DecisionRecord.
+    #[default]
+    Avro,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutputSettings {
+    /// Encoding of commands and decision records.
+    #[serde(default)]
+    pub format: OutputFormat,
+    /// One decision record per decoded signal.
+    #[serde(default = "default_decisions_topic")]
+    pub decisions_topic: String,
+    /// Undecodable or invalid input, with original key and bytes.
+    #[serde(default = "default_dead_letter_topic")]
+    pub dead_letter_topic: String,
+}
+
+impl Default for OutputSettings {
+    fn default() -> Self {
+        Self {
+            format: OutputFormat::default(),
+            decisions_topic: default_decisions_topic(),
+            dead_letter_topic: default_dead_letter_topic(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryMode {
+    /// Offsets committed only after every output of a signal is acknowledged; replays yield
+    /// identical command ids. Works on every Kafka-compatible broker.
+    #[default]
+    AtLeastOnce,
+    /// Outputs and offsets in one Kafka transaction per batch (needs broker transactions).
+    ExactlyOnce,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliverySettings {
+    #[serde(default)]
+    pub mode: DeliveryMode,
+    /// Signals whose outputs are not yet acknowledged before consumption pauses.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// How often acknowledged positions are committed.
+    #[serde(default = "default_commit_interval", with = "humantime_serde")]
+    pub commit_interval: Duration,
+    /// How long a revoked partition's in-flight outputs may take to drain before it is given up.
+    #[serde(default = "default_drain_timeout", with = "humantime_serde")]
+    pub drain_timeout: Duration,
+    /// exactly_once: signals per transaction at most.
+    #[serde(default = "default_transaction_max_signals")]
+    pub transaction_max_signals: usize,
+    /// exactly_once: a transaction commits at least this often.
+    #[serde(default = "default_transaction_interval", with = "humantime_serde")]
+    pub transaction_interval: Duration,
+    /// exactly_once: `transactional.id`; defaults to `containd-<group_id>-<hostname>`.
+    #[serde(default)]
+    pub transactional_id: Option<String>,
+}
+
+impl Default for DeliverySettings {
+    fn default() -> Self {
+        Self {
+            mode: DeliveryMode::default(),
+            max_in_flight: default_max_in_flight(),
+            commit_interval: default_commit_interval(),
+            drain_timeout: default_drain_timeout(),
+            transaction_max_signals: default_transaction_max_signals(),
+            transaction_interval: default_transaction_interval(),
+            transactional_id: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RulesSettings {
+    /// Directory of `*.yaml` rule files (relative to the config file).
+    pub dir: PathBuf,
+    /// Decide and record everything, emit no command.
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetKind {
+    Cloud,
+    Onprem,
+    Cicd,
+    Idp,
+    Saas,
+    Pam,
+    Secrets,
+    Edr,
+}
+
+impl TargetKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Cloud => "cloud",
+            Self::Onprem => "onprem",
+            Self::Cicd => "cicd",
+            Self::Idp => "idp",
+            Self::Saas => "saas",
+            Self::Pam => "pam",
+            Self::Secrets => "secrets",
+            Self::Edr => "edr",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetSettings {
+    /// Name rules use to address the target.
+    pub name: String,
+    /// Topic its adapter consumes (`containment.commands.<name>.v1` by convention).
+    pub topic: String,
+    pub kind: TargetKind,
+    /// Actions the target's adapter can carry out.
+    pub actions: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// Address of `/metrics`, `/healthz` and `/readyz`; unset disables the endpoint.
+    #[serde(default = "default_listen")]
+    pub listen: Option<SocketAddr>,
+    #[serde(default)]
+    pub log_format: LogFormat,
+    /// tracing filter directive, e.g. `info` or `containd=debug,rdkafka=warn`.
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            log_format: LogFormat::default(),
+            log_level: default_log_level(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShutdownSettings {
+    /// On SIGTERM/SIGINT: time to finish in-flight signals and commit; a second signal exits
+    /// at once.
+    #[serde(default = "default_grace", with = "humantime_serde")]
+    pub grace: Duration,
+}
+
+impl Default for ShutdownSettings {
+    fn default() -> Self {
+        Self {
+            grace: default_grace(),
+        }
+    }
+}
+
+impl Settings {
+    /// Resolves relative paths against the config file and maps environment-style librdkafka
+    /// keys (`bootstrap_servers`) to their dotted names.
+    pub(crate) fn normalize(&mut self, config_path: &Path) {
+        if self.rules.dir.is_relative() {
+            if let Some(parent) = config_path.parent() {
+                self.rules.dir = parent.join(&self.rules.dir);
+            }
+        }
+        self.kafka = std::mem::take(&mut self.kafka)
+            .into_iter()
+            .map(|(k, v)| (k.replace('_', "."), v))
+            .collect();
+    }
+
+    pub fn target(&self, name: &str) -> Option<&TargetSettings> {
+        self.targets.iter().find(|t| t.name == name)
+    }
+}
+
+fn default_group() -> String {
+    "containd".into()
+}
+fn default_max_message_bytes() -> usize {
+    1024 * 1024
+}
+fn default_decisions_topic() -> String {
+    "containment.decisions.v1".into()
+}
+fn default_dead_letter_topic() -> String {
+    "containment.dead-letter.v1".into()
+}
+fn default_max_in_flight() -> usize {
+    20_000
+}
+fn default_commit_interval() -> Duration {
+    Duration::from_millis(500)
+}
+fn default_drain_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_transaction_max_signals() -> usize {
+    1_000
+}
+fn default_transaction_interval() -> Duration {
+    Duration::from_millis(100)
+}
+fn default_listen() -> Option<SocketAddr> {
+    Some(SocketAddr::from(([127, 0, 0, 1], 9464)))
+}
+fn default_log_level() -> String {
+    "info".into()
+}
+fn default_grace() -> Duration {
+    Duration::from_secs(15)
+}

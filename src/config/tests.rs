@@ -1,0 +1,72 @@
+use super::*;
+use std::path::Path;
+
+const VALID: &str = r#"
+[kafka]
+"bootstrap.servers" = "127.0.0.1:9092"
+
+[input]
+topics = ["identity.signals.v1"]
+
+[rules]
+dir = "rules"
+
+[[targets]]
+name = "aws"
+topic = "containment.commands.aws.v1"
+kind = "cloud"
+actions = ["revoke_sessions", "sync_policy"]
+"#;
+
+fn problems(text: &str) -> Vec<Problem> {
+    match parse(Path::new("c.toml"), text) {
+        Ok(s) => validate(&s, Path::new("c.toml"), text),
+        Err(Problems(p)) => p,
+    }
+}
+
+#[test]
+fn valid_config_has_no_problems_and_resolves_rules_dir() {
+    let s = parse(Path::new("/etc/containd/c.toml"), VALID).unwrap();
+    assert!(validate(&s, Path::new("c.toml"), VALID).is_empty());
+    assert_eq!(s.rules.dir, Path::new("/etc/containd/rules"));
+    assert_eq!(s.kafka["bootstrap.servers"], "127.0.0.1:9092");
+    assert_eq!(s.delivery.mode, DeliveryMode::AtLeastOnce);
+}
+
+#[test]
+fn unknown_field_names_field_and_line() {
+    let text = VALID.replace("dir = \"rules\"", "dir = \"rules\"\ndri_run = true");
+    let p = problems(&text);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].message.contains("dri_run"), "{}", p[0]);
+    assert!(p[0].field.starts_with("rules"), "{}", p[0]);
+    assert_eq!(p[0].line, Some(10), "{}", p[0]);
+}
+
+#[test]
+fn all_semantic_problems_are_reported_at_once() {
+    let text = VALID.replace("\"sync_policy\"", "\"sync_polcy\"").replace(
+        "topics = [\"identity.signals.v1\"]",
+        "topics = []",
+    );
+    let p = problems(&text);
+    assert_eq!(p.len(), 2, "{p:?}");
+    let shown: Vec<String> = p.iter().map(ToString::to_string).collect();
+    assert!(shown.iter().any(|s| s.starts_with("c.toml:7: input.topics")), "{shown:?}");
+    assert!(
+        shown.iter().any(|s| s.starts_with("c.toml:17: targets[0].actions") && s.contains("sync_polcy")),
+        "{shown:?}"
+    );
+}
+
+#[test]
+fn wrong_type_and_syntax_errors_carry_a_line() {
+    let p = problems(&VALID.replace("kind = \"cloud\"", "kind = \"mainframe\""));
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(p[0].message.contains("mainframe"), "{}", p[0]);
+    let p = problems(&VALID.replace("[rules]", "[rules"));
+    assert_eq!(p.len(), 1);
+    assert_eq!(p[0].line, Some(9), "{}", p[0]);
+    assert!(p[0].message.starts_with("TOML syntax"), "{}", p[0]);
+}

@@ -1,0 +1,134 @@
+//! Semantic checks of the settings: a pure function over the parsed settings and the file
+//! text (for line numbers), returning every problem at once.
+
+use super::{locate, DeliveryMode, Problem, Settings};
+use crate::emit::command::VOCABULARY;
+use std::collections::HashSet;
+use std::path::Path;
+
+pub fn validate(settings: &Settings, file: &Path, text: &str) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut problem = |field: String, message: String| {
+        problems.push(Problem {
+            file: file.into(),
+            line: locate::line_of(text, &field),
+            field,
+            message,
+        })
+    };
+
+    let input = &settings.input;
+    match (&input.topics.is_empty(), &input.topic_pattern) {
+        (true, None) => problem(
+            "input.topics".into(),
+            "set the signal topics to consume (or input.topic_pattern)".into(),
+        ),
+        (false, Some(_)) => problem(
+            "input.topic_pattern".into(),
+            "set either input.topics or input.topic_pattern, not both".into(),
+        ),
+        (true, Some(p)) => {
+            if let Err(e) = regex::Regex::new(p) {
+                problem("input.topic_pattern".into(), format!("not a valid regex: {e}"));
+            }
+        }
+        (false, None) => {}
+    }
+    if input.group_id.is_empty() {
+        problem("input.group_id".into(), "must not be empty".into());
+    }
+    if input.max_message_bytes == 0 {
+        problem("input.max_message_bytes".into(), "must be positive".into());
+    }
+    let pattern = input
+        .topic_pattern
+        .as_deref()
+        .and_then(|p| regex::Regex::new(p).ok());
+    for topic in input.formats.keys() {
+        let consumed = input.topics.contains(topic)
+            || pattern.as_ref().is_some_and(|p| p.is_match(topic));
+        if !consumed {
+            problem(
+                format!("input.formats.{topic}"),
+                format!("topic {topic:?} is not among the consumed topics"),
+            );
+        }
+    }
+
+    if !settings.kafka.contains_key("bootstrap.servers") {
+        problem(
+            "kafka.bootstrap.servers".into(),
+            "required (or CONTAIND__KAFKA__BOOTSTRAP_SERVERS)".into(),
+        );
+    }
+    for key in ["enable.auto.commit", "enable.auto.offset.store", "transactional.id"] {
+        if settings.kafka.contains_key(key) {
+            problem(
+                format!("kafka.{key}"),
+                "is managed by containd (offsets follow acknowledged outputs)".into(),
+            );
+        }
+    }
+
+    let d = &settings.delivery;
+    if d.max_in_flight == 0 {
+        problem("delivery.max_in_flight".into(), "must be positive".into());
+    }
+    if d.mode == DeliveryMode::ExactlyOnce && d.transaction_max_signals == 0 {
+        problem(
+            "delivery.transaction_max_signals".into(),
+            "must be positive".into(),
+        );
+    }
+
+    let known_actions: HashSet<&str> = VOCABULARY
+        .iter()
+        .copied()
+        .chain(settings.extra_actions.iter().map(String::as_str))
+        .collect();
+    let mut names = HashSet::new();
+    let mut topics = HashSet::new();
+    for (i, t) in settings.targets.iter().enumerate() {
+        if t.name.is_empty() {
+            problem(format!("targets[{i}].name"), "must not be empty".into());
+        } else if !names.insert(t.name.as_str()) {
+            problem(
+                format!("targets[{i}].name"),
+                format!("target {:?} is declared twice", t.name),
+            );
+        }
+        if t.topic.is_empty() {
+            problem(format!("targets[{i}].topic"), "must not be empty".into());
+        } else if !topics.insert(t.topic.as_str()) {
+            problem(
+                format!("targets[{i}].topic"),
+                format!("topic {:?} is used by two targets", t.topic),
+            );
+        }
+        if t.actions.is_empty() {
+            problem(
+                format!("targets[{i}].actions"),
+                "a target must accept at least one action".into(),
+            );
+        }
+        for a in &t.actions {
+            if !known_actions.contains(a.as_str()) {
+                problem(
+                    format!("targets[{i}].actions"),
+                    format!("unknown action {a:?} (add it to extra_actions to extend the vocabulary)"),
+                );
+            }
+        }
+        let output_topics = [
+            settings.output.decisions_topic.as_str(),
+            settings.output.dead_letter_topic.as_str(),
+        ];
+        if output_topics.contains(&t.topic.as_str()) || input.topics.contains(&t.topic) {
+            problem(
+                format!("targets[{i}].topic"),
+                format!("topic {:?} is also an input or output topic", t.topic),
+            );
+        }
+    }
+    problems
+}

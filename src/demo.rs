@@ -1,0 +1,254 @@
+//! `containd demo`: the seed scenarios end to end on librdkafka's in-process mock cluster,
+//! through the same pipeline code as `run`. Needs nothing installed.
+
+use crate::codec::{AvroCodec, Schemas};
+use crate::config::{self, OutputFormat, Settings};
+use crate::emit::{DecisionRecord, EnforcementCommand};
+use crate::pipeline::{self, Runtime, SharedRules};
+use crate::rules;
+use crate::signal::Signal;
+use crate::telemetry::http::Health;
+use crate::telemetry::Metrics;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::message::Message;
+use rdkafka::mocking::MockCluster;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::ClientConfig;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+const CONFIG: &str = include_str!("../examples/containd.toml");
+const SIGNALS: &str = include_str!("../examples/signals/seed-scenarios.jsonl");
+const RULES: &[(&str, &str)] = &[
+    ("10-device-posture.yaml", include_str!("../examples/rules/10-device-posture.yaml")),
+    ("20-secrets.yaml", include_str!("../examples/rules/20-secrets.yaml")),
+    ("30-pam.yaml", include_str!("../examples/rules/30-pam.yaml")),
+    ("40-incident.yaml", include_str!("../examples/rules/40-incident.yaml")),
+    ("50-policy.yaml", include_str!("../examples/rules/50-policy.yaml")),
+];
+
+/// Errors of the demo itself (the pipeline's own are reported as such).
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("embedded example config: {0}")]
+    Config(config::Problems),
+    #[error("embedded rules: {0}")]
+    Rules(config::Problems),
+    #[error("embedded sample signals, line {line}: {error}")]
+    Signals { line: usize, error: serde_json::Error },
+    #[error("mock cluster: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("pipeline: {0}")]
+    Pipeline(#[from] pipeline::PipelineError),
+    #[error("bundled schemas: {0}")]
+    Schema(#[from] apache_avro::Error),
+    #[error("only {got} of {want} decisions arrived within {secs}s")]
+    Timeout { got: usize, want: usize, secs: u64 },
+    #[error("output does not decode: {0}")]
+    Decode(#[from] crate::codec::DecodeError),
+}
+
+pub async fn run(json: bool) -> ExitCode {
+    match demo(json).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("containd demo failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The embedded example settings, pointed at `bootstrap`.
+pub fn demo_settings(bootstrap: &str) -> Result<Settings, DemoError> {
+    let mut settings =
+        config::parse(Path::new("examples/containd.toml"), CONFIG).map_err(DemoError::Config)?;
+    settings.kafka.insert("bootstrap.servers".into(), bootstrap.into());
+    settings.telemetry.listen = None;
+    settings.delivery.commit_interval = Duration::from_millis(100);
+    Ok(settings)
+}
+
+/// The embedded sample signals.
+pub fn sample_signals() -> Result<Vec<Signal>, DemoError> {
+    SIGNALS
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| serde_json::from_str(l).map_err(|error| DemoError::Signals { line: i + 1, error }))
+        .collect()
+}
+
+async fn demo(json: bool) -> Result<(), DemoError> {
+    let mock = MockCluster::new(1)?;
+    let bootstrap = mock.bootstrap_servers();
+    let settings = demo_settings(&bootstrap)?;
+    let ruleset = rules::load_sources(
+        RULES
+            .iter()
+            .map(|(n, t)| (PathBuf::from("examples/rules").join(n), t.to_string()))
+            .collect(),
+        &settings.targets,
+        &settings.extra_actions,
+    )
+    .map_err(|p| DemoError::Rules(config::Problems(p)))?;
+    let version = ruleset.version().to_string();
+    for topic in &settings.input.topics {
+        mock.create_topic(topic, 3, 1)?;
+    }
+    mock.create_topic(&settings.output.decisions_topic, 3, 1)?;
+    mock.create_topic(&settings.output.dead_letter_topic, 1, 1)?;
+    for t in &settings.targets {
+        mock.create_topic(&t.topic, 3, 1)?;
+    }
+
+    let signals = sample_signals()?;
+    let producer: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()?;
+    for s in &signals {
+        let payload = serde_json::to_vec(s).map_err(|error| DemoError::Signals { line: 0, error })?;
+        let key = s.subject.id().unwrap_or_default();
+        producer
+            .send(
+                FutureRecord::to(&settings.input.topics[0]).key(&key).payload(&payload),
+                Duration::from_secs(5),
+            )
+            .await
+            .map_err(|(e, _)| e)?;
+    }
+
+    let settings = Arc::new(settings);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let shared: SharedRules = Arc::new(RwLock::new(Arc::new(ruleset)));
+    let runtime = Runtime {
+        rules: shared,
+        metrics: Arc::new(Metrics::new()),
+        health: Arc::new(Health::default()),
+    };
+    let pipeline = tokio::spawn(pipeline::run(settings.clone(), runtime, async {
+        let _ = stop_rx.await;
+    }));
+
+    let collected = collect(&settings, &bootstrap, signals.len()).await;
+    let _ = stop_tx.send(());
+    let summary = pipeline.await.map_err(|_| DemoError::Timeout {
+        got: 0,
+        want: signals.len(),
+        secs: 0,
+    })??;
+    let (decisions, commands) = collected?;
+    print(json, &signals, &decisions, &commands, &version, summary.dead_lettered);
+    Ok(())
+}
+
+type Collected = (Vec<DecisionRecord>, HashMap<String, EnforcementCommand>);
+
+/// Reads decisions and commands back from the output topics until every signal is decided.
+async fn collect(settings: &Settings, bootstrap: &str, want: usize) -> Result<Collected, DemoError> {
+    let codec = AvroCodec::new(Arc::new(Schemas::bundled()?), &[]);
+    let reader: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap)
+        .set("group.id", "containd-demo-reader")
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    let mut topics: Vec<&str> = settings.targets.iter().map(|t| t.topic.as_str()).collect();
+    topics.push(&settings.output.decisions_topic);
+    reader.subscribe(&topics)?;
+    let mut decisions = Vec::new();
+    let mut commands = HashMap::new();
+    let secs = 60;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    let complete = |d: &Vec<DecisionRecord>, c: &HashMap<String, EnforcementCommand>| {
+        d.len() >= want && d.iter().flat_map(|d| &d.command_ids).all(|id| c.contains_key(id))
+    };
+    while !complete(&decisions, &commands) {
+        let msg = match tokio::time::timeout_at(deadline, reader.recv()).await {
+            Ok(m) => m?,
+            Err(_) => {
+                return Err(DemoError::Timeout {
+                    got: decisions.len(),
+                    want,
+                    secs,
+                })
+            }
+        };
+        let payload = msg.payload().unwrap_or_default();
+        let json = settings.output.format == OutputFormat::Json;
+        if msg.topic() == settings.output.decisions_topic {
+            let d: DecisionRecord = if json {
+                serde_json::from_slice(payload).map_err(|e| crate::codec::DecodeError::BadJson(e.to_string()))?
+            } else {
+                codec.decode_decision(payload)?
+            };
+            decisions.push(d);
+        } else {
+            let c: EnforcementCommand = if json {
+                serde_json::from_slice(payload).map_err(|e| crate::codec::DecodeError::BadJson(e.to_string()))?
+            } else {
+                codec.decode_command(payload)?
+            };
+            commands.insert(c.command_id.clone(), c);
+        }
+    }
+    Ok((decisions, commands))
+}
+
+fn print(
+    json: bool,
+    signals: &[Signal],
+    decisions: &[DecisionRecord],
+    commands: &HashMap<String, EnforcementCommand>,
+    version: &str,
+    dead_lettered: u64,
+) {
+    let by_signal: HashMap<&str, &DecisionRecord> =
+        decisions.iter().map(|d| (d.signal_id.as_str(), d)).collect();
+    if !json {
+        println!(
+            "containd demo: {} sample signals through the seed rules (rule set {version}) on an in-process cluster\n",
+            signals.len()
+        );
+        println!("{:<18} {:<22} {:<44} RULE", "TARGET", "ACTION", "SUBJECT");
+    }
+    let mut outcomes: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut printed = 0;
+    for s in signals {
+        let Some(d) = by_signal.get(s.id.as_str()) else { continue };
+        *outcomes.entry(d.outcome.name()).or_default() += 1;
+        for id in &d.command_ids {
+            let Some(c) = commands.get(id) else { continue };
+            printed += 1;
+            if json {
+                let line = serde_json::json!({
+                    "target": c.target,
+                    "action": c.action,
+                    "subject_id": c.subject.id,
+                    "rule_id": c.why.rule_id,
+                    "command_id": c.command_id,
+                    "signal_id": s.id,
+                    "parameters": c.parameters,
+                    "expires_at": c.expires_at,
+                });
+                println!("{line}");
+            } else {
+                println!("{:<18} {:<22} {:<44} {}", c.target, c.action, c.subject.id, c.why.rule_id);
+            }
+        }
+    }
+    if !json {
+        let outcomes: Vec<String> = outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        println!(
+            "\nsummary: {} signals, {} decisions ({}), {} dead letters, {} commands on {} targets",
+            signals.len(),
+            decisions.len(),
+            outcomes.join(", "),
+            dead_lettered,
+            printed,
+            commands.values().map(|c| c.target.as_str()).collect::<std::collections::BTreeSet<_>>().len(),
+        );
+    }
+}

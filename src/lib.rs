@@ -1,0 +1,24 @@
+//! containd: the containment daemon for the identity bus.
+//!
+//! A signal flows through the modules in this order:
+//!
+//! - [`codec`] decodes bytes (Avro single-object, Confluent wire format, JSON) into a
+//!   [`signal::Signal`], which [`signal::validate`] checks against CAEP/RISC and RFC 9493;
+//! - [`rules`] holds the loaded containment rules and evaluates them;
+//! - [`decide`] turns a signal and the matching rules into commands and a decision record;
+//! - [`emit`] defines what leaves containd: commands, decision records, dead letters;
+//! - [`pipeline`] is the Kafka loop around it all: consume, process, produce, and commit
+//!   offsets only once every output is acknowledged (or in one transaction);
+//! - [`telemetry`] exports metrics, health and logs; [`config`] loads and validates settings;
+//!   [`cli`] is the command line (`run`, `check`, `demo`), [`demo`] the embedded demo.
+
+pub mod cli;
+pub mod codec;
+pub mod config;
+pub mod decide;
+pub mod demo;
+pub mod emit;
+pub mod pipeline;
+pub mod rules;
+pub mod signal;
+pub mod telemetry;

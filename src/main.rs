@@ -1,0 +1,5 @@
+//! The `containd` binary: parses the command line and hands over to the library.
+
+fn main() -> std::process::ExitCode {
+    containd::cli::main()
+}

@@ -1,0 +1,217 @@
+//! Default delivery: outputs are produced asynchronously; a signal's offset is committed
+//! only once all its outputs are acknowledged (see `offsets`). A crash replays from the last
+//! committed position, and deterministic command ids make the replay harmless.
+
+use super::kafka::{consumer_config, producer_config, AckContext, AckToken, RebalanceContext};
+use super::offsets::OffsetTracker;
+use super::{current, observe, Incoming, OutKind, OutRecord, PipelineError, Processor, RunSummary, Runtime};
+use crate::config::Settings;
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, Message, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Offset, TopicPartitionList};
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tracing::Instrument;
+
+pub type SignalConsumer = StreamConsumer<RebalanceContext>;
+pub type OutputProducer = ThreadedProducer<AckContext>;
+
+pub async fn run(
+    settings: &Settings,
+    processor: Processor,
+    runtime: Runtime,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<RunSummary, PipelineError> {
+    let tracker = Arc::new(OffsetTracker::new());
+    let consumer = create_consumer(settings, &runtime, &tracker, true)?;
+    let producer: OutputProducer = producer_config(settings, None).create_with_context(AckContext {
+        tracker: tracker.clone(),
+        metrics: runtime.metrics.clone(),
+        health: runtime.health.clone(),
+    })?;
+    subscribe(&consumer, settings)?;
+    tracing::info!(group = %settings.input.group_id, "consuming");
+
+    let mut summary = RunSummary::default();
+    let mut commit_tick = tokio::time::interval(settings.delivery.commit_interval);
+    commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    let result = loop {
+        if let Some(f) = tracker.failure() {
+            break Err(PipelineError::Delivery {
+                topic: f.topic,
+                partition: f.partition,
+                offset: f.offset,
+                error: f.error,
+            });
+        }
+        runtime.metrics.set_in_flight(tracker.in_flight());
+        if tracker.in_flight() >= settings.delivery.max_in_flight {
+            runtime.metrics.backpressure_wait();
+            tokio::select! {
+                biased;
+                _ = &mut shutdown => break Ok(()),
+                _ = tokio::time::sleep(Duration::from_millis(1)) => continue,
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = &mut shutdown => break Ok(()),
+            _ = commit_tick.tick() => commit(&consumer, &tracker, CommitMode::Async),
+            msg = consumer.recv() => match msg {
+                Ok(m) => {
+                    let incoming = Incoming {
+                        topic: m.topic(),
+                        partition: m.partition(),
+                        offset: m.offset(),
+                        timestamp: m.timestamp().to_millis(),
+                        key: m.key(),
+                        payload: m.payload(),
+                    };
+                    let span = tracing::debug_span!("signal", topic = incoming.topic,
+                        partition = incoming.partition, offset = incoming.offset);
+                    if let Err(e) = handle(&processor, &runtime, &tracker, &producer, &mut summary, incoming)
+                        .instrument(span)
+                        .await
+                    {
+                        break Err(e);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "consumer error"),
+            },
+        }
+    };
+
+    // Drain: wait for outstanding acknowledgements within the grace period, then commit.
+    let deadline = Instant::now() + settings.shutdown.grace;
+    while tracker.in_flight() > 0 && tracker.failure().is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    commit(&consumer, &tracker, CommitMode::Sync);
+    let left = tracker.in_flight();
+    runtime.metrics.set_in_flight(left);
+    // Closing leaves the group; revocation (drain and commit) runs before we return.
+    drop(consumer);
+    let _ = producer.flush(Duration::from_secs(1));
+    result?;
+    if left > 0 {
+        return Err(PipelineError::GraceExpired(left));
+    }
+    tracing::info!(consumed = summary.consumed, decided = summary.decided,
+        dead_lettered = summary.dead_lettered, commands = summary.commands, "stopped");
+    Ok(summary)
+}
+
+pub(super) fn create_consumer(
+    settings: &Settings,
+    runtime: &Runtime,
+    tracker: &Arc<OffsetTracker>,
+    commit_on_revoke: bool,
+) -> Result<SignalConsumer, PipelineError> {
+    Ok(consumer_config(settings).create_with_context(RebalanceContext {
+        tracker: tracker.clone(),
+        metrics: runtime.metrics.clone(),
+        health: runtime.health.clone(),
+        drain_timeout: settings.delivery.drain_timeout,
+        commit_on_revoke,
+        assigned: Mutex::default(),
+    })?)
+}
+
+pub(super) fn subscribe(consumer: &SignalConsumer, settings: &Settings) -> Result<(), PipelineError> {
+    match &settings.input.topic_pattern {
+        Some(p) => {
+            let pattern = if p.starts_with('^') { p.clone() } else { format!("^{p}") };
+            consumer.subscribe(&[&pattern])?;
+        }
+        None => {
+            let topics: Vec<&str> = settings.input.topics.iter().map(String::as_str).collect();
+            consumer.subscribe(&topics)?;
+        }
+    }
+    Ok(())
+}
+
+async fn handle(
+    processor: &Processor,
+    runtime: &Runtime,
+    tracker: &OffsetTracker,
+    producer: &OutputProducer,
+    summary: &mut RunSummary,
+    msg: Incoming<'_>,
+) -> Result<(), PipelineError> {
+    let started = Instant::now();
+    let rules = current(&runtime.rules);
+    let (processed, outputs) = processor.process(&rules, &msg);
+    observe(&runtime.metrics, summary, msg.topic, &processed, &outputs, started.elapsed());
+    tracker.begin(msg.topic, msg.partition, msg.offset, outputs.len() as u32);
+    let topic: Arc<str> = Arc::from(msg.topic);
+    for out in &outputs {
+        let token = Box::new(AckToken {
+            topic: topic.clone(),
+            partition: msg.partition,
+            offset: msg.offset,
+            command_of_signal_at: match out.kind {
+                OutKind::Command { .. } => msg.timestamp,
+                _ => None,
+            },
+        });
+        send(producer, out, token).await?;
+    }
+    Ok(())
+}
+
+/// Produces one record, waiting while librdkafka's queue is full (backpressure).
+pub(super) async fn send(
+    producer: &OutputProducer,
+    out: &OutRecord,
+    mut token: Box<AckToken>,
+) -> Result<(), PipelineError> {
+    loop {
+        let mut record = BaseRecord::<[u8], [u8], Box<AckToken>>::with_opaque_to(&out.topic, token)
+            .payload(out.payload.as_slice());
+        if let Some(k) = &out.key {
+            record = record.key(k.as_slice());
+        }
+        if !out.headers.is_empty() {
+            record = record.headers(headers(out));
+        }
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), record)) => {
+                token = record.delivery_opaque;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            Err((e, _)) => return Err(e.into()),
+        }
+    }
+}
+
+fn headers(out: &OutRecord) -> OwnedHeaders {
+    out.headers.iter().fold(OwnedHeaders::new(), |h, (k, v)| {
+        h.insert(Header {
+            key: k,
+            value: Some(v.as_slice()),
+        })
+    })
+}
+
+/// Commits every position that moved. Async on the tick (a lost async commit only means a
+/// slightly older position, which replays harmlessly), sync at shutdown.
+fn commit(consumer: &SignalConsumer, tracker: &OffsetTracker, mode: CommitMode) {
+    let moved = tracker.take_commits();
+    if moved.is_empty() {
+        return;
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition, offset) in &moved {
+        let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset));
+    }
+    if let Err(e) = consumer.commit(&tpl, mode) {
+        tracing::warn!(error = %e, "offset commit failed; will retry with the next position");
+    }
+}

@@ -1,0 +1,164 @@
+//! `delivery = "exactly_once"`: each batch's outputs and the consumed offsets go in one Kafka
+//! transaction (init / begin / send_offsets_to_transaction / commit). On any error the
+//! transaction is aborted and the consumer rewinds to the batch's first offsets, so the batch
+//! is decided again into a fresh transaction. Needs a broker with transactions (Apache Kafka,
+//! Confluent, Redpanda, MSK); adapters read with isolation.level=read_committed.
+
+use super::at_least_once::{create_consumer, send, subscribe, OutputProducer};
+use super::kafka::{producer_config, AckContext, AckToken};
+use super::offsets::OffsetTracker;
+use super::{current, observe, Incoming, OutKind, PipelineError, Processor, RunSummary, Runtime};
+use crate::config::Settings;
+use rdkafka::consumer::Consumer;
+use rdkafka::message::Message;
+use rdkafka::producer::Producer;
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+
+pub async fn run(
+    settings: &Settings,
+    processor: Processor,
+    runtime: Runtime,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<RunSummary, PipelineError> {
+    let tracker = Arc::new(OffsetTracker::new());
+    let consumer = create_consumer(settings, &runtime, &tracker, false)?;
+    let txn_id = settings.delivery.transactional_id.clone().unwrap_or_else(|| {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+        format!("containd-{}-{host}", settings.input.group_id)
+    });
+    let producer: OutputProducer = producer_config(settings, Some(&txn_id)).create_with_context(
+        AckContext {
+            tracker: tracker.clone(),
+            metrics: runtime.metrics.clone(),
+            health: runtime.health.clone(),
+        },
+    )?;
+    producer.init_transactions(TXN_TIMEOUT)?;
+    subscribe(&consumer, settings)?;
+    tracing::info!(transactional_id = %txn_id, "consuming (exactly_once)");
+
+    let mut summary = RunSummary::default();
+    tokio::pin!(shutdown);
+    let mut stopping = false;
+    while !stopping {
+        producer.begin_transaction()?;
+        // Per partition: (first offset in this batch, next offset after it).
+        let mut batch: BTreeMap<(String, i32), (i64, i64)> = BTreeMap::new();
+        let mut batch_summary = RunSummary::default();
+        let deadline = tokio::time::Instant::now() + settings.delivery.transaction_interval;
+        let mut produce_error = None;
+        for _ in 0..settings.delivery.transaction_max_signals {
+            let msg = tokio::select! {
+                biased;
+                _ = &mut shutdown => { stopping = true; break }
+                _ = tokio::time::sleep_until(deadline) => break,
+                m = consumer.recv() => m,
+            };
+            let m = match msg {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "consumer error");
+                    continue;
+                }
+            };
+            let incoming = Incoming {
+                topic: m.topic(),
+                partition: m.partition(),
+                offset: m.offset(),
+                timestamp: m.timestamp().to_millis(),
+                key: m.key(),
+                payload: m.payload(),
+            };
+            let started = Instant::now();
+            let (processed, outputs) = processor.process(&current(&runtime.rules), &incoming);
+            observe(&runtime.metrics, &mut batch_summary, incoming.topic, &processed, &outputs, started.elapsed());
+            batch
+                .entry((incoming.topic.to_string(), incoming.partition))
+                .and_modify(|(_, next)| *next = incoming.offset + 1)
+                .or_insert((incoming.offset, incoming.offset + 1));
+            let topic: Arc<str> = Arc::from(incoming.topic);
+            tracker.begin(incoming.topic, incoming.partition, incoming.offset, outputs.len() as u32);
+            for out in &outputs {
+                let token = Box::new(AckToken {
+                    topic: topic.clone(),
+                    partition: incoming.partition,
+                    offset: incoming.offset,
+                    command_of_signal_at: matches!(out.kind, OutKind::Command { .. })
+                        .then_some(incoming.timestamp)
+                        .flatten(),
+                });
+                if let Err(e) = send(&producer, out, token).await {
+                    produce_error = Some(e);
+                    break;
+                }
+            }
+            if produce_error.is_some() {
+                break;
+            }
+        }
+        if batch.is_empty() && produce_error.is_none() {
+            producer.abort_transaction(TXN_TIMEOUT)?;
+            continue;
+        }
+        let committed = match produce_error {
+            Some(e) => Err(e),
+            None => commit_batch(&producer, &consumer, &batch),
+        };
+        match committed {
+            Ok(()) => {
+                runtime.metrics.transaction("committed");
+                summary.consumed += batch_summary.consumed;
+                summary.decided += batch_summary.decided;
+                summary.dead_lettered += batch_summary.dead_lettered;
+                summary.commands += batch_summary.commands;
+            }
+            Err(e) => {
+                runtime.metrics.transaction("aborted");
+                tracing::warn!(error = %e, "transaction failed; aborting and rewinding the batch");
+                producer.abort_transaction(TXN_TIMEOUT)?;
+                rewind(&consumer, &batch)?;
+            }
+        }
+        tracker.clear();
+    }
+    tracing::info!(consumed = summary.consumed, commands = summary.commands, "stopped");
+    Ok(summary)
+}
+
+fn commit_batch(
+    producer: &OutputProducer,
+    consumer: &super::at_least_once::SignalConsumer,
+    batch: &BTreeMap<(String, i32), (i64, i64)>,
+) -> Result<(), PipelineError> {
+    let mut offsets = TopicPartitionList::new();
+    for ((topic, partition), (_, next)) in batch {
+        offsets.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
+    }
+    let group = consumer
+        .group_metadata()
+        .ok_or(PipelineError::NoGroupMetadata)?;
+    producer.send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT)?;
+    producer.commit_transaction(TXN_TIMEOUT)?;
+    Ok(())
+}
+
+/// Puts the consumer back at each partition's first offset of the aborted batch.
+fn rewind(
+    consumer: &super::at_least_once::SignalConsumer,
+    batch: &BTreeMap<(String, i32), (i64, i64)>,
+) -> Result<(), PipelineError> {
+    for ((topic, partition), (first, _)) in batch {
+        if let Err(e) = consumer.seek(topic, *partition, Offset::Offset(*first), Duration::from_secs(5)) {
+            // The partition may have been revoked meanwhile: its new owner starts from the
+            // last committed transaction, which does not include this batch.
+            tracing::warn!(%topic, partition, error = %e, "rewind failed");
+        }
+    }
+    Ok(())
+}

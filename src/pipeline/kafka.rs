@@ -1,0 +1,210 @@
+//! librdkafka clients: one function turns settings into client configs, and the two contexts
+//! carry delivery acknowledgements and rebalance events into the offset tracker.
+
+use super::offsets::{DeliveryFailure, OffsetTracker};
+use crate::config::Settings;
+use crate::telemetry::http::Health;
+use crate::telemetry::Metrics;
+use rdkafka::client::ClientContext;
+use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
+use rdkafka::error::KafkaError;
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::ProducerContext;
+use rdkafka::statistics::Statistics;
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Consumer settings: containd owns commits (offsets follow acknowledged outputs).
+pub fn consumer_config(settings: &Settings) -> ClientConfig {
+    let mut c = base_config(settings);
+    c.set("group.id", &settings.input.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("partition.assignment.strategy", "cooperative-sticky")
+        .set("statistics.interval.ms", "5000");
+    set_default(&mut c, settings, "auto.offset.reset", "earliest");
+    set_default(&mut c, settings, "isolation.level", "read_committed");
+    c
+}
+
+/// Producer settings: idempotent, Java-compatible key hashing so a subject's records land on
+/// the partition any other client would choose.
+pub fn producer_config(settings: &Settings, transactional_id: Option<&str>) -> ClientConfig {
+    let mut c = base_config(settings);
+    c.set("enable.idempotence", "true");
+    set_default(&mut c, settings, "partitioner", "murmur2_random");
+    set_default(&mut c, settings, "linger.ms", "5");
+    set_default(&mut c, settings, "message.timeout.ms", "120000");
+    if let Some(id) = transactional_id {
+        c.set("transactional.id", id);
+    }
+    c
+}
+
+fn base_config(settings: &Settings) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    for (k, v) in &settings.kafka {
+        c.set(k, v);
+    }
+    c.set_log_level(RDKafkaLogLevel::Warning);
+    c
+}
+
+fn set_default(c: &mut ClientConfig, settings: &Settings, key: &str, value: &str) {
+    if !settings.kafka.contains_key(key) {
+        c.set(key, value);
+    }
+}
+
+/// Identifies the signal an output record belongs to, carried through librdkafka as the
+/// delivery opaque.
+#[derive(Debug)]
+pub struct AckToken {
+    pub topic: Arc<str>,
+    pub partition: i32,
+    pub offset: i64,
+    /// Signal record timestamp, for the signal→command latency of command records.
+    pub command_of_signal_at: Option<i64>,
+}
+
+/// Producer context: every acknowledgement goes to the offset tracker.
+pub struct AckContext {
+    pub tracker: Arc<OffsetTracker>,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+}
+
+impl ClientContext for AckContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error.rdkafka_error_code(), Some(code) if code == rdkafka::types::RDKafkaErrorCode::Fatal)
+        {
+            self.health.producer_failed();
+        }
+        tracing::error!(%error, reason, "producer error");
+    }
+}
+
+impl ProducerContext for AckContext {
+    type DeliveryOpaque = Box<AckToken>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, token: Box<AckToken>) {
+        match result {
+            Ok(_) => {
+                self.tracker.ack(&token.topic, token.partition, token.offset);
+                if let Some(ts) = token.command_of_signal_at {
+                    self.metrics.command_acknowledged(ts);
+                }
+            }
+            Err((error, _)) => {
+                self.metrics.delivery_failed();
+                tracing::error!(%error, topic = %token.topic, partition = token.partition,
+                    offset = token.offset, "output not acknowledged; stopping before committing past it");
+                self.tracker.fail(DeliveryFailure {
+                    topic: token.topic.to_string(),
+                    partition: token.partition,
+                    offset: token.offset,
+                    error: error.to_string(),
+                });
+            }
+        }
+    }
+}
+
+/// Consumer context: on revocation, drain the partition's in-flight outputs, commit its
+/// position, then let it go; the next owner resumes exactly there.
+pub struct RebalanceContext {
+    pub tracker: Arc<OffsetTracker>,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    pub drain_timeout: Duration,
+    /// exactly_once commits through transactions, so revocation only forgets.
+    pub commit_on_revoke: bool,
+    pub assigned: Mutex<HashSet<(String, i32)>>,
+}
+
+impl RebalanceContext {
+    fn set_assigned(&self, update: impl FnOnce(&mut HashSet<(String, i32)>)) {
+        let mut a = self.assigned.lock().unwrap_or_else(|p| p.into_inner());
+        update(&mut a);
+        self.metrics.set_assigned_partitions(a.len());
+        self.health.set_assigned(a.len());
+    }
+
+    fn drain_and_commit(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
+        let deadline = Instant::now() + self.drain_timeout;
+        let parts: Vec<(String, i32)> = tpl
+            .elements()
+            .iter()
+            .map(|e| (e.topic().to_string(), e.partition()))
+            .collect();
+        while parts.iter().any(|(t, p)| self.tracker.pending(t, *p) > 0) {
+            if Instant::now() >= deadline || self.tracker.failure().is_some() {
+                tracing::warn!(
+                    "revoked partitions still had unacknowledged outputs after {:?}; the next owner replays them",
+                    self.drain_timeout
+                );
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let mut commit = TopicPartitionList::new();
+        for (t, p) in &parts {
+            if let Some(pos) = self.tracker.position(t, *p) {
+                // Adding a partition to a fresh list cannot fail for a valid offset.
+                let _ = commit.add_partition_offset(t, *p, Offset::Offset(pos));
+            }
+        }
+        if commit.count() > 0 {
+            if let Err(e) = consumer.commit(&commit, CommitMode::Sync) {
+                tracing::warn!(error = %e, "commit on revocation failed; the next owner may replay");
+            }
+        }
+    }
+}
+
+impl ClientContext for RebalanceContext {
+    fn stats(&self, stats: Statistics) {
+        for (topic, t) in &stats.topics {
+            for (partition, p) in &t.partitions {
+                if *partition >= 0 && p.consumer_lag >= 0 {
+                    self.metrics.set_consumer_lag(topic, *partition, p.consumer_lag);
+                }
+            }
+        }
+    }
+}
+
+impl ConsumerContext for RebalanceContext {
+    fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(tpl) = rebalance {
+            tracing::info!(partitions = tpl.count(), "partitions revoked; draining");
+            if self.commit_on_revoke {
+                self.drain_and_commit(consumer, tpl);
+            }
+            self.set_assigned(|a| {
+                for e in tpl.elements() {
+                    a.remove(&(e.topic().to_string(), e.partition()));
+                    self.tracker.remove(e.topic(), e.partition());
+                }
+            });
+        }
+    }
+
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(tpl) => {
+                tracing::info!(partitions = tpl.count(), "partitions assigned");
+                self.set_assigned(|a| {
+                    for e in tpl.elements() {
+                        a.insert((e.topic().to_string(), e.partition()));
+                    }
+                });
+            }
+            Rebalance::Revoke(_) => {}
+            Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),
+        }
+    }
+}

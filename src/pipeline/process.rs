@@ -1,0 +1,196 @@
+//! One signal record in, its output records out: ingest (decode + validate) → decide →
+//! encode. No Kafka here, so both delivery modes, `replay` and the tests share it.
+
+use crate::codec::{AvroCodec, DecodeError, SignalDecoder};
+use crate::config::{OutputFormat, Settings};
+use crate::decide::{decide, DecideInput, Decision};
+use crate::emit::deadletter::headers;
+use crate::emit::{DeadLetter, DeadLetterReason, SourcePosition};
+use crate::rules::RuleSet;
+use crate::signal::{validate, Signal};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// A consumed record, borrowed from the Kafka message.
+#[derive(Debug, Clone, Copy)]
+pub struct Incoming<'a> {
+    pub topic: &'a str,
+    pub partition: i32,
+    pub offset: i64,
+    /// Record timestamp (ms), when the broker gave one.
+    pub timestamp: Option<i64>,
+    pub key: Option<&'a [u8]>,
+    pub payload: Option<&'a [u8]>,
+}
+
+/// What an output record is, for metrics and acknowledgement accounting.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OutKind {
+    Command { target: String, action: String },
+    Decision,
+    DeadLetter,
+}
+
+/// A record to produce.
+#[derive(Debug, Clone)]
+pub struct OutRecord {
+    pub topic: Arc<str>,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: Vec<(&'static str, Vec<u8>)>,
+    pub kind: OutKind,
+}
+
+/// The fate of one signal record: decided, or dead-lettered with its reason.
+#[derive(Debug)]
+pub enum Processed {
+    Decided(Box<Decision>),
+    DeadLettered(DeadLetter),
+}
+
+/// Turns records into outputs with the configured encodings and topics.
+pub struct Processor {
+    settings: Arc<Settings>,
+    decoder: SignalDecoder,
+    codec: AvroCodec,
+    target_topics: HashMap<String, Arc<str>>,
+    decisions_topic: Arc<str>,
+    dead_letter_topic: Arc<str>,
+}
+
+impl Processor {
+    pub fn new(settings: Arc<Settings>, codec: AvroCodec) -> Self {
+        let target_topics = settings
+            .targets
+            .iter()
+            .map(|t| (t.name.clone(), Arc::from(t.topic.as_str())))
+            .collect();
+        Self {
+            decoder: SignalDecoder::new(codec.clone(), settings.input.max_message_bytes),
+            decisions_topic: Arc::from(settings.output.decisions_topic.as_str()),
+            dead_letter_topic: Arc::from(settings.output.dead_letter_topic.as_str()),
+            settings,
+            codec,
+            target_topics,
+        }
+    }
+
+    /// Decodes and validates; on success returns the signal and its canonical subject id.
+    pub fn ingest(&self, msg: &Incoming<'_>) -> Result<(Signal, String), DeadLetterReason> {
+        let format = self.settings.input.format_of(msg.topic);
+        let mut signal = self.decoder.decode(format, msg.payload)?;
+        validate(&signal)?;
+        if signal.received_at == 0 {
+            signal.received_at = msg.timestamp.unwrap_or(signal.occurred_at);
+        }
+        // validate() guarantees an id; a miss here would be a bug, reported as invalid input.
+        let subject_id = signal.subject.id().ok_or(DecodeError::MissingField(
+            "subject identifiers".into(),
+        ))?;
+        Ok((signal, subject_id))
+    }
+
+    /// Ingests, decides and encodes one record. Never fails: bad input becomes a dead letter.
+    pub fn process(&self, rules: &RuleSet, msg: &Incoming<'_>) -> (Processed, Vec<OutRecord>) {
+        let started = Instant::now();
+        let (signal, subject_id) = match self.ingest(msg) {
+            Ok(ok) => ok,
+            Err(reason) => return self.dead_letter(msg, reason),
+        };
+        let decision = decide(
+            rules,
+            DecideInput {
+                signal: &signal,
+                subject_id: &subject_id,
+                position: SourcePosition {
+                    topic: msg.topic.to_string(),
+                    partition: msg.partition,
+                    offset: msg.offset,
+                },
+                decided_at: msg.timestamp.unwrap_or(signal.received_at),
+                global_dry_run: self.settings.rules.dry_run,
+                decode_micros: started.elapsed().as_micros() as i64,
+            },
+        );
+        match self.encode(&decision, &subject_id) {
+            Ok(out) => (Processed::Decided(Box::new(decision)), out),
+            Err(e) => self.dead_letter(
+                msg,
+                DeadLetterReason::Decode(DecodeError::BadAvro(format!(
+                    "output does not encode: {e}"
+                ))),
+            ),
+        }
+    }
+
+    fn encode(&self, decision: &Decision, subject_id: &str) -> Result<Vec<OutRecord>, String> {
+        let key = subject_id.as_bytes().to_vec();
+        let mut out = Vec::with_capacity(decision.commands.len() + 1);
+        for c in &decision.commands {
+            let topic = self
+                .target_topics
+                .get(&c.target)
+                .ok_or_else(|| format!("no topic for target {:?}", c.target))?;
+            let payload = match self.settings.output.format {
+                OutputFormat::Avro => self.codec.encode_command(c).map_err(|e| e.to_string())?,
+                OutputFormat::Json => serde_json::to_vec(c).map_err(|e| e.to_string())?,
+            };
+            out.push(OutRecord {
+                topic: topic.clone(),
+                key: Some(key.clone()),
+                payload,
+                headers: vec![("containd.command_id", c.command_id.as_bytes().to_vec())],
+                kind: OutKind::Command {
+                    target: c.target.clone(),
+                    action: c.action.clone(),
+                },
+            });
+        }
+        let payload = match self.settings.output.format {
+            OutputFormat::Avro => self
+                .codec
+                .encode_decision(&decision.record)
+                .map_err(|e| e.to_string())?,
+            OutputFormat::Json => serde_json::to_vec(&decision.record).map_err(|e| e.to_string())?,
+        };
+        out.push(OutRecord {
+            topic: self.decisions_topic.clone(),
+            key: Some(key),
+            payload,
+            headers: Vec::new(),
+            kind: OutKind::Decision,
+        });
+        Ok(out)
+    }
+
+    fn dead_letter(
+        &self,
+        msg: &Incoming<'_>,
+        reason: DeadLetterReason,
+    ) -> (Processed, Vec<OutRecord>) {
+        let record = OutRecord {
+            topic: self.dead_letter_topic.clone(),
+            key: msg.key.map(<[u8]>::to_vec),
+            payload: msg.payload.map(<[u8]>::to_vec).unwrap_or_default(),
+            headers: vec![
+                (headers::REASON_KIND, reason.kind().as_bytes().to_vec()),
+                (headers::REASON, reason.to_string().into_bytes()),
+                (headers::SOURCE_TOPIC, msg.topic.as_bytes().to_vec()),
+                (
+                    headers::SOURCE_PARTITION,
+                    msg.partition.to_string().into_bytes(),
+                ),
+                (headers::SOURCE_OFFSET, msg.offset.to_string().into_bytes()),
+            ],
+            kind: OutKind::DeadLetter,
+        };
+        let dl = DeadLetter {
+            reason,
+            topic: msg.topic.to_string(),
+            partition: msg.partition,
+            offset: msg.offset,
+        };
+        (Processed::DeadLettered(dl), vec![record])
+    }
+}

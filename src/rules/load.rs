@@ -1,0 +1,317 @@
+//! Loading a rules directory: every `*.yaml`/`*.yml` file in name order, each rule checked
+//! against the configured targets and the action vocabulary. Every problem is reported with
+//! its file, line and field; a directory with any problem does not load.
+
+use super::model::{ParamSpec, RuleFile, RuleSpec};
+use super::{Action, Condition, Param, Rule, RuleSet};
+use crate::config::{Problem, TargetSettings};
+use crate::emit::command::VOCABULARY;
+use crate::signal::SubjectFormat;
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+const MEMBERS: &[&str] = &[
+    "user",
+    "device",
+    "session",
+    "application",
+    "tenant",
+    "org_unit",
+    "group",
+];
+
+/// Loads, checks and compiles the rules in `dir`.
+pub fn load_dir(
+    dir: &Path,
+    targets: &[TargetSettings],
+    extra_actions: &[String],
+) -> Result<RuleSet, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut sources = Vec::new();
+    for path in rule_files(dir)? {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => sources.push((path, text)),
+            Err(e) => problems.push(problem(&path, None, "", format!("cannot read: {e}"))),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    load_sources(sources, targets, extra_actions)
+}
+
+/// Checks and compiles rules from (file name, text) pairs, in the order given.
+pub fn load_sources(
+    sources: Vec<(PathBuf, String)>,
+    targets: &[TargetSettings],
+    extra_actions: &[String],
+) -> Result<RuleSet, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let mut hasher = Sha256::new();
+    let mut specs: Vec<(PathBuf, String, RuleSpec)> = Vec::new();
+    for (path, text) in sources {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+        hasher.update(name.unwrap_or_default().as_bytes());
+        hasher.update([0]);
+        hasher.update(text.as_bytes());
+        hasher.update([0]);
+        match serde_yaml::from_str::<RuleFile>(&text) {
+            Ok(file) => specs.extend(file.rules.into_iter().map(|r| (path.clone(), text.clone(), r))),
+            Err(e) => {
+                let line = e.location().map(|l| l.line());
+                let message = e.to_string();
+                let field = field_of_yaml_error(&message);
+                problems.push(problem(&path, line, &field, message));
+            }
+        }
+    }
+
+    let checker = Checker::new(targets, extra_actions);
+    let mut seen: HashMap<String, (PathBuf, Option<usize>)> = HashMap::new();
+    let mut compiled = Vec::new();
+    for (order, (path, text, spec)) in specs.into_iter().enumerate() {
+        let line = rule_line(&text, &spec.id);
+        if let Some((other, other_line)) = seen.get(&spec.id) {
+            let at = match other_line {
+                Some(l) => format!("{}:{l}", other.display()),
+                None => other.display().to_string(),
+            };
+            problems.push(problem(
+                &path,
+                line,
+                &format!("rule {}.id", spec.id),
+                format!("duplicate rule id (first defined at {at})"),
+            ));
+        }
+        seen.insert(spec.id.clone(), (path.clone(), line));
+        match checker.compile(&path, &text, line, spec) {
+            Ok(rule) => compiled.push((order, rule)),
+            Err(mut p) => problems.append(&mut p),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    compiled.sort_by_key(|(order, (rule, _))| (std::cmp::Reverse(rule.priority), *order));
+    let (rules, types): (Vec<Rule>, Vec<Vec<String>>) =
+        compiled.into_iter().map(|(_, pair)| pair).unzip();
+    let version = hex::encode(&hasher.finalize()[..6]);
+    Ok(RuleSet::new(rules, types, version))
+}
+
+fn rule_files(dir: &Path) -> Result<Vec<PathBuf>, Vec<Problem>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        vec![problem(dir, None, "rules.dir", format!("cannot read rules directory: {e}"))]
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            p.is_file()
+                && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml"))
+                && !p
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.ends_with(".test.yaml") || n.ends_with(".test.yml"))
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+fn problem(file: &Path, line: Option<usize>, field: &str, message: String) -> Problem {
+    Problem {
+        file: file.into(),
+        line,
+        field: field.into(),
+        message,
+    }
+}
+
+/// Line of `id: <id>` (the rule's first line in practice).
+fn rule_line(text: &str, id: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            let t = l.trim_start().trim_start_matches("- ").trim();
+            t.strip_prefix("id:")
+                .is_some_and(|v| v.trim().trim_matches(|c| c == '"' || c == '\'') == id)
+        })
+        .map(|i| i + 1)
+}
+
+/// Line at or after `from` whose text contains `needle`.
+fn line_after(text: &str, from: Option<usize>, needle: &str) -> Option<usize> {
+    let start = from.unwrap_or(1);
+    text.lines()
+        .enumerate()
+        .skip(start - 1)
+        .find(|(_, l)| l.contains(needle))
+        .map(|(i, _)| i + 1)
+        .or(from)
+}
+
+fn field_of_yaml_error(message: &str) -> String {
+    message
+        .split(": ")
+        .next()
+        .filter(|f| f.starts_with("rules") && !f.contains(' '))
+        .unwrap_or("")
+        .to_string()
+}
+
+struct Checker<'a> {
+    targets: &'a [TargetSettings],
+    actions: BTreeSet<&'a str>,
+}
+
+impl<'a> Checker<'a> {
+    fn new(targets: &'a [TargetSettings], extra_actions: &'a [String]) -> Self {
+        let actions = VOCABULARY
+            .iter()
+            .copied()
+            .chain(extra_actions.iter().map(String::as_str))
+            .collect();
+        Self { targets, actions }
+    }
+
+    fn compile(
+        &self,
+        path: &Path,
+        text: &str,
+        line: Option<usize>,
+        spec: RuleSpec,
+    ) -> Result<(Rule, Vec<String>), Vec<Problem>> {
+        let mut problems = Vec::new();
+        let id = spec.id.clone();
+        let mut report = |needle: &str, field: &str, message: String| {
+            problems.push(problem(
+                path,
+                line_after(text, line, needle),
+                &format!("rule {id}.{field}"),
+                message,
+            ))
+        };
+        if spec.id.trim().is_empty() {
+            report("id:", "id", "must not be empty".into());
+        }
+        if spec.matcher.event_types.is_empty() {
+            report(
+                "event_types",
+                "match.event_types",
+                "list at least one event type (or \"*\")".into(),
+            );
+        }
+        for f in &spec.matcher.subject_formats {
+            if SubjectFormat::parse(f).is_none() {
+                report(f, "match.subject_formats", format!("unknown subject format {f:?}"));
+            }
+        }
+        for m in &spec.matcher.subject_members {
+            if !MEMBERS.contains(&m.as_str()) {
+                report(m, "match.subject_members", format!("unknown complex member {m:?}; one of {MEMBERS:?}"));
+            }
+        }
+        let condition = match spec.condition.as_deref().map(Condition::compile) {
+            None => None,
+            Some(Ok(c)) => Some(c),
+            Some(Err(e)) => {
+                report("condition", "condition", format!("CEL: {e}"));
+                None
+            }
+        };
+        let mut actions = Vec::new();
+        for (i, a) in spec.actions.iter().enumerate() {
+            let field = format!("actions[{i}]");
+            if !self.actions.contains(a.action.as_str()) {
+                report(
+                    &a.action,
+                    &format!("{field}.action"),
+                    format!("unknown action {:?}", a.action),
+                );
+                continue;
+            }
+            if a.targets.is_empty() {
+                report(&a.action, &format!("{field}.targets"), "name at least one target".into());
+            }
+            let mut resolved = Vec::new();
+            for t in &a.targets {
+                match self.resolve(t, &a.action) {
+                    Ok(names) => resolved.extend(names),
+                    Err(msg) => report(t, &format!("{field}.targets"), msg),
+                }
+            }
+            resolved.dedup();
+            let mut parameters = Vec::new();
+            for (name, p) in &a.parameters {
+                match p {
+                    ParamSpec::Literal(v) => parameters.push((name.clone(), Param::Literal(v.clone()))),
+                    ParamSpec::Expr { cel } => match Condition::compile(cel) {
+                        Ok(c) => parameters.push((name.clone(), Param::Expr(c))),
+                        Err(e) => report(
+                            name,
+                            &format!("{field}.parameters.{name}"),
+                            format!("CEL: {e}"),
+                        ),
+                    },
+                }
+            }
+            actions.push(Action {
+                action: a.action.clone(),
+                targets: resolved,
+                parameters,
+                expires_in: a.expires_in,
+            });
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let rule = Rule {
+            id: spec.id,
+            description: spec.description,
+            priority: spec.priority,
+            dry_run: spec.dry_run,
+            stop: spec.stop,
+            sources: spec.matcher.sources,
+            subject_formats: spec.matcher.subject_formats,
+            subject_members: spec.matcher.subject_members,
+            condition,
+            actions,
+            file: path.into(),
+            line,
+        };
+        Ok((rule, spec.matcher.event_types))
+    }
+
+    /// A target name, or `kind:<kind>` for every target of that kind that accepts the action.
+    fn resolve(&self, target: &str, action: &str) -> Result<Vec<String>, String> {
+        if let Some(kind) = target.strip_prefix("kind:") {
+            let of_kind: Vec<&TargetSettings> =
+                self.targets.iter().filter(|t| t.kind.name() == kind).collect();
+            if of_kind.is_empty() {
+                return Err(format!("no configured target is of kind {kind:?}"));
+            }
+            let accepting: Vec<String> = of_kind
+                .iter()
+                .filter(|t| t.actions.iter().any(|a| a == action))
+                .map(|t| t.name.clone())
+                .collect();
+            if accepting.is_empty() {
+                return Err(format!("no target of kind {kind:?} accepts {action:?}"));
+            }
+            return Ok(accepting);
+        }
+        let t = self
+            .targets
+            .iter()
+            .find(|t| t.name == target)
+            .ok_or_else(|| format!("unknown target {target:?}"))?;
+        if !t.actions.iter().any(|a| a == action) {
+            return Err(format!(
+                "target {target:?} does not accept {action:?} (it accepts {:?})",
+                t.actions
+            ));
+        }
+        Ok(vec![t.name.clone()])
+    }
+}

@@ -1,0 +1,159 @@
+//! Semantic checks on a decoded signal. A signal that fails is dead-lettered with the
+//! reason; the checks follow what CAEP 1.0 and RISC 1.0 make required.
+
+use super::event_types::{caep, is_known_caep_or_risc, risc, CAEP_PREFIX, RISC_PREFIX};
+use super::{Signal, SubjectFormat};
+
+/// Why a decoded signal is not acceptable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ValidationError {
+    #[error("field `{0}` is empty")]
+    EmptyField(&'static str),
+    #[error("event type {0:?} is under the CAEP/RISC namespace but neither profile defines it")]
+    UnknownEventType(String),
+    #[error("event type {0:?} is not namespaced (expected a URI or URN)")]
+    UnnamespacedEventType(String),
+    #[error("subject format {0:?} is not a known RFC 9493/SSF format")]
+    UnknownSubjectFormat(String),
+    #[error("subject: {0}")]
+    InvalidSubject(String),
+    #[error("{event}: {problem}")]
+    InvalidEventFields { event: String, problem: String },
+}
+
+impl ValidationError {
+    /// Stable reason kind for the dead-letter header and metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::EmptyField(_) => "missing_field",
+            Self::UnknownEventType(_) | Self::UnnamespacedEventType(_) => "unknown_event_type",
+            Self::UnknownSubjectFormat(_) => "unknown_subject_format",
+            Self::InvalidSubject(_) => "invalid_subject",
+            Self::InvalidEventFields { .. } => "invalid_event_fields",
+        }
+    }
+}
+
+pub fn validate(signal: &Signal) -> Result<(), ValidationError> {
+    if signal.id.is_empty() {
+        return Err(ValidationError::EmptyField("id"));
+    }
+    if signal.source.issuer.is_empty() {
+        return Err(ValidationError::EmptyField("source.issuer"));
+    }
+    check_event_type(&signal.event_type)?;
+    check_subject(signal)?;
+    check_event_fields(signal)
+}
+
+fn check_event_type(event_type: &str) -> Result<(), ValidationError> {
+    match is_known_caep_or_risc(event_type) {
+        Some(true) => Ok(()),
+        Some(false) => Err(ValidationError::UnknownEventType(event_type.into())),
+        None if event_type.contains(':') && !event_type.ends_with(':') => Ok(()),
+        None => Err(ValidationError::UnnamespacedEventType(event_type.into())),
+    }
+}
+
+fn check_subject(signal: &Signal) -> Result<(), ValidationError> {
+    let subject = &signal.subject;
+    let format = SubjectFormat::parse(&subject.format)
+        .ok_or_else(|| ValidationError::UnknownSubjectFormat(subject.format.clone()))?;
+    let check_simple = |what: &str, format_name: &str, id: Option<String>| {
+        let format = SubjectFormat::parse(format_name)
+            .ok_or_else(|| ValidationError::UnknownSubjectFormat(format_name.into()))?;
+        if matches!(format, SubjectFormat::Complex | SubjectFormat::Aliases) {
+            return Err(ValidationError::InvalidSubject(format!(
+                "{what} may not nest a {format_name} subject"
+            )));
+        }
+        id.map(|_| ()).ok_or_else(|| {
+            ValidationError::InvalidSubject(format!(
+                "{what} ({format_name}) needs members {:?}",
+                format.required_members()
+            ))
+        })
+    };
+    match format {
+        SubjectFormat::Complex => {
+            let mut any = false;
+            for (name, member) in subject.members() {
+                if let Some(m) = member {
+                    check_simple(name, &m.format, m.id())?;
+                    any = true;
+                }
+            }
+            if !any {
+                return Err(ValidationError::InvalidSubject(
+                    "complex subject has no members".into(),
+                ));
+            }
+        }
+        SubjectFormat::Aliases => {
+            if subject.aliases.is_empty() {
+                return Err(ValidationError::InvalidSubject(
+                    "aliases subject has no identifiers".into(),
+                ));
+            }
+            for m in &subject.aliases {
+                check_simple("alias", &m.format, m.id())?;
+            }
+        }
+        simple => check_simple("subject", simple.name(), subject.id())?,
+    }
+    Ok(())
+}
+
+fn check_event_fields(signal: &Signal) -> Result<(), ValidationError> {
+    let e = &signal.event;
+    let fail = |problem: &str| {
+        Err(ValidationError::InvalidEventFields {
+            event: signal.event_type.clone(),
+            problem: problem.into(),
+        })
+    };
+    let one_of = |value: &Option<String>, allowed: &[&str]| {
+        value.as_deref().is_some_and(|v| allowed.contains(&v))
+    };
+    if let Some(name) = signal.event_type.strip_prefix(CAEP_PREFIX) {
+        match name {
+            caep::DEVICE_COMPLIANCE_CHANGE => {
+                if !one_of(&e.current_status, &["compliant", "not-compliant"]) {
+                    return fail("current_status must be compliant or not-compliant");
+                }
+            }
+            caep::CREDENTIAL_CHANGE => {
+                if e.credential_type.as_deref().unwrap_or("").is_empty() {
+                    return fail("credential_type is required");
+                }
+                if !one_of(&e.change_type, &["create", "revoke", "update", "delete"]) {
+                    return fail("change_type must be create, revoke, update or delete");
+                }
+            }
+            caep::RISK_LEVEL_CHANGE => {
+                if e.principal.as_deref().unwrap_or("").is_empty() {
+                    return fail("principal is required");
+                }
+                if !one_of(&e.current_level, &["LOW", "MEDIUM", "HIGH"]) {
+                    return fail("current_level must be LOW, MEDIUM or HIGH");
+                }
+            }
+            caep::ASSURANCE_LEVEL_CHANGE => {
+                if e.namespace.is_none() || e.current_level.is_none() {
+                    return fail("namespace and current_level are required");
+                }
+            }
+            caep::TOKEN_CLAIMS_CHANGE => {
+                if e.claims.is_empty() {
+                    return fail("claims are required");
+                }
+            }
+            _ => {}
+        }
+    } else if let Some(name) = signal.event_type.strip_prefix(RISC_PREFIX) {
+        if name == risc::CREDENTIAL_COMPROMISE && e.credential_type.is_none() {
+            return fail("credential_type is required");
+        }
+    }
+    Ok(())
+}

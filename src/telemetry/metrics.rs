@@ -1,0 +1,302 @@
+//! Every metric containd exports, each updated through one method named for the event.
+//! Labels are bounded: topics, targets, actions, reason kinds and rule ids come from config
+//! and rules, never from signal content.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TopicLabel {
+    topic: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    topic: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CommandLabels {
+    target: String,
+    action: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PartitionLabels {
+    topic: String,
+    partition: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RuleLabel {
+    rule: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VersionLabel {
+    version: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+}
+
+/// The registry and every metric in it.
+pub struct Metrics {
+    registry: Registry,
+    consumed: Family<TopicLabel, Counter>,
+    decisions: Family<DecisionLabels, Counter>,
+    dead_letters: Family<ReasonLabel, Counter>,
+    commands: Family<CommandLabels, Counter>,
+    condition_errors: Family<RuleLabel, Counter>,
+    delivery_failures: Counter,
+    backpressure_waits: Counter,
+    decision_latency: Histogram,
+    signal_to_command: Histogram,
+    consumer_lag: Family<PartitionLabels, Gauge>,
+    in_flight: Gauge,
+    assigned_partitions: Gauge,
+    rules_loaded: Gauge,
+    ruleset: Family<VersionLabel, Gauge>,
+    active_version: Mutex<String>,
+    transactions: Family<ReasonLabel, Counter>,
+    consumed_total: AtomicI64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("containd");
+        let m = Self {
+            consumed: Family::default(),
+            decisions: Family::default(),
+            dead_letters: Family::default(),
+            commands: Family::default(),
+            condition_errors: Family::default(),
+            delivery_failures: Counter::default(),
+            backpressure_waits: Counter::default(),
+            decision_latency: Histogram::new(exponential_buckets(0.000_005, 2.0, 18)),
+            signal_to_command: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
+            consumer_lag: Family::default(),
+            in_flight: Gauge::default(),
+            assigned_partitions: Gauge::default(),
+            rules_loaded: Gauge::default(),
+            ruleset: Family::default(),
+            active_version: Mutex::new(String::new()),
+            transactions: Family::default(),
+            consumed_total: AtomicI64::new(0),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "signals_consumed",
+            "Signal records consumed (= decisions + dead letters)",
+            m.consumed.clone(),
+        );
+        registry.register(
+            "decisions",
+            "Signals decided, by topic and outcome",
+            m.decisions.clone(),
+        );
+        registry.register(
+            "dead_letters",
+            "Records sent to the dead-letter topic, by reason kind",
+            m.dead_letters.clone(),
+        );
+        registry.register(
+            "commands",
+            "Enforcement commands produced, by target and action",
+            m.commands.clone(),
+        );
+        registry.register(
+            "rule_condition_errors",
+            "Rule conditions that failed to evaluate (treated as no match)",
+            m.condition_errors.clone(),
+        );
+        registry.register(
+            "delivery_failures",
+            "Output records the broker did not acknowledge",
+            m.delivery_failures.clone(),
+        );
+        registry.register(
+            "backpressure_waits",
+            "Times consumption paused because too many signals were in flight",
+            m.backpressure_waits.clone(),
+        );
+        registry.register(
+            "decision_latency_seconds",
+            "Decode, validate and evaluate time per signal",
+            m.decision_latency.clone(),
+        );
+        registry.register(
+            "signal_to_command_seconds",
+            "From the signal's bus timestamp to the broker acknowledging its command",
+            m.signal_to_command.clone(),
+        );
+        registry.register(
+            "consumer_lag",
+            "Records behind the high watermark, per partition (librdkafka statistics)",
+            m.consumer_lag.clone(),
+        );
+        registry.register(
+            "in_flight_signals",
+            "Signals whose outputs are not yet all acknowledged",
+            m.in_flight.clone(),
+        );
+        registry.register(
+            "assigned_partitions",
+            "Signal partitions assigned to this instance",
+            m.assigned_partitions.clone(),
+        );
+        registry.register("rules_loaded", "Rules in the active rule set", m.rules_loaded.clone());
+        registry.register(
+            "ruleset_active",
+            "1 for the active rule-set version",
+            m.ruleset.clone(),
+        );
+        registry.register(
+            "transactions",
+            "exactly_once mode: transactions by result",
+            m.transactions.clone(),
+        );
+        registry.register(
+            "build",
+            "containd build information",
+            Info::new(BuildLabels {
+                version: env!("CARGO_PKG_VERSION").into(),
+            }),
+        );
+        Self { registry, ..m }
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    pub fn signal_consumed(&self, topic: &str) {
+        self.consumed
+            .get_or_create(&TopicLabel {
+                topic: topic.into(),
+            })
+            .inc();
+        self.consumed_total.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn signal_decided(&self, topic: &str, outcome: &str, latency: Duration) {
+        self.decisions
+            .get_or_create(&DecisionLabels {
+                topic: topic.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+        self.decision_latency.observe(latency.as_secs_f64());
+    }
+
+    pub fn dead_lettered(&self, reason: &str) {
+        self.dead_letters
+            .get_or_create(&ReasonLabel {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    pub fn command_produced(&self, target: &str, action: &str) {
+        self.commands
+            .get_or_create(&CommandLabels {
+                target: target.into(),
+                action: action.into(),
+            })
+            .inc();
+    }
+
+    pub fn command_acknowledged(&self, signal_timestamp_ms: i64) {
+        let now = chrono::Utc::now().timestamp_millis();
+        let secs = (now - signal_timestamp_ms).max(0) as f64 / 1000.0;
+        self.signal_to_command.observe(secs);
+    }
+
+    pub fn condition_failed(&self, rule: &str) {
+        self.condition_errors
+            .get_or_create(&RuleLabel { rule: rule.into() })
+            .inc();
+    }
+
+    pub fn delivery_failed(&self) {
+        self.delivery_failures.inc();
+    }
+
+    pub fn backpressure_wait(&self) {
+        self.backpressure_waits.inc();
+    }
+
+    pub fn set_in_flight(&self, n: usize) {
+        self.in_flight.set(n as i64);
+    }
+
+    pub fn set_assigned_partitions(&self, n: usize) {
+        self.assigned_partitions.set(n as i64);
+    }
+
+    pub fn set_consumer_lag(&self, topic: &str, partition: i32, lag: i64) {
+        self.consumer_lag
+            .get_or_create(&PartitionLabels {
+                topic: topic.into(),
+                partition: partition.to_string(),
+            })
+            .set(lag);
+    }
+
+    pub fn rules_activated(&self, count: usize, version: &str) {
+        self.rules_loaded.set(count as i64);
+        let mut active = self.active_version.lock().unwrap_or_else(|p| p.into_inner());
+        if !active.is_empty() {
+            self.ruleset
+                .get_or_create(&VersionLabel {
+                    version: active.clone(),
+                })
+                .set(0);
+        }
+        self.ruleset
+            .get_or_create(&VersionLabel {
+                version: version.into(),
+            })
+            .set(1);
+        *active = version.into();
+    }
+
+    pub fn transaction(&self, result: &str) {
+        self.transactions
+            .get_or_create(&ReasonLabel {
+                reason: result.into(),
+            })
+            .inc();
+    }
+
+    /// Total signals consumed since start (for the shutdown summary).
+    pub fn consumed_total(&self) -> i64 {
+        self.consumed_total.load(Ordering::Relaxed)
+    }
+}

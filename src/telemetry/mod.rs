@@ -1,0 +1,8 @@
+//! Telemetry: Prometheus metrics, the health endpoints and logging. Metric names live only
+//! in `metrics.rs`; call sites record typed events.
+
+pub mod http;
+pub mod logging;
+pub mod metrics;
+
+pub use metrics::Metrics;
