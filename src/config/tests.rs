@@ -53,9 +53,9 @@ fn all_semantic_problems_are_reported_at_once() {
     let p = problems(&text);
     assert_eq!(p.len(), 2, "{p:?}");
     let shown: Vec<String> = p.iter().map(ToString::to_string).collect();
-    assert!(shown.iter().any(|s| s.starts_with("c.toml:7: input.topics")), "{shown:?}");
+    assert!(shown.iter().any(|s| s.starts_with("c.toml:6: input.topics")), "{shown:?}");
     assert!(
-        shown.iter().any(|s| s.starts_with("c.toml:17: targets[0].actions") && s.contains("sync_polcy")),
+        shown.iter().any(|s| s.starts_with("c.toml:15: targets[0].actions") && s.contains("sync_polcy")),
         "{shown:?}"
     );
 }
@@ -67,6 +67,6 @@ fn wrong_type_and_syntax_errors_carry_a_line() {
     assert!(p[0].message.contains("mainframe"), "{}", p[0]);
     let p = problems(&VALID.replace("[rules]", "[rules"));
     assert_eq!(p.len(), 1);
-    assert_eq!(p[0].line, Some(9), "{}", p[0]);
+    assert_eq!(p[0].line, Some(8), "{}", p[0]);
     assert!(p[0].message.starts_with("TOML syntax"), "{}", p[0]);
 }

@@ -62,6 +62,10 @@ pub fn load_sources(
                 let line = e.location().map(|l| l.line());
                 let message = e.to_string();
                 let field = field_of_yaml_error(&message);
+                let message = message
+                    .strip_prefix(&format!("{field}: "))
+                    .unwrap_or(&message)
+                    .to_string();
                 problems.push(problem(&path, line, &field, message));
             }
         }

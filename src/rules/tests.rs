@@ -1,0 +1,148 @@
+use super::*;
+use crate::config::{TargetKind, TargetSettings};
+use std::path::PathBuf;
+
+fn targets() -> Vec<TargetSettings> {
+    let t = |name: &str, kind, actions: &[&str]| TargetSettings {
+        name: name.into(),
+        topic: format!("containment.commands.{name}.v1"),
+        kind,
+        actions: actions.iter().map(|a| a.to_string()).collect(),
+    };
+    vec![
+        t("okta", TargetKind::Idp, &["revoke_sessions", "block_session"]),
+        t("aws", TargetKind::Cloud, &["sync_policy", "disable_credential"]),
+        t("gha", TargetKind::Cicd, &["sync_policy"]),
+        t("gitlab", TargetKind::Cicd, &["disable_credential"]),
+    ]
+}
+
+fn load(files: &[(&str, &str)]) -> Result<RuleSet, Vec<crate::config::Problem>> {
+    load_sources(
+        files
+            .iter()
+            .map(|(n, t)| (PathBuf::from(n), t.to_string()))
+            .collect(),
+        &targets(),
+        &[],
+    )
+}
+
+fn signal(event_type: &str, attrs: &[(&str, &str)]) -> Signal {
+    let mut s: Signal = serde_json::from_str(&format!(
+        r#"{{"id":"s1","source":{{"issuer":"https://idp"}},"event_type":"{event_type}",
+        "occurred_at":1,"received_at":2,
+        "subject":{{"format":"opaque","identifiers":{{"id":"svc-1"}}}}}}"#
+    ))
+    .unwrap();
+    for (k, v) in attrs {
+        s.attributes.insert(k.to_string(), v.to_string());
+    }
+    s
+}
+
+const TWO_RULES: &str = r#"
+rules:
+  - id: low
+    match: {event_types: ["urn:x:policy-changed"]}
+    actions:
+      - action: sync_policy
+        targets: ["kind:cicd", aws]
+  - id: high
+    priority: 10
+    match: {event_types: ["urn:x:*"]}
+    condition: signal.attributes.level == "HIGH"
+    actions:
+      - action: revoke_sessions
+        targets: [okta]
+"#;
+
+#[test]
+fn orders_by_priority_then_file_order_and_indexes_prefixes() {
+    let rules = load(&[("a.yaml", TWO_RULES)]).unwrap();
+    let s = signal("urn:x:policy-changed", &[("level", "HIGH")]);
+    let ids: Vec<&str> = rules
+        .evaluate(&s, "svc-1", 0)
+        .matched
+        .iter()
+        .map(|r| r.id.as_str())
+        .collect();
+    assert_eq!(ids, ["high", "low"]);
+    let s = signal("urn:x:other", &[("level", "LOW")]);
+    assert!(rules.evaluate(&s, "svc-1", 0).matched.is_empty());
+    let s = signal("urn:y:policy-changed", &[("level", "HIGH")]);
+    assert!(rules.evaluate(&s, "svc-1", 0).matched.is_empty());
+}
+
+#[test]
+fn kind_targets_resolve_to_targets_accepting_the_action() {
+    let rules = load(&[("a.yaml", TWO_RULES)]).unwrap();
+    let low = rules.rules().iter().find(|r| r.id == "low").unwrap();
+    assert_eq!(low.actions[0].targets, ["gha", "aws"]);
+}
+
+#[test]
+fn stop_skips_later_rules() {
+    let text = TWO_RULES.replace("priority: 10", "priority: 10\n    stop: true");
+    let rules = load(&[("a.yaml", &text)]).unwrap();
+    let s = signal("urn:x:policy-changed", &[("level", "HIGH")]);
+    assert_eq!(rules.evaluate(&s, "svc-1", 0).matched.len(), 1);
+}
+
+#[test]
+fn version_is_a_content_hash() {
+    let a = load(&[("a.yaml", TWO_RULES)]).unwrap();
+    let b = load(&[("a.yaml", TWO_RULES)]).unwrap();
+    let c = load(&[("a.yaml", &TWO_RULES.replace("priority: 10", "priority: 11"))]).unwrap();
+    assert_eq!(a.version(), b.version());
+    assert_ne!(a.version(), c.version());
+}
+
+fn messages(text: &str) -> Vec<String> {
+    load(&[("bad.yaml", text)])
+        .unwrap_err()
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+}
+
+#[test]
+fn unknown_target_and_unaccepted_action_name_file_line_and_field() {
+    let text = TWO_RULES
+        .replace("targets: [okta]", "targets: [okta-prod]")
+        .replace("action: sync_policy", "action: disable_credential")
+        .replace(r#"targets: ["kind:cicd", aws]"#, "targets: [gha, aws]");
+    let m = messages(&text);
+    assert_eq!(m.len(), 2, "{m:?}");
+    assert!(
+        m.iter().any(|s| s.starts_with("bad.yaml:7: rule low.actions[0].targets") && s.contains("\"gha\" does not accept")),
+        "{m:?}"
+    );
+    assert!(
+        m.iter().any(|s| s.starts_with("bad.yaml:14: rule high.actions[0].targets") && s.contains("okta-prod")),
+        "{m:?}"
+    );
+}
+
+#[test]
+fn yaml_errors_unknown_fields_and_cel_errors_are_load_errors() {
+    let m = messages(&TWO_RULES.replace("priority: 10", "priorty: 10"));
+    assert_eq!(m.len(), 1, "{m:?}");
+    assert!(m[0].starts_with("bad.yaml:9: rules[1]: unknown field `priorty`"), "{m:?}");
+
+    let m = messages(&TWO_RULES.replace("== \"HIGH\"", "== "));
+    assert!(m[0].starts_with("bad.yaml:11: rule high.condition") && m[0].contains("CEL"), "{m:?}");
+
+    let m = messages(&TWO_RULES.replace("action: revoke_sessions", "action: nuke_from_orbit"));
+    assert!(m[0].contains("unknown action \"nuke_from_orbit\""), "{m:?}");
+
+    let m = messages("rules: [ {id: x");
+    assert!(m[0].starts_with("bad.yaml:2: did not find expected"), "{m:?}");
+}
+
+#[test]
+fn duplicate_ids_across_files_are_rejected() {
+    let e = load(&[("a.yaml", TWO_RULES), ("b.yaml", TWO_RULES)]).unwrap_err();
+    assert_eq!(e.len(), 2);
+    assert!(e[0].to_string().contains("duplicate rule id (first defined at a.yaml:3)"), "{}", e[0]);
+}

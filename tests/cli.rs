@@ -1,0 +1,137 @@
+//! The command line from outside: `check` on good and bad files, `run` refusing to start on
+//! them, and the embedded demo.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn containd(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_containd"))
+        .args(args)
+        .env_remove("CONTAIND__KAFKA__BOOTSTRAP_SERVERS")
+        .output()
+        .expect("containd runs")
+}
+
+fn example_config() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/containd.toml")
+        .display()
+        .to_string()
+}
+
+/// A copy of the example deployment in a temp dir, with `edit` applied to config and rules.
+fn deployment(edit_config: impl Fn(String) -> String, rule_file: Option<(&str, &str)>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let text = std::fs::read_to_string(root.join("containd.toml")).unwrap();
+    std::fs::write(dir.path().join("containd.toml"), edit_config(text)).unwrap();
+    std::fs::create_dir(dir.path().join("rules")).unwrap();
+    for e in std::fs::read_dir(root.join("rules")).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, dir.path().join("rules").join(p.file_name().unwrap())).unwrap();
+    }
+    if let Some((name, text)) = rule_file {
+        std::fs::write(dir.path().join("rules").join(name), text).unwrap();
+    }
+    dir
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn check_accepts_the_example_deployment() {
+    let o = containd(&["check", "--config", &example_config()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.starts_with("ok: 7 targets, 7 rules"), "{out}");
+}
+
+#[test]
+fn bad_config_exits_78_naming_file_line_and_field() {
+    let dir = deployment(|t| t.replace("mode = \"at_least_once\"", "mode = \"at_most_once\""), None);
+    let cfg = dir.path().join("containd.toml");
+    for cmd in ["check", "run"] {
+        let o = containd(&[cmd, "--config", cfg.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(78), "{cmd}: {}", stderr(&o));
+        let err = stderr(&o);
+        let line = std::fs::read_to_string(&cfg)
+            .unwrap()
+            .lines()
+            .position(|l| l.contains("at_most_once"))
+            .unwrap()
+            + 1;
+        assert!(
+            err.contains(&format!("containd.toml:{line}: delivery.mode")) && err.contains("at_most_once"),
+            "{cmd}: {err}"
+        );
+    }
+}
+
+#[test]
+fn bad_rules_exit_78_with_every_problem() {
+    let broken = "rules:\n  - id: broken\n    match:\n      event_types: [urn:x:y]\n    condition: signal.attributes.risk ==\n    actions:\n      - action: quarantine_workload\n        targets: [okta]\n      - action: launch_missiles\n        targets: [aws]\n";
+    let dir = deployment(|t| t, Some(("99-broken.yaml", broken)));
+    let cfg = dir.path().join("containd.toml");
+    let o = containd(&["check", "--config", cfg.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(78));
+    let err = stderr(&o);
+    assert!(err.contains("99-broken.yaml:5: rule broken.condition: CEL"), "{err}");
+    assert!(
+        err.contains("99-broken.yaml:8: rule broken.actions[0].targets: target \"okta\" does not accept \"quarantine_workload\""),
+        "{err}"
+    );
+    assert!(err.contains("99-broken.yaml:9: rule broken.actions[1].action: unknown action \"launch_missiles\""), "{err}");
+    assert!(err.contains("3 problem(s)"), "{err}");
+}
+
+#[test]
+fn unknown_config_field_and_missing_rules_dir_are_reported() {
+    let dir = deployment(|t| t.replace("dry_run = false", "dry_run = false\ndryrun = true"), None);
+    let o = containd(&["check", "--config", dir.path().join("containd.toml").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(78));
+    assert!(stderr(&o).contains("dryrun"), "{}", stderr(&o));
+
+    let dir = deployment(|t| t.replace("dir = \"rules\"", "dir = \"no-such-dir\""), None);
+    let o = containd(&["check", "--config", dir.path().join("containd.toml").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(78));
+    assert!(stderr(&o).contains("no-such-dir") && stderr(&o).contains("rules.dir"), "{}", stderr(&o));
+}
+
+#[test]
+fn environment_overrides_the_file() {
+    let o = Command::new(env!("CARGO_BIN_EXE_containd"))
+        .args(["check", "--config", &example_config()])
+        .env("CONTAIND__RULES__DIR", "/nonexistent/rules")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(78));
+    assert!(stderr(&o).contains("/nonexistent/rules"), "{}", stderr(&o));
+}
+
+#[test]
+fn demo_prints_commands_for_all_five_scenarios() {
+    let o = containd(&["demo", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
+    let has = |rule: &str, action: &str| {
+        lines.iter().any(|l| l["rule_id"] == rule && l["action"] == action)
+    };
+    assert!(has("device-noncompliant-step-up", "require_step_up"));
+    assert!(has("device-compromised-block-session", "block_session"));
+    assert!(has("secret-rotated-disable-stale", "disable_credential"));
+    assert!(has("pam-high-risk-session", "shorten_access_window"));
+    assert!(has("pam-high-risk-session", "revoke_access"));
+    assert!(has("incident-quarantine-agent", "quarantine_workload"));
+    assert!(has("policy-changed-sync", "sync_policy"));
+    assert_eq!(lines.len(), 18, "every command of the seed scenarios, once");
+    for l in &lines {
+        for field in ["target", "action", "subject_id", "rule_id", "command_id"] {
+            assert!(l[field].as_str().is_some_and(|s| !s.is_empty()), "{field} in {l}");
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! Test harness: a real broker (started by scripts/test, address in CONTAIND_TEST_BOOTSTRAP),
+//! the built daemon started as a child process, and readers for its output topics.
+#![allow(dead_code)]
+
+use containd::codec::{AvroCodec, Schemas};
+use containd::emit::{DecisionRecord, EnforcementCommand};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::{Headers, Message};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub const PARTITIONS: i32 = 4;
+
+pub fn bootstrap() -> String {
+    std::env::var("CONTAIND_TEST_BOOTSTRAP").expect(
+        "CONTAIND_TEST_BOOTSTRAP is not set: run the suite with scripts/test, which starts a broker",
+    )
+}
+
+/// A unique name prefix per test, so tests share one broker without seeing each other.
+pub fn unique(name: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Topic names of one test's deployment.
+#[derive(Debug, Clone)]
+pub struct Topics {
+    pub prefix: String,
+    pub signals: String,
+    pub decisions: String,
+    pub dead_letter: String,
+}
+
+impl Topics {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.into(),
+            signals: format!("{prefix}.signals"),
+            decisions: format!("{prefix}.decisions"),
+            dead_letter: format!("{prefix}.dead-letter"),
+        }
+    }
+
+    pub fn target(&self, name: &str) -> String {
+        format!("{}.commands.{name}", self.prefix)
+    }
+}
+
+pub const TARGETS: &[&str] = &[
+    "okta",
+    "agent-gateway",
+    "aws",
+    "kubernetes",
+    "active-directory",
+    "github-actions",
+    "cyberark",
+];
+
+pub async fn create_topics(names: &[String]) {
+    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .create()
+        .expect("admin client");
+    let topics: Vec<NewTopic> = names
+        .iter()
+        .map(|n| NewTopic::new(n, PARTITIONS, TopicReplication::Fixed(1)))
+        .collect();
+    let results = admin
+        .create_topics(&topics, &AdminOptions::new())
+        .await
+        .expect("create topics");
+    for r in results {
+        r.expect("topic created");
+    }
+}
+
+/// Writes a config for `topics` into `dir`, with the example targets and rules.
+pub fn write_config(dir: &Path, topics: &Topics, group: &str, extra_input: &str) -> PathBuf {
+    let rules_dir = dir.join("rules");
+    std::fs::create_dir_all(&rules_dir).unwrap();
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/rules");
+    for entry in std::fs::read_dir(examples).unwrap() {
+        let p = entry.unwrap().path();
+        std::fs::copy(&p, rules_dir.join(p.file_name().unwrap())).unwrap();
+    }
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/containd.toml"),
+    )
+    .unwrap();
+    // Reuse the example's targets with this test's topic names.
+    let targets_at = example.find("[[targets]]").unwrap();
+    let mut targets = example[targets_at..].to_string();
+    for t in TARGETS {
+        targets = targets.replace(
+            &format!("\"containment.commands.{t}.v1\""),
+            &format!("\"{}\"", topics.target(t)),
+        );
+    }
+    let port = free_port();
+    let text = format!(
+        r#"[kafka]
+"bootstrap.servers" = "{bootstrap}"
+"topic.metadata.refresh.interval.ms" = "1000"
+
+[input]
+topics = ["{signals}"]
+group_id = "{group}"
+{extra_input}
+
+[output]
+decisions_topic = "{decisions}"
+dead_letter_topic = "{dead_letter}"
+
+[delivery]
+commit_interval = "100ms"
+
+[rules]
+dir = "rules"
+
+[telemetry]
+listen = "127.0.0.1:{port}"
+log_level = "info,rdkafka=warn"
+
+[shutdown]
+grace = "10s"
+
+{targets}"#,
+        bootstrap = bootstrap(),
+        signals = topics.signals,
+        decisions = topics.decisions,
+        dead_letter = topics.dead_letter,
+    );
+    let path = dir.join("containd.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn all_topics(topics: &Topics) -> Vec<String> {
+    let mut v = vec![
+        topics.signals.clone(),
+        topics.decisions.clone(),
+        topics.dead_letter.clone(),
+    ];
+    v.extend(TARGETS.iter().map(|t| topics.target(t)));
+    v
+}
+
+/// A running daemon; killed on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub log: PathBuf,
+    pub metrics_port: u16,
+}
+
+impl Daemon {
+    pub fn start(config: &Path, log_name: &str) -> Self {
+        let log = config.parent().unwrap().join(log_name);
+        let text = std::fs::read_to_string(config).unwrap();
+        let metrics_port = text
+            .lines()
+            .find_map(|l| l.strip_prefix("listen = \"127.0.0.1:"))
+            .and_then(|p| p.trim_end_matches('"').parse().ok())
+            .unwrap_or(0);
+        let child = Command::new(env!("CARGO_BIN_EXE_containd"))
+            .args(["run", "--config"])
+            .arg(config)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start containd");
+        Self {
+            child,
+            log,
+            metrics_port,
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        self.child.wait().unwrap()
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn metrics(&self) -> String {
+        http_get(self.metrics_port, "/metrics").await
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Minimal HTTP/1.0 GET against the daemon's telemetry listener.
+pub async fn http_get(port: u16, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("telemetry listener");
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+/// Sum of a metric's samples whose line starts with `name` (all label sets).
+pub fn metric_sum(text: &str, name: &str) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+pub fn producer() -> FutureProducer {
+    ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("enable.idempotence", "true")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .create()
+        .expect("producer")
+}
+
+pub async fn produce(p: &FutureProducer, topic: &str, key: Option<&str>, payload: &[u8]) {
+    let mut r = FutureRecord::<str, [u8]>::to(topic).payload(payload);
+    if let Some(k) = key {
+        r = r.key(k);
+    }
+    p.send(r, Duration::from_secs(10)).await.expect("produce");
+}
+
+/// One record read back from an output topic.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub topic: String,
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    pub headers: HashMap<String, String>,
+}
+
+/// Reads every record of `topics` from the beginning (all partitions), until `done` says the
+/// collection is complete or `timeout` passes.
+pub fn read_until(
+    topics: &[String],
+    timeout: Duration,
+    mut done: impl FnMut(&[Record]) -> bool,
+) -> Vec<Record> {
+    let consumer: BaseConsumer = ClientConfig::new()
+        .set("bootstrap.servers", bootstrap())
+        .set("group.id", unique("reader"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("reader");
+    let mut tpl = TopicPartitionList::new();
+    for t in topics {
+        for p in 0..PARTITIONS {
+            tpl.add_partition_offset(t, p, Offset::Beginning).unwrap();
+        }
+    }
+    consumer.assign(&tpl).unwrap();
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    while Instant::now() < deadline {
+        if done(&out) {
+            break;
+        }
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            let mut headers = HashMap::new();
+            if let Some(h) = m.headers() {
+                for i in 0..h.count() {
+                    let hd = h.get(i);
+                    headers.insert(
+                        hd.key.to_string(),
+                        String::from_utf8_lossy(hd.value.unwrap_or_default()).into_owned(),
+                    );
+                }
+            }
+            out.push(Record {
+                topic: m.topic().to_string(),
+                key: m.key().map(<[u8]>::to_vec),
+                payload: m.payload().unwrap_or_default().to_vec(),
+                headers,
+            });
+        }
+    }
+    out
+}
+
+pub fn codec() -> AvroCodec {
+    AvroCodec::new(Arc::new(Schemas::bundled().unwrap()), &[])
+}
+
+pub fn decisions(records: &[Record], topics: &Topics) -> Vec<DecisionRecord> {
+    let c = codec();
+    records
+        .iter()
+        .filter(|r| r.topic == topics.decisions)
+        .map(|r| c.decode_decision(&r.payload).expect("decision decodes"))
+        .collect()
+}
+
+pub fn commands(records: &[Record], topics: &Topics) -> Vec<(Record, EnforcementCommand)> {
+    let c = codec();
+    records
+        .iter()
+        .filter(|r| r.topic.starts_with(&format!("{}.commands.", topics.prefix)))
+        .map(|r| (r.clone(), c.decode_command(&r.payload).expect("command decodes")))
+        .collect()
+}
+
+/// The example sample signals.
+pub fn sample_signals() -> Vec<containd::signal::Signal> {
+    containd::demo::sample_signals().expect("sample signals parse")
+}
