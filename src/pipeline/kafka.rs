@@ -37,9 +37,12 @@ pub fn producer_config(settings: &Settings, transactional_id: Option<&str>) -> C
     c.set("enable.idempotence", "true");
     set_default(&mut c, settings, "partitioner", "murmur2_random");
     set_default(&mut c, settings, "linger.ms", "5");
-    set_default(&mut c, settings, "message.timeout.ms", "120000");
-    if let Some(id) = transactional_id {
-        c.set("transactional.id", id);
+    match transactional_id {
+        // librdkafka requires message.timeout.ms <= transaction.timeout.ms (60 s default).
+        Some(id) => {
+            c.set("transactional.id", id);
+        }
+        None => set_default(&mut c, settings, "message.timeout.ms", "120000"),
     }
     c
 }
