@@ -213,8 +213,17 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// The metrics page, waiting for the listener to come up.
     pub async fn metrics(&self) -> String {
-        http_get(self.metrics_port, "/metrics").await
+        for _ in 0..100 {
+            if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).await {
+                use tokio::io::AsyncWriteExt;
+                let _ = s.shutdown().await;
+                return http_get(self.metrics_port, "/metrics").await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("telemetry listener never came up:\n{}", self.log_text());
     }
 }
 
@@ -275,12 +284,12 @@ pub struct Record {
     pub headers: HashMap<String, String>,
 }
 
-/// Reads every record of `topics` from the beginning (all partitions), until `done` says the
-/// collection is complete or `timeout` passes.
+/// Reads every record of `topics` from the beginning (all partitions), until `done`, called
+/// once per record read, says the collection is complete, or `timeout` passes.
 pub fn read_until(
     topics: &[String],
     timeout: Duration,
-    mut done: impl FnMut(&[Record]) -> bool,
+    mut done: impl FnMut(&Record) -> bool,
 ) -> Vec<Record> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap())
@@ -298,9 +307,6 @@ pub fn read_until(
     let deadline = Instant::now() + timeout;
     let mut out = Vec::new();
     while Instant::now() < deadline {
-        if done(&out) {
-            break;
-        }
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
             let mut headers = HashMap::new();
             if let Some(h) = m.headers() {
@@ -318,9 +324,21 @@ pub fn read_until(
                 payload: m.payload().unwrap_or_default().to_vec(),
                 headers,
             });
+            if done(out.last().unwrap()) {
+                break;
+            }
         }
     }
     out
+}
+
+/// A `done` for [`read_until`] that counts records until `n`.
+pub fn count(n: usize) -> impl FnMut(&Record) -> bool {
+    let mut seen = 0;
+    move |_| {
+        seen += 1;
+        seen >= n
+    }
 }
 
 pub fn codec() -> AvroCodec {
