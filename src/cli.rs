@@ -15,7 +15,11 @@ pub const EXIT_CONFIG: u8 = 78;
 pub const EXIT_FORCED: i32 = 130;
 
 #[derive(Debug, Parser)]
-#[command(name = "containd", version, about = "Containment daemon for the identity bus")]
+#[command(
+    name = "containd",
+    version,
+    about = "Containment daemon for the identity bus"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -43,7 +47,10 @@ pub enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("containd: cannot start the async runtime: {e}");
@@ -66,7 +73,11 @@ fn print_problems(problems: &[Problem]) {
 /// Loads settings and rules, or the complete list of problems.
 pub fn load(path: &std::path::Path) -> Result<(Settings, RuleSet), Vec<Problem>> {
     let settings = config::load(path).map_err(|p| p.0)?;
-    let rules = rules::load_dir(&settings.rules.dir, &settings.targets, &settings.extra_actions)?;
+    let rules = rules::load_dir(
+        &settings.rules.dir,
+        &settings.targets,
+        &settings.extra_actions,
+    )?;
     Ok((settings, rules))
 }
 
@@ -114,7 +125,10 @@ async fn run(path: PathBuf) -> ExitCode {
                 tokio::spawn(server);
             }
             Err(e) => {
-                eprintln!("error: {}: telemetry.listen: cannot bind {addr}: {e}", path.display());
+                eprintln!(
+                    "error: {}: telemetry.listen: cannot bind {addr}: {e}",
+                    path.display()
+                );
                 return ExitCode::from(EXIT_CONFIG);
             }
         }
@@ -162,7 +176,10 @@ async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
             (Ok(mut term), Ok(mut int)) => {
                 tokio::select! {
                     _ = term.recv() => {}

@@ -23,11 +23,23 @@ use std::time::Duration;
 const CONFIG: &str = include_str!("../examples/containd.toml");
 const SIGNALS: &str = include_str!("../examples/signals/seed-scenarios.jsonl");
 const RULES: &[(&str, &str)] = &[
-    ("10-device-posture.yaml", include_str!("../examples/rules/10-device-posture.yaml")),
-    ("20-secrets.yaml", include_str!("../examples/rules/20-secrets.yaml")),
+    (
+        "10-device-posture.yaml",
+        include_str!("../examples/rules/10-device-posture.yaml"),
+    ),
+    (
+        "20-secrets.yaml",
+        include_str!("../examples/rules/20-secrets.yaml"),
+    ),
     ("30-pam.yaml", include_str!("../examples/rules/30-pam.yaml")),
-    ("40-incident.yaml", include_str!("../examples/rules/40-incident.yaml")),
-    ("50-policy.yaml", include_str!("../examples/rules/50-policy.yaml")),
+    (
+        "40-incident.yaml",
+        include_str!("../examples/rules/40-incident.yaml"),
+    ),
+    (
+        "50-policy.yaml",
+        include_str!("../examples/rules/50-policy.yaml"),
+    ),
 ];
 
 /// Errors of the demo itself (the pipeline's own are reported as such).
@@ -38,7 +50,10 @@ pub enum DemoError {
     #[error("embedded rules: {0}")]
     Rules(config::Problems),
     #[error("embedded sample signals, line {line}: {error}")]
-    Signals { line: usize, error: serde_json::Error },
+    Signals {
+        line: usize,
+        error: serde_json::Error,
+    },
     #[error("mock cluster: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
     #[error("pipeline: {0}")]
@@ -65,7 +80,9 @@ pub async fn run(json: bool) -> ExitCode {
 pub fn demo_settings(bootstrap: &str) -> Result<Settings, DemoError> {
     let mut settings =
         config::parse(Path::new("examples/containd.toml"), CONFIG).map_err(DemoError::Config)?;
-    settings.kafka.insert("bootstrap.servers".into(), bootstrap.into());
+    settings
+        .kafka
+        .insert("bootstrap.servers".into(), bootstrap.into());
     settings.telemetry.listen = None;
     settings.delivery.commit_interval = Duration::from_millis(100);
     Ok(settings)
@@ -77,7 +94,9 @@ pub fn sample_signals() -> Result<Vec<Signal>, DemoError> {
         .lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).map_err(|error| DemoError::Signals { line: i + 1, error }))
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|error| DemoError::Signals { line: i + 1, error })
+        })
         .collect()
 }
 
@@ -109,11 +128,14 @@ async fn demo(json: bool) -> Result<(), DemoError> {
         .set("bootstrap.servers", &bootstrap)
         .create()?;
     for s in &signals {
-        let payload = serde_json::to_vec(s).map_err(|error| DemoError::Signals { line: 0, error })?;
+        let payload =
+            serde_json::to_vec(s).map_err(|error| DemoError::Signals { line: 0, error })?;
         let key = s.subject.id().unwrap_or_default();
         producer
             .send(
-                FutureRecord::to(&settings.input.topics[0]).key(&key).payload(&payload),
+                FutureRecord::to(&settings.input.topics[0])
+                    .key(&key)
+                    .payload(&payload),
                 Duration::from_secs(5),
             )
             .await
@@ -140,14 +162,25 @@ async fn demo(json: bool) -> Result<(), DemoError> {
         secs: 0,
     })??;
     let (decisions, commands) = collected?;
-    print(json, &signals, &decisions, &commands, &version, summary.dead_lettered);
+    print(
+        json,
+        &signals,
+        &decisions,
+        &commands,
+        &version,
+        summary.dead_lettered,
+    );
     Ok(())
 }
 
 type Collected = (Vec<DecisionRecord>, HashMap<String, EnforcementCommand>);
 
 /// Reads decisions and commands back from the output topics until every signal is decided.
-async fn collect(settings: &Settings, bootstrap: &str, want: usize) -> Result<Collected, DemoError> {
+async fn collect(
+    settings: &Settings,
+    bootstrap: &str,
+    want: usize,
+) -> Result<Collected, DemoError> {
     let codec = AvroCodec::new(Arc::new(Schemas::bundled()?), &[]);
     let reader: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", bootstrap)
@@ -163,7 +196,10 @@ async fn collect(settings: &Settings, bootstrap: &str, want: usize) -> Result<Co
     let secs = 60;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     let complete = |d: &Vec<DecisionRecord>, c: &HashMap<String, EnforcementCommand>| {
-        d.len() >= want && d.iter().flat_map(|d| &d.command_ids).all(|id| c.contains_key(id))
+        d.len() >= want
+            && d.iter()
+                .flat_map(|d| &d.command_ids)
+                .all(|id| c.contains_key(id))
     };
     while !complete(&decisions, &commands) {
         let msg = match tokio::time::timeout_at(deadline, reader.recv()).await {
@@ -180,14 +216,16 @@ async fn collect(settings: &Settings, bootstrap: &str, want: usize) -> Result<Co
         let json = settings.output.format == OutputFormat::Json;
         if msg.topic() == settings.output.decisions_topic {
             let d: DecisionRecord = if json {
-                serde_json::from_slice(payload).map_err(|e| crate::codec::DecodeError::BadJson(e.to_string()))?
+                serde_json::from_slice(payload)
+                    .map_err(|e| crate::codec::DecodeError::BadJson(e.to_string()))?
             } else {
                 codec.decode_decision(payload)?
             };
             decisions.push(d);
         } else {
             let c: EnforcementCommand = if json {
-                serde_json::from_slice(payload).map_err(|e| crate::codec::DecodeError::BadJson(e.to_string()))?
+                serde_json::from_slice(payload)
+                    .map_err(|e| crate::codec::DecodeError::BadJson(e.to_string()))?
             } else {
                 codec.decode_command(payload)?
             };
@@ -205,8 +243,10 @@ fn print(
     version: &str,
     dead_lettered: u64,
 ) {
-    let by_signal: HashMap<&str, &DecisionRecord> =
-        decisions.iter().map(|d| (d.signal_id.as_str(), d)).collect();
+    let by_signal: HashMap<&str, &DecisionRecord> = decisions
+        .iter()
+        .map(|d| (d.signal_id.as_str(), d))
+        .collect();
     if !json {
         println!(
             "containd demo: {} sample signals through the seed rules (rule set {version}) on an in-process cluster\n",
@@ -217,7 +257,9 @@ fn print(
     let mut outcomes: BTreeMap<&str, usize> = BTreeMap::new();
     let mut printed = 0;
     for s in signals {
-        let Some(d) = by_signal.get(s.id.as_str()) else { continue };
+        let Some(d) = by_signal.get(s.id.as_str()) else {
+            continue;
+        };
         *outcomes.entry(d.outcome.name()).or_default() += 1;
         for id in &d.command_ids {
             let Some(c) = commands.get(id) else { continue };
@@ -235,7 +277,10 @@ fn print(
                 });
                 println!("{line}");
             } else {
-                println!("{:<18} {:<22} {:<44} {}", c.target, c.action, c.subject.id, c.why.rule_id);
+                println!(
+                    "{:<18} {:<22} {:<44} {}",
+                    c.target, c.action, c.subject.id, c.why.rule_id
+                );
             }
         }
     }
@@ -248,7 +293,11 @@ fn print(
             outcomes.join(", "),
             dead_lettered,
             printed,
-            commands.values().map(|c| c.target.as_str()).collect::<std::collections::BTreeSet<_>>().len(),
+            commands
+                .values()
+                .map(|c| c.target.as_str())
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
         );
     }
 }

@@ -20,7 +20,10 @@ fn example_config() -> String {
 }
 
 /// A copy of the example deployment in a temp dir, with `edit` applied to config and rules.
-fn deployment(edit_config: impl Fn(String) -> String, rule_file: Option<(&str, &str)>) -> tempfile::TempDir {
+fn deployment(
+    edit_config: impl Fn(String) -> String,
+    rule_file: Option<(&str, &str)>,
+) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
     let text = std::fs::read_to_string(root.join("containd.toml")).unwrap();
@@ -50,7 +53,10 @@ fn check_accepts_the_example_deployment() {
 
 #[test]
 fn bad_config_exits_78_naming_file_line_and_field() {
-    let dir = deployment(|t| t.replace("mode = \"at_least_once\"", "mode = \"at_most_once\""), None);
+    let dir = deployment(
+        |t| t.replace("mode = \"at_least_once\"", "mode = \"at_most_once\""),
+        None,
+    );
     let cfg = dir.path().join("containd.toml");
     for cmd in ["check", "run"] {
         let o = containd(&[cmd, "--config", cfg.to_str().unwrap()]);
@@ -63,7 +69,8 @@ fn bad_config_exits_78_naming_file_line_and_field() {
             .unwrap()
             + 1;
         assert!(
-            err.contains(&format!("containd.toml:{line}: delivery.mode")) && err.contains("at_most_once"),
+            err.contains(&format!("containd.toml:{line}: delivery.mode"))
+                && err.contains("at_most_once"),
             "{cmd}: {err}"
         );
     }
@@ -77,26 +84,52 @@ fn bad_rules_exit_78_with_every_problem() {
     let o = containd(&["check", "--config", cfg.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(78));
     let err = stderr(&o);
-    assert!(err.contains("99-broken.yaml:5: rule broken.condition: CEL"), "{err}");
+    assert!(
+        err.contains("99-broken.yaml:5: rule broken.condition: CEL"),
+        "{err}"
+    );
     assert!(
         err.contains("99-broken.yaml:8: rule broken.actions[0].targets: target \"okta\" does not accept \"quarantine_workload\""),
         "{err}"
     );
-    assert!(err.contains("99-broken.yaml:9: rule broken.actions[1].action: unknown action \"launch_missiles\""), "{err}");
+    assert!(
+        err.contains(
+            "99-broken.yaml:9: rule broken.actions[1].action: unknown action \"launch_missiles\""
+        ),
+        "{err}"
+    );
     assert!(err.contains("3 problem(s)"), "{err}");
 }
 
 #[test]
 fn unknown_config_field_and_missing_rules_dir_are_reported() {
-    let dir = deployment(|t| t.replace("dry_run = false", "dry_run = false\ndryrun = true"), None);
-    let o = containd(&["check", "--config", dir.path().join("containd.toml").to_str().unwrap()]);
+    let dir = deployment(
+        |t| t.replace("dry_run = false", "dry_run = false\ndryrun = true"),
+        None,
+    );
+    let o = containd(&[
+        "check",
+        "--config",
+        dir.path().join("containd.toml").to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(78));
     assert!(stderr(&o).contains("dryrun"), "{}", stderr(&o));
 
-    let dir = deployment(|t| t.replace("dir = \"rules\"", "dir = \"no-such-dir\""), None);
-    let o = containd(&["check", "--config", dir.path().join("containd.toml").to_str().unwrap()]);
+    let dir = deployment(
+        |t| t.replace("dir = \"rules\"", "dir = \"no-such-dir\""),
+        None,
+    );
+    let o = containd(&[
+        "check",
+        "--config",
+        dir.path().join("containd.toml").to_str().unwrap(),
+    ]);
     assert_eq!(o.status.code(), Some(78));
-    assert!(stderr(&o).contains("no-such-dir") && stderr(&o).contains("rules.dir"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no-such-dir") && stderr(&o).contains("rules.dir"),
+        "{}",
+        stderr(&o)
+    );
 }
 
 #[test]
@@ -119,7 +152,9 @@ fn demo_prints_commands_for_all_five_scenarios() {
         .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
         .collect();
     let has = |rule: &str, action: &str| {
-        lines.iter().any(|l| l["rule_id"] == rule && l["action"] == action)
+        lines
+            .iter()
+            .any(|l| l["rule_id"] == rule && l["action"] == action)
     };
     assert!(has("device-noncompliant-step-up", "require_step_up"));
     assert!(has("device-compromised-block-session", "block_session"));
@@ -131,7 +166,10 @@ fn demo_prints_commands_for_all_five_scenarios() {
     assert_eq!(lines.len(), 18, "every command of the seed scenarios, once");
     for l in &lines {
         for field in ["target", "action", "subject_id", "rule_id", "command_id"] {
-            assert!(l[field].as_str().is_some_and(|s| !s.is_empty()), "{field} in {l}");
+            assert!(
+                l[field].as_str().is_some_and(|s| !s.is_empty()),
+                "{field} in {l}"
+            );
         }
     }
 }

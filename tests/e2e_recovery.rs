@@ -11,26 +11,54 @@ use rdkafka::producer::FutureRecord;
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
+/// (rule, action, target) of one expected command.
+type Planned = (&'static str, &'static str, &'static str);
+
 /// `n` signals cycling through the acting seed scenarios, each with its own id and one of
 /// `subjects` subjects, with the (signal, rule, action, target) commands each must yield.
 fn stream(n: usize, subjects: usize) -> (Vec<Signal>, BTreeSet<String>) {
     let seeds = sample_signals();
     // Scenario index → its (rule, action, target) commands under the example rules.
-    let plan: Vec<(usize, Vec<(&str, &str, &str)>)> = vec![
-        (2, vec![
-            ("secret-rotated-disable-stale", "disable_credential", "aws"),
-            ("secret-rotated-disable-stale", "disable_credential", "github-actions"),
-            ("secret-rotated-disable-stale", "disable_credential", "active-directory"),
-        ]),
-        (3, vec![
-            ("pam-high-risk-session", "shorten_access_window", "cyberark"),
-            ("pam-high-risk-session", "revoke_access", "aws"),
-            ("pam-high-risk-session", "revoke_access", "active-directory"),
-        ]),
-        (4, vec![
-            ("incident-quarantine-agent", "quarantine_workload", "kubernetes"),
-            ("incident-quarantine-agent", "quarantine_workload", "agent-gateway"),
-        ]),
+    let plan: Vec<(usize, Vec<Planned>)> = vec![
+        (
+            2,
+            vec![
+                ("secret-rotated-disable-stale", "disable_credential", "aws"),
+                (
+                    "secret-rotated-disable-stale",
+                    "disable_credential",
+                    "github-actions",
+                ),
+                (
+                    "secret-rotated-disable-stale",
+                    "disable_credential",
+                    "active-directory",
+                ),
+            ],
+        ),
+        (
+            3,
+            vec![
+                ("pam-high-risk-session", "shorten_access_window", "cyberark"),
+                ("pam-high-risk-session", "revoke_access", "aws"),
+                ("pam-high-risk-session", "revoke_access", "active-directory"),
+            ],
+        ),
+        (
+            4,
+            vec![
+                (
+                    "incident-quarantine-agent",
+                    "quarantine_workload",
+                    "kubernetes",
+                ),
+                (
+                    "incident-quarantine-agent",
+                    "quarantine_workload",
+                    "agent-gateway",
+                ),
+            ],
+        ),
     ];
     let mut signals = Vec::with_capacity(n);
     let mut expected = BTreeSet::new();
@@ -40,9 +68,12 @@ fn stream(n: usize, subjects: usize) -> (Vec<Signal>, BTreeSet<String>) {
         s.id = format!("stream-{i:06}");
         let subject = format!("svc-{:04}", i % subjects);
         if let Some(app) = s.subject.application.as_mut() {
-            app.identifiers.insert("uri".into(), format!("wimse://acme.example/{subject}"));
+            app.identifiers
+                .insert("uri".into(), format!("wimse://acme.example/{subject}"));
         } else if s.subject.format == "uri" {
-            s.subject.identifiers.insert("uri".into(), format!("wimse://acme.example/{subject}"));
+            s.subject
+                .identifiers
+                .insert("uri".into(), format!("wimse://acme.example/{subject}"));
         } else {
             s.subject.identifiers.insert("id".into(), subject);
         }
@@ -63,7 +94,9 @@ async fn produce_all(topic: &str, signals: &[Signal]) {
             .collect();
         let sends = payloads.iter().map(|(k, v)| {
             p.send(
-                FutureRecord::to(topic).key(k.as_str()).payload(v.as_slice()),
+                FutureRecord::to(topic)
+                    .key(k.as_str())
+                    .payload(v.as_slice()),
                 Duration::from_secs(30),
             )
         });
@@ -100,7 +133,9 @@ fn ids_and_copies(records: &[Record]) -> (BTreeSet<String>, usize, Vec<String>) 
     let mut differing = Vec::new();
     for (id, copies) in &by_id {
         duplicates += copies.len() - 1;
-        if copies.iter().any(|c| c.payload != copies[0].payload || c.topic != copies[0].topic || c.key != copies[0].key) {
+        if copies.iter().any(|c| {
+            c.payload != copies[0].payload || c.topic != copies[0].topic || c.key != copies[0].key
+        }) {
             differing.push(id.clone());
         }
     }
@@ -118,26 +153,54 @@ async fn kill_9_mid_stream_then_restart_loses_nothing_and_duplicates_are_identic
     let mut first = Daemon::start(&config, "first.log");
     produce_all(&topics.signals, &signals).await;
     // Let it get part-way, then crash it without any chance to commit.
-    let partial = read_until(&[topics.decisions.clone()], Duration::from_secs(60), count(800));
-    assert!(partial.len() >= 800, "daemon made no progress:\n{}", first.log_text());
+    let partial = read_until(
+        std::slice::from_ref(&topics.decisions),
+        Duration::from_secs(60),
+        count(800),
+    );
+    assert!(
+        partial.len() >= 800,
+        "daemon made no progress:\n{}",
+        first.log_text()
+    );
     first.kill9();
-    let before_restart = read_until(&[topics.decisions.clone()], Duration::from_secs(1), |_| false).len();
+    let before_restart = read_until(
+        std::slice::from_ref(&topics.decisions),
+        Duration::from_secs(1),
+        |_| false,
+    )
+    .len();
 
     let second = Daemon::start(&config, "second.log");
-    let records = read_until(&command_topics(&topics), Duration::from_secs(120), all_of(&expected));
+    let records = read_until(
+        &command_topics(&topics),
+        Duration::from_secs(120),
+        all_of(&expected),
+    );
     let (ids, duplicates, differing) = ids_and_copies(&records);
     let missing: Vec<&String> = expected.difference(&ids).take(5).collect();
-    assert!(missing.is_empty(), "missing commands e.g. {missing:?}\n{}", second.log_text());
+    assert!(
+        missing.is_empty(),
+        "missing commands e.g. {missing:?}\n{}",
+        second.log_text()
+    );
     let extra: Vec<&String> = ids.difference(&expected).take(5).collect();
     assert!(extra.is_empty(), "unexpected commands {extra:?}");
-    assert!(differing.is_empty(), "duplicates that differ: {differing:?}");
+    assert!(
+        differing.is_empty(),
+        "duplicates that differ: {differing:?}"
+    );
     let c = codec();
     let mut decided = BTreeSet::new();
-    read_until(&[topics.decisions.clone()], Duration::from_secs(60), |r| {
-        let d: containd::emit::DecisionRecord = c.decode_decision(&r.payload).unwrap();
-        decided.insert(d.signal_id);
-        decided.len() >= signals.len()
-    });
+    read_until(
+        std::slice::from_ref(&topics.decisions),
+        Duration::from_secs(60),
+        |r| {
+            let d: containd::emit::DecisionRecord = c.decode_decision(&r.payload).unwrap();
+            decided.insert(d.signal_id);
+            decided.len() >= signals.len()
+        },
+    );
     assert_eq!(decided.len(), signals.len(), "every signal has a decision");
     eprintln!(
         "kill -9 after {before_restart} decisions: {} commands expected, {} records read, {duplicates} replayed duplicates (all identical)",
@@ -157,9 +220,18 @@ async fn two_instances_split_partitions_and_produce_the_same_commands_as_one() {
     let config_one = write_config(dir_one.path(), &one, &unique("g"), "");
     let single = Daemon::start(&config_one, "single.log");
     produce_all(&one.signals, &signals).await;
-    let records = read_until(&command_topics(&one), Duration::from_secs(90), all_of(&expected));
+    let records = read_until(
+        &command_topics(&one),
+        Duration::from_secs(90),
+        all_of(&expected),
+    );
     let (single_ids, _, _) = ids_and_copies(&records);
-    assert_eq!(single_ids, expected, "single instance:\n{}", single.log_text());
+    assert_eq!(
+        single_ids,
+        expected,
+        "single instance:\n{}",
+        single.log_text()
+    );
     drop(single);
 
     // Two instances in one group, both assigned before the stream starts.
@@ -183,14 +255,29 @@ async fn two_instances_split_partitions_and_produce_the_same_commands_as_one() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(both_ready, "partitions not split:\nA:\n{}\nB:\n{}", a.log_text(), b.log_text());
+    assert!(
+        both_ready,
+        "partitions not split:\nA:\n{}\nB:\n{}",
+        a.log_text(),
+        b.log_text()
+    );
     produce_all(&two.signals, &signals).await;
-    let records = read_until(&command_topics(&two), Duration::from_secs(90), all_of(&expected));
+    let records = read_until(
+        &command_topics(&two),
+        Duration::from_secs(90),
+        all_of(&expected),
+    );
     let (pair_ids, _, differing) = ids_and_copies(&records);
     assert!(differing.is_empty());
-    assert_eq!(pair_ids, single_ids, "two instances produce exactly the one-instance set");
+    assert_eq!(
+        pair_ids, single_ids,
+        "two instances produce exactly the one-instance set"
+    );
     let consumed_a = metric_sum(&a.metrics().await, "containd_signals_consumed_total");
     let consumed_b = metric_sum(&b.metrics().await, "containd_signals_consumed_total");
-    assert!(consumed_a > 0.0 && consumed_b > 0.0, "both worked: {consumed_a} + {consumed_b}");
+    assert!(
+        consumed_a > 0.0 && consumed_b > 0.0,
+        "both worked: {consumed_a} + {consumed_b}"
+    );
     assert_eq!(consumed_a + consumed_b, signals.len() as f64);
 }

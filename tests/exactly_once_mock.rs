@@ -45,8 +45,14 @@ async fn read_committed(
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let settled = decisions.len() >= want;
-        let wait = if settled { tokio::time::Instant::now() + Duration::from_secs(2) } else { deadline };
-        let Ok(m) = tokio::time::timeout_at(wait, c.recv()).await else { break };
+        let wait = if settled {
+            tokio::time::Instant::now() + Duration::from_secs(2)
+        } else {
+            deadline
+        };
+        let Ok(m) = tokio::time::timeout_at(wait, c.recv()).await else {
+            break;
+        };
         let m = m.unwrap();
         if m.topic() == decisions_topic {
             decisions.push(codec.decode_decision(m.payload().unwrap()).unwrap());
@@ -57,7 +63,9 @@ async fn read_committed(
     (decisions, commands)
 }
 
-async fn run_eos(fault: Option<RDKafkaApiKey>) -> (usize, Vec<DecisionRecord>, Vec<EnforcementCommand>, String) {
+async fn run_eos(
+    fault: Option<RDKafkaApiKey>,
+) -> (usize, Vec<DecisionRecord>, Vec<EnforcementCommand>, String) {
     let mock = MockCluster::new(1).unwrap();
     let bootstrap = mock.bootstrap_servers();
     let mut settings = containd::demo::demo_settings(&bootstrap).unwrap();
@@ -65,35 +73,57 @@ async fn run_eos(fault: Option<RDKafkaApiKey>) -> (usize, Vec<DecisionRecord>, V
     settings.delivery.transaction_max_signals = 3;
     settings.delivery.transactional_id = Some("containd-eos-test".into());
     mock.create_topic(&settings.input.topics[0], 2, 1).unwrap();
-    mock.create_topic(&settings.output.decisions_topic, 1, 1).unwrap();
-    mock.create_topic(&settings.output.dead_letter_topic, 1, 1).unwrap();
+    mock.create_topic(&settings.output.decisions_topic, 1, 1)
+        .unwrap();
+    mock.create_topic(&settings.output.dead_letter_topic, 1, 1)
+        .unwrap();
     for t in &settings.targets {
         mock.create_topic(&t.topic, 1, 1).unwrap();
     }
     if let Some(api) = fault {
         // One abortable failure: the transaction containing it must abort and be redone.
-        mock.request_errors(api, &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED]);
+        mock.request_errors(
+            api,
+            &[RDKafkaRespErr::RD_KAFKA_RESP_ERR_GROUP_AUTHORIZATION_FAILED],
+        );
     }
     let signals = containd::demo::sample_signals().unwrap();
-    let p: FutureProducer = ClientConfig::new().set("bootstrap.servers", &bootstrap).create().unwrap();
+    let p: FutureProducer = ClientConfig::new()
+        .set("bootstrap.servers", &bootstrap)
+        .create()
+        .unwrap();
     for s in &signals {
         let key = s.subject.id().unwrap();
         let payload = serde_json::to_vec(s).unwrap();
-        p.send(FutureRecord::to(&settings.input.topics[0]).key(&key).payload(&payload), Duration::from_secs(5))
-            .await
-            .unwrap();
+        p.send(
+            FutureRecord::to(&settings.input.topics[0])
+                .key(&key)
+                .payload(&payload),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap();
     }
     let metrics = Arc::new(Metrics::new());
     let settings = Arc::new(settings);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let runtime = Runtime { rules: rules(&settings), metrics: metrics.clone(), health: Arc::new(Health::default()) };
+    let runtime = Runtime {
+        rules: rules(&settings),
+        metrics: metrics.clone(),
+        health: Arc::new(Health::default()),
+    };
     let task = tokio::spawn(pipeline::run(settings.clone(), runtime, async {
         let _ = rx.await;
     }));
     let mut topics: Vec<&str> = settings.targets.iter().map(|t| t.topic.as_str()).collect();
     topics.push(&settings.output.decisions_topic);
-    let (decisions, commands) =
-        read_committed(&bootstrap, &topics, &settings.output.decisions_topic, signals.len()).await;
+    let (decisions, commands) = read_committed(
+        &bootstrap,
+        &topics,
+        &settings.output.decisions_topic,
+        signals.len(),
+    )
+    .await;
     let _ = tx.send(());
     task.await.unwrap().expect("pipeline ends cleanly");
     (signals.len(), decisions, commands, metrics.render())
@@ -105,7 +135,10 @@ fn assert_exactly_once(n: usize, decisions: &[DecisionRecord], commands: &[Enfor
         *per_signal.entry(d.signal_id.as_str()).or_default() += 1;
     }
     assert_eq!(per_signal.len(), n, "every signal decided");
-    assert!(per_signal.values().all(|c| *c == 1), "no committed duplicate decisions: {per_signal:?}");
+    assert!(
+        per_signal.values().all(|c| *c == 1),
+        "no committed duplicate decisions: {per_signal:?}"
+    );
     let promised: usize = decisions.iter().map(|d| d.command_ids.len()).sum();
     let mut ids: Vec<&str> = commands.iter().map(|c| c.command_id.as_str()).collect();
     ids.sort_unstable();
@@ -119,12 +152,18 @@ fn assert_exactly_once(n: usize, decisions: &[DecisionRecord], commands: &[Enfor
 async fn transactions_commit_outputs_and_offsets_together() {
     let (n, decisions, commands, metrics) = run_eos(None).await;
     assert_exactly_once(n, &decisions, &commands);
-    assert!(metrics.contains("containd_transactions_total{reason=\"committed\"}"), "{metrics}");
+    assert!(
+        metrics.contains("containd_transactions_total{reason=\"committed\"}"),
+        "{metrics}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_failed_transaction_is_aborted_rewound_and_redone() {
     let (n, decisions, commands, metrics) = run_eos(Some(RDKafkaApiKey::TxnOffsetCommit)).await;
     assert_exactly_once(n, &decisions, &commands);
-    assert!(metrics.contains("containd_transactions_total{reason=\"aborted\"} 1"), "{metrics}");
+    assert!(
+        metrics.contains("containd_transactions_total{reason=\"aborted\"} 1"),
+        "{metrics}"
+    );
 }

@@ -124,9 +124,8 @@ impl AvroCodec {
 
     fn decode_datum(&self, writer: &Schema, datum: &[u8]) -> Result<Signal, DecodeError> {
         let mut cursor = Cursor::new(datum);
-        let value =
-            apache_avro::from_avro_datum(writer, &mut cursor, Some(&self.schemas.signal))
-                .map_err(|e| DecodeError::BadAvro(e.to_string()))?;
+        let value = apache_avro::from_avro_datum(writer, &mut cursor, Some(&self.schemas.signal))
+            .map_err(|e| DecodeError::BadAvro(e.to_string()))?;
         let rest = datum.len() - cursor.position() as usize;
         if rest > 0 {
             return Err(DecodeError::TrailingBytes(rest));
@@ -135,12 +134,18 @@ impl AvroCodec {
     }
 
     /// Decodes a single-object command (adapters, tests and the demo read them back).
-    pub fn decode_command<T: serde::de::DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, DecodeError> {
+    pub fn decode_command<T: serde::de::DeserializeOwned>(
+        &self,
+        bytes: &[u8],
+    ) -> Result<T, DecodeError> {
         decode_flat(&self.command_header, &self.schemas.command, bytes)
     }
 
     /// Decodes a single-object decision record.
-    pub fn decode_decision<T: serde::de::DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, DecodeError> {
+    pub fn decode_decision<T: serde::de::DeserializeOwned>(
+        &self,
+        bytes: &[u8],
+    ) -> Result<T, DecodeError> {
         decode_flat(&self.decision_header, &self.schemas.decision, bytes)
     }
 
@@ -150,7 +155,10 @@ impl AvroCodec {
     }
 
     /// Single-object encoding of a decision record.
-    pub fn encode_decision<T: Serialize>(&self, decision: &T) -> Result<Vec<u8>, apache_avro::Error> {
+    pub fn encode_decision<T: Serialize>(
+        &self,
+        decision: &T,
+    ) -> Result<Vec<u8>, apache_avro::Error> {
         encode_flat(&self.decision_header, &self.schemas.decision, decision)
     }
 

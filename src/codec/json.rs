@@ -28,7 +28,10 @@ mod tests {
         let s = decode_signal(MINIMAL.as_bytes()).unwrap();
         assert_eq!(s.occurred_at, 1_795_428_000_000);
         assert_eq!(s.subject.format, "opaque");
-        assert_eq!(s.received_at, 0, "filled in at ingest from the record timestamp");
+        assert_eq!(
+            s.received_at, 0,
+            "filled in at ingest from the record timestamp"
+        );
     }
 
     #[test]

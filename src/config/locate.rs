@@ -25,7 +25,14 @@ pub fn line_of(text: &str, field: &str) -> Option<usize> {
         }
     };
     let start = match index {
-        Some(n) => lines.iter().enumerate().filter(|(_, l)| header(l)).nth(n)?.0,
+        Some(n) => {
+            lines
+                .iter()
+                .enumerate()
+                .filter(|(_, l)| header(l))
+                .nth(n)?
+                .0
+        }
         None => match lines.iter().position(|l| header(l)) {
             Some(i) => i,
             // A top-level key (`extra_actions = …`) or a whole missing section.

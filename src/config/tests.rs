@@ -46,16 +46,22 @@ fn unknown_field_names_field_and_line() {
 
 #[test]
 fn all_semantic_problems_are_reported_at_once() {
-    let text = VALID.replace("\"sync_policy\"", "\"sync_polcy\"").replace(
-        "topics = [\"identity.signals.v1\"]",
-        "topics = []",
-    );
+    let text = VALID
+        .replace("\"sync_policy\"", "\"sync_polcy\"")
+        .replace("topics = [\"identity.signals.v1\"]", "topics = []");
     let p = problems(&text);
     assert_eq!(p.len(), 2, "{p:?}");
     let shown: Vec<String> = p.iter().map(ToString::to_string).collect();
-    assert!(shown.iter().any(|s| s.starts_with("c.toml:6: input.topics")), "{shown:?}");
     assert!(
-        shown.iter().any(|s| s.starts_with("c.toml:15: targets[0].actions") && s.contains("sync_polcy")),
+        shown
+            .iter()
+            .any(|s| s.starts_with("c.toml:6: input.topics")),
+        "{shown:?}"
+    );
+    assert!(
+        shown
+            .iter()
+            .any(|s| s.starts_with("c.toml:15: targets[0].actions") && s.contains("sync_polcy")),
         "{shown:?}"
     );
 }

@@ -29,7 +29,10 @@ pub fn validate(settings: &Settings, file: &Path, text: &str) -> Vec<Problem> {
         ),
         (true, Some(p)) => {
             if let Err(e) = regex::Regex::new(p) {
-                problem("input.topic_pattern".into(), format!("not a valid regex: {e}"));
+                problem(
+                    "input.topic_pattern".into(),
+                    format!("not a valid regex: {e}"),
+                );
             }
         }
         (false, None) => {}
@@ -45,8 +48,8 @@ pub fn validate(settings: &Settings, file: &Path, text: &str) -> Vec<Problem> {
         .as_deref()
         .and_then(|p| regex::Regex::new(p).ok());
     for topic in input.formats.keys() {
-        let consumed = input.topics.contains(topic)
-            || pattern.as_ref().is_some_and(|p| p.is_match(topic));
+        let consumed =
+            input.topics.contains(topic) || pattern.as_ref().is_some_and(|p| p.is_match(topic));
         if !consumed {
             problem(
                 format!("input.formats.{topic}"),
@@ -61,7 +64,11 @@ pub fn validate(settings: &Settings, file: &Path, text: &str) -> Vec<Problem> {
             "required (or CONTAIND__KAFKA__BOOTSTRAP_SERVERS)".into(),
         );
     }
-    for key in ["enable.auto.commit", "enable.auto.offset.store", "transactional.id"] {
+    for key in [
+        "enable.auto.commit",
+        "enable.auto.offset.store",
+        "transactional.id",
+    ] {
         if settings.kafka.contains_key(key) {
             problem(
                 format!("kafka.{key}"),
@@ -115,7 +122,9 @@ pub fn validate(settings: &Settings, file: &Path, text: &str) -> Vec<Problem> {
             if !known_actions.contains(a.as_str()) {
                 problem(
                     format!("targets[{i}].actions"),
-                    format!("unknown action {a:?} (add it to extra_actions to extend the vocabulary)"),
+                    format!(
+                        "unknown action {a:?} (add it to extra_actions to extend the vocabulary)"
+                    ),
                 );
             }
         }

@@ -4,7 +4,9 @@
 
 use super::kafka::{consumer_config, producer_config, AckContext, AckToken, RebalanceContext};
 use super::offsets::OffsetTracker;
-use super::{current, observe, Incoming, OutKind, OutRecord, PipelineError, Processor, RunSummary, Runtime};
+use super::{
+    current, observe, Incoming, OutKind, OutRecord, PipelineError, Processor, RunSummary, Runtime,
+};
 use crate::config::Settings;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
@@ -28,11 +30,12 @@ pub async fn run(
 ) -> Result<RunSummary, PipelineError> {
     let tracker = Arc::new(OffsetTracker::new());
     let consumer = create_consumer(settings, &runtime, &tracker, true)?;
-    let producer: OutputProducer = producer_config(settings, None).create_with_context(AckContext {
-        tracker: tracker.clone(),
-        metrics: runtime.metrics.clone(),
-        health: runtime.health.clone(),
-    })?;
+    let producer: OutputProducer =
+        producer_config(settings, None).create_with_context(AckContext {
+            tracker: tracker.clone(),
+            metrics: runtime.metrics.clone(),
+            health: runtime.health.clone(),
+        })?;
     subscribe(&consumer, settings)?;
     tracing::info!(group = %settings.input.group_id, "consuming");
 
@@ -101,8 +104,13 @@ pub async fn run(
     if left > 0 {
         return Err(PipelineError::GraceExpired(left));
     }
-    tracing::info!(consumed = summary.consumed, decided = summary.decided,
-        dead_lettered = summary.dead_lettered, commands = summary.commands, "stopped");
+    tracing::info!(
+        consumed = summary.consumed,
+        decided = summary.decided,
+        dead_lettered = summary.dead_lettered,
+        commands = summary.commands,
+        "stopped"
+    );
     Ok(summary)
 }
 
@@ -112,20 +120,29 @@ pub(super) fn create_consumer(
     tracker: &Arc<OffsetTracker>,
     commit_on_revoke: bool,
 ) -> Result<SignalConsumer, PipelineError> {
-    Ok(consumer_config(settings).create_with_context(RebalanceContext {
-        tracker: tracker.clone(),
-        metrics: runtime.metrics.clone(),
-        health: runtime.health.clone(),
-        drain_timeout: settings.delivery.drain_timeout,
-        commit_on_revoke,
-        assigned: Mutex::default(),
-    })?)
+    Ok(
+        consumer_config(settings).create_with_context(RebalanceContext {
+            tracker: tracker.clone(),
+            metrics: runtime.metrics.clone(),
+            health: runtime.health.clone(),
+            drain_timeout: settings.delivery.drain_timeout,
+            commit_on_revoke,
+            assigned: Mutex::default(),
+        })?,
+    )
 }
 
-pub(super) fn subscribe(consumer: &SignalConsumer, settings: &Settings) -> Result<(), PipelineError> {
+pub(super) fn subscribe(
+    consumer: &SignalConsumer,
+    settings: &Settings,
+) -> Result<(), PipelineError> {
     match &settings.input.topic_pattern {
         Some(p) => {
-            let pattern = if p.starts_with('^') { p.clone() } else { format!("^{p}") };
+            let pattern = if p.starts_with('^') {
+                p.clone()
+            } else {
+                format!("^{p}")
+            };
             consumer.subscribe(&[&pattern])?;
         }
         None => {
@@ -147,7 +164,14 @@ async fn handle(
     let started = Instant::now();
     let rules = current(&runtime.rules);
     let (processed, outputs) = processor.process(&rules, &msg);
-    observe(&runtime.metrics, summary, msg.topic, &processed, &outputs, started.elapsed());
+    observe(
+        &runtime.metrics,
+        summary,
+        msg.topic,
+        &processed,
+        &outputs,
+        started.elapsed(),
+    );
     tracker.begin(msg.topic, msg.partition, msg.offset, outputs.len() as u32);
     let topic: Arc<str> = Arc::from(msg.topic);
     for out in &outputs {

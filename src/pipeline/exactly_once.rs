@@ -28,17 +28,20 @@ pub async fn run(
 ) -> Result<RunSummary, PipelineError> {
     let tracker = Arc::new(OffsetTracker::new());
     let consumer = create_consumer(settings, &runtime, &tracker, false)?;
-    let txn_id = settings.delivery.transactional_id.clone().unwrap_or_else(|| {
-        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
-        format!("containd-{}-{host}", settings.input.group_id)
-    });
-    let producer: OutputProducer = producer_config(settings, Some(&txn_id)).create_with_context(
-        AckContext {
+    let txn_id = settings
+        .delivery
+        .transactional_id
+        .clone()
+        .unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+            format!("containd-{}-{host}", settings.input.group_id)
+        });
+    let producer: OutputProducer =
+        producer_config(settings, Some(&txn_id)).create_with_context(AckContext {
             tracker: tracker.clone(),
             metrics: runtime.metrics.clone(),
             health: runtime.health.clone(),
-        },
-    )?;
+        })?;
     producer.init_transactions(TXN_TIMEOUT)?;
     subscribe(&consumer, settings)?;
     tracing::info!(transactional_id = %txn_id, "consuming (exactly_once)");
@@ -77,13 +80,25 @@ pub async fn run(
             };
             let started = Instant::now();
             let (processed, outputs) = processor.process(&current(&runtime.rules), &incoming);
-            observe(&runtime.metrics, &mut batch_summary, incoming.topic, &processed, &outputs, started.elapsed());
+            observe(
+                &runtime.metrics,
+                &mut batch_summary,
+                incoming.topic,
+                &processed,
+                &outputs,
+                started.elapsed(),
+            );
             batch
                 .entry((incoming.topic.to_string(), incoming.partition))
                 .and_modify(|(_, next)| *next = incoming.offset + 1)
                 .or_insert((incoming.offset, incoming.offset + 1));
             let topic: Arc<str> = Arc::from(incoming.topic);
-            tracker.begin(incoming.topic, incoming.partition, incoming.offset, outputs.len() as u32);
+            tracker.begin(
+                incoming.topic,
+                incoming.partition,
+                incoming.offset,
+                outputs.len() as u32,
+            );
             for out in &outputs {
                 let token = Box::new(AckToken {
                     topic: topic.clone(),
@@ -127,7 +142,11 @@ pub async fn run(
         }
         tracker.clear();
     }
-    tracing::info!(consumed = summary.consumed, commands = summary.commands, "stopped");
+    tracing::info!(
+        consumed = summary.consumed,
+        commands = summary.commands,
+        "stopped"
+    );
     Ok(summary)
 }
 
@@ -154,7 +173,12 @@ fn rewind(
     batch: &BTreeMap<(String, i32), (i64, i64)>,
 ) -> Result<(), PipelineError> {
     for ((topic, partition), (first, _)) in batch {
-        if let Err(e) = consumer.seek(topic, *partition, Offset::Offset(*first), Duration::from_secs(5)) {
+        if let Err(e) = consumer.seek(
+            topic,
+            *partition,
+            Offset::Offset(*first),
+            Duration::from_secs(5),
+        ) {
             // The partition may have been revoked meanwhile: its new owner starts from the
             // last committed transaction, which does not include this batch.
             tracing::warn!(%topic, partition, error = %e, "rewind failed");

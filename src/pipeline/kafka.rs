@@ -96,7 +96,8 @@ impl ProducerContext for AckContext {
     fn delivery(&self, result: &DeliveryResult<'_>, token: Box<AckToken>) {
         match result {
             Ok(_) => {
-                self.tracker.ack(&token.topic, token.partition, token.offset);
+                self.tracker
+                    .ack(&token.topic, token.partition, token.offset);
                 if let Some(ts) = token.command_of_signal_at {
                     self.metrics.command_acknowledged(ts);
                 }
@@ -173,7 +174,8 @@ impl ClientContext for RebalanceContext {
         for (topic, t) in &stats.topics {
             for (partition, p) in &t.partitions {
                 if *partition >= 0 && p.consumer_lag >= 0 {
-                    self.metrics.set_consumer_lag(topic, *partition, p.consumer_lag);
+                    self.metrics
+                        .set_consumer_lag(topic, *partition, p.consumer_lag);
                 }
             }
         }

@@ -72,13 +72,17 @@ pub async fn run(
     let processor = Processor::new(settings.clone(), codec);
     {
         let rules = current(&runtime.rules);
-        runtime.metrics.rules_activated(rules.len(), rules.version());
+        runtime
+            .metrics
+            .rules_activated(rules.len(), rules.version());
     }
     match settings.delivery.mode {
         DeliveryMode::AtLeastOnce => {
             at_least_once::run(&settings, processor, runtime, shutdown).await
         }
-        DeliveryMode::ExactlyOnce => exactly_once::run(&settings, processor, runtime, shutdown).await,
+        DeliveryMode::ExactlyOnce => {
+            exactly_once::run(&settings, processor, runtime, shutdown).await
+        }
     }
 }
 
@@ -112,7 +116,11 @@ fn observe(
                     metrics.command_produced(target, action);
                 }
             }
-            tracing::debug!(outcome = d.record.outcome.name(), commands = d.commands.len(), "decided");
+            tracing::debug!(
+                outcome = d.record.outcome.name(),
+                commands = d.commands.len(),
+                "decided"
+            );
         }
         Processed::DeadLettered(dl) => {
             summary.dead_lettered += 1;

@@ -179,7 +179,10 @@ mod tests {
         t.ack("s", 0, 10);
         assert_eq!(t.position("s", 0), Some(13));
         assert_eq!(t.take_commits(), vec![("s".into(), 0, 13)]);
-        assert!(t.take_commits().is_empty(), "unchanged positions are not recommitted");
+        assert!(
+            t.take_commits().is_empty(),
+            "unchanged positions are not recommitted"
+        );
         assert_eq!(t.in_flight(), 0);
     }
 

@@ -85,9 +85,10 @@ impl Processor {
             signal.received_at = msg.timestamp.unwrap_or(signal.occurred_at);
         }
         // validate() guarantees an id; a miss here would be a bug, reported as invalid input.
-        let subject_id = signal.subject.id().ok_or(DecodeError::MissingField(
-            "subject identifiers".into(),
-        ))?;
+        let subject_id = signal
+            .subject
+            .id()
+            .ok_or(DecodeError::MissingField("subject identifiers".into()))?;
         Ok((signal, subject_id))
     }
 
@@ -152,7 +153,9 @@ impl Processor {
                 .codec
                 .encode_decision(&decision.record)
                 .map_err(|e| e.to_string())?,
-            OutputFormat::Json => serde_json::to_vec(&decision.record).map_err(|e| e.to_string())?,
+            OutputFormat::Json => {
+                serde_json::to_vec(&decision.record).map_err(|e| e.to_string())?
+            }
         };
         out.push(OutRecord {
             topic: self.decisions_topic.clone(),

@@ -57,7 +57,11 @@ pub fn load_sources(
         hasher.update(text.as_bytes());
         hasher.update([0]);
         match serde_yaml::from_str::<RuleFile>(&text) {
-            Ok(file) => specs.extend(file.rules.into_iter().map(|r| (path.clone(), text.clone(), r))),
+            Ok(file) => specs.extend(
+                file.rules
+                    .into_iter()
+                    .map(|r| (path.clone(), text.clone(), r)),
+            ),
             Err(e) => {
                 let line = e.location().map(|l| l.line());
                 let message = e.to_string();
@@ -106,7 +110,12 @@ pub fn load_sources(
 
 fn rule_files(dir: &Path) -> Result<Vec<PathBuf>, Vec<Problem>> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
-        vec![problem(dir, None, "rules.dir", format!("cannot read rules directory: {e}"))]
+        vec![problem(
+            dir,
+            None,
+            "rules.dir",
+            format!("cannot read rules directory: {e}"),
+        )]
     })?;
     let mut files: Vec<PathBuf> = entries
         .filter_map(Result::ok)
@@ -208,12 +217,20 @@ impl<'a> Checker<'a> {
         }
         for f in &spec.matcher.subject_formats {
             if SubjectFormat::parse(f).is_none() {
-                report(f, "match.subject_formats", format!("unknown subject format {f:?}"));
+                report(
+                    f,
+                    "match.subject_formats",
+                    format!("unknown subject format {f:?}"),
+                );
             }
         }
         for m in &spec.matcher.subject_members {
             if !MEMBERS.contains(&m.as_str()) {
-                report(m, "match.subject_members", format!("unknown complex member {m:?}; one of {MEMBERS:?}"));
+                report(
+                    m,
+                    "match.subject_members",
+                    format!("unknown complex member {m:?}; one of {MEMBERS:?}"),
+                );
             }
         }
         let condition = match spec.condition.as_deref().map(Condition::compile) {
@@ -236,7 +253,11 @@ impl<'a> Checker<'a> {
                 continue;
             }
             if a.targets.is_empty() {
-                report(&a.action, &format!("{field}.targets"), "name at least one target".into());
+                report(
+                    &a.action,
+                    &format!("{field}.targets"),
+                    "name at least one target".into(),
+                );
             }
             let mut resolved = Vec::new();
             for t in &a.targets {
@@ -249,7 +270,9 @@ impl<'a> Checker<'a> {
             let mut parameters = Vec::new();
             for (name, p) in &a.parameters {
                 match p {
-                    ParamSpec::Literal(v) => parameters.push((name.clone(), Param::Literal(v.clone()))),
+                    ParamSpec::Literal(v) => {
+                        parameters.push((name.clone(), Param::Literal(v.clone())))
+                    }
                     ParamSpec::Expr { cel } => match Condition::compile(cel) {
                         Ok(c) => parameters.push((name.clone(), Param::Expr(c))),
                         Err(e) => report(
@@ -290,8 +313,11 @@ impl<'a> Checker<'a> {
     /// A target name, or `kind:<kind>` for every target of that kind that accepts the action.
     fn resolve(&self, target: &str, action: &str) -> Result<Vec<String>, String> {
         if let Some(kind) = target.strip_prefix("kind:") {
-            let of_kind: Vec<&TargetSettings> =
-                self.targets.iter().filter(|t| t.kind.name() == kind).collect();
+            let of_kind: Vec<&TargetSettings> = self
+                .targets
+                .iter()
+                .filter(|t| t.kind.name() == kind)
+                .collect();
             if of_kind.is_empty() {
                 return Err(format!("no configured target is of kind {kind:?}"));
             }

@@ -75,7 +75,10 @@ impl Evaluation<'_> {
         signal: &Signal,
         subject_id: &str,
         now_millis: i64,
-    ) -> (std::collections::BTreeMap<String, String>, Vec<(String, String)>) {
+    ) -> (
+        std::collections::BTreeMap<String, String>,
+        Vec<(String, String)>,
+    ) {
         let mut out = std::collections::BTreeMap::new();
         let mut errors = Vec::new();
         for (name, p) in &action.parameters {
@@ -87,7 +90,11 @@ impl Evaluation<'_> {
                     let input = self
                         .input
                         .get_or_insert_with(|| ConditionInput::new(signal, subject_id, now_millis));
-                    match input.as_ref().map_err(Clone::clone).and_then(|i| expr.eval_string(i)) {
+                    match input
+                        .as_ref()
+                        .map_err(Clone::clone)
+                        .and_then(|i| expr.eval_string(i))
+                    {
                         Ok(v) => {
                             out.insert(name.clone(), v);
                         }

@@ -69,7 +69,5 @@ pub struct ActionSpec {
 #[serde(untagged)]
 pub enum ParamSpec {
     Literal(String),
-    Expr {
-        cel: String,
-    },
+    Expr { cel: String },
 }

@@ -10,8 +10,16 @@ fn targets() -> Vec<TargetSettings> {
         actions: actions.iter().map(|a| a.to_string()).collect(),
     };
     vec![
-        t("okta", TargetKind::Idp, &["revoke_sessions", "block_session"]),
-        t("aws", TargetKind::Cloud, &["sync_policy", "disable_credential"]),
+        t(
+            "okta",
+            TargetKind::Idp,
+            &["revoke_sessions", "block_session"],
+        ),
+        t(
+            "aws",
+            TargetKind::Cloud,
+            &["sync_policy", "disable_credential"],
+        ),
         t("gha", TargetKind::Cicd, &["sync_policy"]),
         t("gitlab", TargetKind::Cicd, &["disable_credential"]),
     ]
@@ -115,11 +123,16 @@ fn unknown_target_and_unaccepted_action_name_file_line_and_field() {
     let m = messages(&text);
     assert_eq!(m.len(), 2, "{m:?}");
     assert!(
-        m.iter().any(|s| s.starts_with("bad.yaml:7: rule low.actions[0].targets") && s.contains("\"gha\" does not accept")),
+        m.iter()
+            .any(|s| s.starts_with("bad.yaml:7: rule low.actions[0].targets")
+                && s.contains("\"gha\" does not accept")),
         "{m:?}"
     );
     assert!(
-        m.iter().any(|s| s.starts_with("bad.yaml:14: rule high.actions[0].targets") && s.contains("okta-prod")),
+        m.iter().any(
+            |s| s.starts_with("bad.yaml:14: rule high.actions[0].targets")
+                && s.contains("okta-prod")
+        ),
         "{m:?}"
     );
 }
@@ -128,21 +141,35 @@ fn unknown_target_and_unaccepted_action_name_file_line_and_field() {
 fn yaml_errors_unknown_fields_and_cel_errors_are_load_errors() {
     let m = messages(&TWO_RULES.replace("priority: 10", "priorty: 10"));
     assert_eq!(m.len(), 1, "{m:?}");
-    assert!(m[0].starts_with("bad.yaml:9: rules[1]: unknown field `priorty`"), "{m:?}");
+    assert!(
+        m[0].starts_with("bad.yaml:9: rules[1]: unknown field `priorty`"),
+        "{m:?}"
+    );
 
     let m = messages(&TWO_RULES.replace("== \"HIGH\"", "== "));
-    assert!(m[0].starts_with("bad.yaml:11: rule high.condition") && m[0].contains("CEL"), "{m:?}");
+    assert!(
+        m[0].starts_with("bad.yaml:11: rule high.condition") && m[0].contains("CEL"),
+        "{m:?}"
+    );
 
     let m = messages(&TWO_RULES.replace("action: revoke_sessions", "action: nuke_from_orbit"));
     assert!(m[0].contains("unknown action \"nuke_from_orbit\""), "{m:?}");
 
     let m = messages("rules: [ {id: x");
-    assert!(m[0].starts_with("bad.yaml:2: did not find expected"), "{m:?}");
+    assert!(
+        m[0].starts_with("bad.yaml:2: did not find expected"),
+        "{m:?}"
+    );
 }
 
 #[test]
 fn duplicate_ids_across_files_are_rejected() {
     let e = load(&[("a.yaml", TWO_RULES), ("b.yaml", TWO_RULES)]).unwrap_err();
     assert_eq!(e.len(), 2);
-    assert!(e[0].to_string().contains("duplicate rule id (first defined at a.yaml:3)"), "{}", e[0]);
+    assert!(
+        e[0].to_string()
+            .contains("duplicate rule id (first defined at a.yaml:3)"),
+        "{}",
+        e[0]
+    );
 }

@@ -65,9 +65,9 @@ pub mod risc {
 pub fn is_known_caep_or_risc(event_type: &str) -> Option<bool> {
     if let Some(name) = event_type.strip_prefix(CAEP_PREFIX) {
         Some(caep::ALL.contains(&name))
-    } else if let Some(name) = event_type.strip_prefix(RISC_PREFIX) {
-        Some(risc::ALL.contains(&name))
     } else {
-        None
+        event_type
+            .strip_prefix(RISC_PREFIX)
+            .map(|name| risc::ALL.contains(&name))
     }
 }

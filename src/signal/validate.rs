@@ -106,54 +106,115 @@ fn check_subject(signal: &Signal) -> Result<(), ValidationError> {
 
 fn check_event_fields(signal: &Signal) -> Result<(), ValidationError> {
     let e = &signal.event;
-    let fail = |problem: &str| {
-        Err(ValidationError::InvalidEventFields {
-            event: signal.event_type.clone(),
-            problem: problem.into(),
-        })
-    };
     let one_of = |value: &Option<String>, allowed: &[&str]| {
         value.as_deref().is_some_and(|v| allowed.contains(&v))
     };
-    if let Some(name) = signal.event_type.strip_prefix(CAEP_PREFIX) {
+    let present = |value: &Option<String>| value.as_deref().is_some_and(|v| !v.is_empty());
+    let problem = if let Some(name) = signal.event_type.strip_prefix(CAEP_PREFIX) {
         match name {
             caep::DEVICE_COMPLIANCE_CHANGE => {
-                if !one_of(&e.current_status, &["compliant", "not-compliant"]) {
-                    return fail("current_status must be compliant or not-compliant");
-                }
+                (!one_of(&e.current_status, &["compliant", "not-compliant"]))
+                    .then_some("current_status must be compliant or not-compliant")
+            }
+            caep::CREDENTIAL_CHANGE if !present(&e.credential_type) => {
+                Some("credential_type is required")
             }
             caep::CREDENTIAL_CHANGE => {
-                if e.credential_type.as_deref().unwrap_or("").is_empty() {
-                    return fail("credential_type is required");
-                }
-                if !one_of(&e.change_type, &["create", "revoke", "update", "delete"]) {
-                    return fail("change_type must be create, revoke, update or delete");
-                }
+                (!one_of(&e.change_type, &["create", "revoke", "update", "delete"]))
+                    .then_some("change_type must be create, revoke, update or delete")
             }
-            caep::RISK_LEVEL_CHANGE => {
-                if e.principal.as_deref().unwrap_or("").is_empty() {
-                    return fail("principal is required");
-                }
-                if !one_of(&e.current_level, &["LOW", "MEDIUM", "HIGH"]) {
-                    return fail("current_level must be LOW, MEDIUM or HIGH");
-                }
-            }
-            caep::ASSURANCE_LEVEL_CHANGE => {
-                if e.namespace.is_none() || e.current_level.is_none() {
-                    return fail("namespace and current_level are required");
-                }
-            }
-            caep::TOKEN_CLAIMS_CHANGE => {
-                if e.claims.is_empty() {
-                    return fail("claims are required");
-                }
-            }
-            _ => {}
+            caep::RISK_LEVEL_CHANGE if !present(&e.principal) => Some("principal is required"),
+            caep::RISK_LEVEL_CHANGE => (!one_of(&e.current_level, &["LOW", "MEDIUM", "HIGH"]))
+                .then_some("current_level must be LOW, MEDIUM or HIGH"),
+            caep::ASSURANCE_LEVEL_CHANGE => (!present(&e.namespace) || !present(&e.current_level))
+                .then_some("namespace and current_level are required"),
+            caep::TOKEN_CLAIMS_CHANGE => e.claims.is_empty().then_some("claims are required"),
+            _ => None,
         }
     } else if let Some(name) = signal.event_type.strip_prefix(RISC_PREFIX) {
-        if name == risc::CREDENTIAL_COMPROMISE && e.credential_type.is_none() {
-            return fail("credential_type is required");
-        }
+        (name == risc::CREDENTIAL_COMPROMISE && !present(&e.credential_type))
+            .then_some("credential_type is required")
+    } else {
+        None
+    };
+    match problem {
+        Some(problem) => Err(ValidationError::InvalidEventFields {
+            event: signal.event_type.clone(),
+            problem: problem.into(),
+        }),
+        None => Ok(()),
     }
-    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn signal(event_type: &str, event: serde_json::Value) -> Signal {
+        serde_json::from_value(serde_json::json!({
+            "id": "s1", "source": {"issuer": "https://idp"}, "event_type": event_type,
+            "occurred_at": 1, "subject": {"format": "opaque", "identifiers": {"id": "svc"}},
+            "event": event,
+        }))
+        .unwrap()
+    }
+
+    fn caep(name: &str) -> String {
+        format!("{CAEP_PREFIX}{name}")
+    }
+
+    #[test]
+    fn caep_required_fields_are_enforced() {
+        let ok = signal(
+            &caep("device-compliance-change"),
+            serde_json::json!({"current_status": "not-compliant"}),
+        );
+        assert_eq!(validate(&ok), Ok(()));
+        let bad = signal(
+            &caep("device-compliance-change"),
+            serde_json::json!({"current_status": "meh"}),
+        );
+        assert_eq!(validate(&bad).unwrap_err().kind(), "invalid_event_fields");
+        let bad = signal(
+            &caep("credential-change"),
+            serde_json::json!({"credential_type": "x509", "change_type": "rotate"}),
+        );
+        assert_eq!(validate(&bad).unwrap_err().kind(), "invalid_event_fields");
+        let bad = signal(
+            &caep("risk-level-change"),
+            serde_json::json!({"current_level": "HIGH"}),
+        );
+        assert!(validate(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("principal"));
+    }
+
+    #[test]
+    fn event_types_must_be_known_or_namespaced() {
+        let unknown = signal(&caep("session-exploded"), serde_json::json!({}));
+        assert_eq!(validate(&unknown).unwrap_err().kind(), "unknown_event_type");
+        let bare = signal("credential-rotated", serde_json::json!({}));
+        assert_eq!(validate(&bare).unwrap_err().kind(), "unknown_event_type");
+        let nhi = signal(
+            "urn:containd:event:secrets:credential-rotated",
+            serde_json::json!({}),
+        );
+        assert_eq!(validate(&nhi), Ok(()));
+    }
+
+    #[test]
+    fn subjects_are_checked_member_by_member() {
+        let mut s = signal("urn:x:y", serde_json::json!({}));
+        s.subject.format = "complex".into();
+        assert_eq!(validate(&s).unwrap_err().kind(), "invalid_subject");
+        s.subject.device = Some(crate::signal::SimpleSubject {
+            format: "email".into(),
+            identifiers: Default::default(),
+        });
+        assert!(validate(&s)
+            .unwrap_err()
+            .to_string()
+            .contains("device (email) needs members"));
+    }
 }

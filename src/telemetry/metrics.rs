@@ -167,7 +167,11 @@ impl Metrics {
             "Signal partitions assigned to this instance",
             m.assigned_partitions.clone(),
         );
-        registry.register("rules_loaded", "Rules in the active rule set", m.rules_loaded.clone());
+        registry.register(
+            "rules_loaded",
+            "Rules in the active rule set",
+            m.rules_loaded.clone(),
+        );
         registry.register(
             "ruleset_active",
             "1 for the active rule-set version",
@@ -271,7 +275,10 @@ impl Metrics {
 
     pub fn rules_activated(&self, count: usize, version: &str) {
         self.rules_loaded.set(count as i64);
-        let mut active = self.active_version.lock().unwrap_or_else(|p| p.into_inner());
+        let mut active = self
+            .active_version
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         if !active.is_empty() {
             self.ruleset
                 .get_or_create(&VersionLabel {

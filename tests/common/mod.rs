@@ -216,7 +216,9 @@ impl Daemon {
     /// The metrics page, waiting for the listener to come up.
     pub async fn metrics(&self) -> String {
         for _ in 0..100 {
-            if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).await {
+            if let Ok(mut s) =
+                tokio::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).await
+            {
                 use tokio::io::AsyncWriteExt;
                 let _ = s.shutdown().await;
                 return http_get(self.metrics_port, "/metrics").await;
@@ -359,7 +361,12 @@ pub fn commands(records: &[Record], topics: &Topics) -> Vec<(Record, Enforcement
     records
         .iter()
         .filter(|r| r.topic.starts_with(&format!("{}.commands.", topics.prefix)))
-        .map(|r| (r.clone(), c.decode_command(&r.payload).expect("command decodes")))
+        .map(|r| {
+            (
+                r.clone(),
+                c.decode_command(&r.payload).expect("command decodes"),
+            )
+        })
         .collect()
 }
 
