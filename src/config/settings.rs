@@ -256,9 +256,14 @@ impl Settings {
                 self.rules.dir = parent.join(&self.rules.dir);
             }
         }
-        self.kafka = std::mem::take(&mut self.kafka)
+        // Environment keys arrive as `bootstrap_servers` (librdkafka names have no `_`) and
+        // override the file's `bootstrap.servers`.
+        let (env, file): (Vec<_>, Vec<_>) = std::mem::take(&mut self.kafka)
             .into_iter()
-            .map(|(k, v)| (k.replace('_', "."), v))
+            .partition(|(k, _)| k.contains('_'));
+        self.kafka = file
+            .into_iter()
+            .chain(env.into_iter().map(|(k, v)| (k.replace('_', "."), v)))
             .collect();
     }
 
