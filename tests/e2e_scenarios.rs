@@ -280,12 +280,12 @@ async fn malformed_input_is_dead_lettered_and_the_stream_keeps_going() {
             "formats = {{ \"{avro_topic}\" = \"avro\", \"{confluent_topic}\" = \"confluent\" }}\nconfluent_schema_ids = [5]\nmax_message_bytes = 4096"
         ),
     );
-    // Consume all three topics.
+    // Consume all three topics through a regex subscription.
     let text = std::fs::read_to_string(&config).unwrap().replace(
         &format!("topics = [\"{}\"]", topics.signals),
         &format!(
-            "topics = [\"{}\", \"{avro_topic}\", \"{confluent_topic}\"]",
-            topics.signals
+            "topic_pattern = '^{}\\.signals.*'",
+            topics.prefix.replace('.', "\\.")
         ),
     );
     std::fs::write(&config, text).unwrap();

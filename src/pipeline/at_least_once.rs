@@ -76,7 +76,8 @@ pub async fn run(
                         payload: m.payload(),
                     };
                     let span = tracing::debug_span!("signal", topic = incoming.topic,
-                        partition = incoming.partition, offset = incoming.offset);
+                        partition = incoming.partition, offset = incoming.offset,
+                        id = tracing::field::Empty);
                     if let Err(e) = handle(&processor, &runtime, &tracker, &producer, &mut summary, incoming)
                         .instrument(span)
                         .await
@@ -164,6 +165,9 @@ async fn handle(
     let started = Instant::now();
     let rules = current(&runtime.rules);
     let (processed, outputs) = processor.process(&rules, &msg);
+    if let super::Processed::Decided(d) = &processed {
+        tracing::Span::current().record("id", d.record.signal_id.as_str());
+    }
     observe(
         &runtime.metrics,
         summary,
