@@ -9,7 +9,7 @@ use crate::telemetry::{logging, Metrics};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 pub const EXIT_CONFIG: u8 = 78;
 pub const EXIT_FORCED: i32 = 130;
@@ -133,7 +133,18 @@ async fn run(path: PathBuf) -> ExitCode {
             }
         }
     }
-    let shared: SharedRules = Arc::new(RwLock::new(Arc::new(rules)));
+    let shared: SharedRules = rules::shared(rules);
+    tokio::spawn(
+        rules::Reloader {
+            dir: settings.rules.dir.clone(),
+            targets: settings.targets.clone(),
+            extra_actions: settings.extra_actions.clone(),
+            rules: shared.clone(),
+            metrics: metrics.clone(),
+            poll: settings.rules.reload_poll,
+        }
+        .watch(stop_rx.clone()),
+    );
     let shutdown = shutdown_signal(settings.shutdown.grace);
     let result = pipeline::run(
         Arc::new(settings),

@@ -157,6 +157,9 @@ pub struct RulesSettings {
     /// Decide and record everything, emit no command.
     #[serde(default)]
     pub dry_run: bool,
+    /// How often the directory is checked for changes (SIGHUP reloads at once).
+    #[serde(default = "default_reload_poll", with = "humantime_serde")]
+    pub reload_poll: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
@@ -272,6 +275,9 @@ impl Settings {
     }
 }
 
+fn default_reload_poll() -> Duration {
+    Duration::from_secs(2)
+}
 fn default_group() -> String {
     "containd".into()
 }

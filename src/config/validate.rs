@@ -78,6 +78,15 @@ pub fn validate(settings: &Settings, file: &Path, text: &str) -> Vec<Problem> {
     }
 
     let d = &settings.delivery;
+    if d.commit_interval.is_zero() {
+        problem(
+            "delivery.commit_interval".into(),
+            "must be longer than 0".into(),
+        );
+    }
+    if settings.rules.reload_poll.is_zero() {
+        problem("rules.reload_poll".into(), "must be longer than 0".into());
+    }
     if d.max_in_flight == 0 {
         problem("delivery.max_in_flight".into(), "must be positive".into());
     }

@@ -14,11 +14,10 @@ pub use process::{Incoming, OutKind, OutRecord, Processed, Processor};
 
 use crate::codec::{AvroCodec, Schemas};
 use crate::config::{DeliveryMode, Settings};
-use crate::rules::RuleSet;
 use crate::telemetry::http::Health;
 use crate::telemetry::Metrics;
 use std::future::Future;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 /// Errors that stop the pipeline. Bad input never does: it is dead-lettered.
 #[derive(Debug, thiserror::Error)]
@@ -40,8 +39,7 @@ pub enum PipelineError {
     GraceExpired(usize),
 }
 
-/// The active rule set; a reload swaps the `Arc` between two signals.
-pub type SharedRules = Arc<RwLock<Arc<RuleSet>>>;
+pub use crate::rules::{current, SharedRules};
 
 /// Counts at the end of a run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -84,11 +82,6 @@ pub async fn run(
             exactly_once::run(&settings, processor, runtime, shutdown).await
         }
     }
-}
-
-/// The rule set in force now.
-pub fn current(rules: &SharedRules) -> Arc<RuleSet> {
-    rules.read().unwrap_or_else(|p| p.into_inner()).clone()
 }
 
 /// Records what happened to one signal in the metrics and the log.

@@ -4,10 +4,12 @@
 mod condition;
 mod load;
 mod model;
+pub mod reload;
 
 pub use condition::{Condition, ConditionInput};
 pub use load::{load_dir, load_sources};
 pub use model::{ActionSpec, MatchSpec, ParamSpec, RuleFile, RuleSpec};
+pub use reload::{current, shared, Reloader, SharedRules};
 
 use crate::signal::Signal;
 use std::collections::HashMap;

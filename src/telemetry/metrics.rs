@@ -72,6 +72,7 @@ pub struct Metrics {
     in_flight: Gauge,
     assigned_partitions: Gauge,
     rules_loaded: Gauge,
+    rules_reload_failures: Counter,
     ruleset: Family<VersionLabel, Gauge>,
     active_version: Mutex<String>,
     transactions: Family<ReasonLabel, Counter>,
@@ -101,6 +102,7 @@ impl Metrics {
             in_flight: Gauge::default(),
             assigned_partitions: Gauge::default(),
             rules_loaded: Gauge::default(),
+            rules_reload_failures: Counter::default(),
             ruleset: Family::default(),
             active_version: Mutex::new(String::new()),
             transactions: Family::default(),
@@ -171,6 +173,11 @@ impl Metrics {
             "rules_loaded",
             "Rules in the active rule set",
             m.rules_loaded.clone(),
+        );
+        registry.register(
+            "rules_reload_failures",
+            "Rule reloads refused because the new set had problems (the running set stays)",
+            m.rules_reload_failures.clone(),
         );
         registry.register(
             "ruleset_active",
@@ -292,6 +299,10 @@ impl Metrics {
             })
             .set(1);
         *active = version.into();
+    }
+
+    pub fn rules_reload_failed(&self) {
+        self.rules_reload_failures.inc();
     }
 
     pub fn transaction(&self, result: &str) {
