@@ -2,14 +2,27 @@
 //! 78 (EX_CONFIG) for a bad config or rules, 130 when a second signal forces an exit.
 
 use crate::config::{self, Problem, Settings};
+use crate::offline;
 use crate::pipeline::{self, Runtime, SharedRules};
 use crate::rules::{self, RuleSet};
 use crate::telemetry::http::{self, Health};
 use crate::telemetry::{logging, Metrics};
 use clap::{Parser, Subcommand};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
+
+/// Prints a line on stdout; a closed pipe (`containd replay … | head`) ends the output
+/// quietly instead of panicking like `println!`.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if writeln!(std::io::stdout().lock(), $($arg)*).is_err() {
+            std::process::exit(0);
+        }
+    }};
+}
+pub(crate) use say;
 
 pub const EXIT_CONFIG: u8 = 78;
 pub const EXIT_FORCED: i32 = 130;
@@ -43,6 +56,38 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Work with rules offline.
+    #[command(subcommand)]
+    Rules(RulesCommand),
+    /// What-if: decide recorded signals (JSON lines) with a rules directory, no Kafka.
+    Replay {
+        #[arg(long)]
+        rules: PathBuf,
+        #[arg(long)]
+        signals: PathBuf,
+        /// Config giving the targets; default: containd.toml in the rules dir or its parent.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// One JSON object per signal: the decision record and its commands.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RulesCommand {
+    /// Run the `*.test.yaml` cases next to the rules; prints a diff per failure.
+    Test {
+        dir: PathBuf,
+        /// Config giving the targets; default: containd.toml in DIR or its parent.
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+    },
+    /// Same as `containd check`.
+    Check {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 pub fn main() -> ExitCode {
@@ -61,6 +106,14 @@ pub fn main() -> ExitCode {
         Command::Run { config } => runtime.block_on(run(config)),
         Command::Check { config } => check(&config),
         Command::Demo { json } => runtime.block_on(crate::demo::run(json)),
+        Command::Rules(RulesCommand::Check { config }) => check(&config),
+        Command::Rules(RulesCommand::Test { dir, config }) => rules_test(&dir, config.as_deref()),
+        Command::Replay {
+            rules,
+            signals,
+            config,
+            json,
+        } => replay(&rules, &signals, config.as_deref(), json),
     }
 }
 
@@ -84,7 +137,7 @@ pub fn load(path: &std::path::Path) -> Result<(Settings, RuleSet), Vec<Problem>>
 fn check(path: &std::path::Path) -> ExitCode {
     match load(path) {
         Ok((settings, rules)) => {
-            println!(
+            say!(
                 "ok: {} targets, {} rules (version {}) from {}",
                 settings.targets.len(),
                 rules.len(),
@@ -99,6 +152,121 @@ fn check(path: &std::path::Path) -> ExitCode {
             ExitCode::from(EXIT_CONFIG)
         }
     }
+}
+
+fn offline(dir: &Path, config: Option<&Path>) -> Result<offline::OfflineDecider, ExitCode> {
+    offline::find_config(dir, config)
+        .and_then(|c| offline::OfflineDecider::load(&c, dir))
+        .map_err(|problems| {
+            print_problems(&problems);
+            ExitCode::from(EXIT_CONFIG)
+        })
+}
+
+fn rules_test(dir: &Path, config: Option<&Path>) -> ExitCode {
+    let decider = match offline(dir, config) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let (mut passed, mut failed) = (0, 0);
+    for file in offline::test_files(dir) {
+        let tests = match offline::parse_test_file(&file) {
+            Ok(t) => t,
+            Err(p) => {
+                eprintln!("error: {p}");
+                failed += 1;
+                continue;
+            }
+        };
+        for case in &tests.tests {
+            match offline::run_case(&decider, case) {
+                Ok(()) => {
+                    passed += 1;
+                    say!("ok   {}: {}", file.display(), case.name);
+                }
+                Err(diff) => {
+                    failed += 1;
+                    say!("FAIL {}: {}", file.display(), case.name);
+                    for line in diff {
+                        say!("     {line}");
+                    }
+                }
+            }
+        }
+    }
+    say!("{passed} passed, {failed} failed");
+    if failed == 0 && passed > 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn replay(dir: &Path, signals: &Path, config: Option<&Path>, json: bool) -> ExitCode {
+    let decider = match offline(dir, config) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let text = match std::fs::read_to_string(signals) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {}: cannot read: {e}", signals.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    let (mut decided, mut rejected) = (0, 0);
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        match decider.decide_json(line.as_bytes(), i as i64 + 1) {
+            Ok(d) => {
+                decided += 1;
+                if json {
+                    let out = serde_json::json!({"decision": d.record, "commands": d.commands});
+                    say!("{out}");
+                } else {
+                    let rules: Vec<&str> = d
+                        .record
+                        .matched_rules
+                        .iter()
+                        .map(|r| r.rule_id.as_str())
+                        .collect();
+                    let commands: Vec<String> = d
+                        .commands
+                        .iter()
+                        .map(|c| format!("{}→{}", c.action, c.target))
+                        .collect();
+                    say!(
+                        "{}:{} {} {} rules={} commands={}",
+                        signals.display(),
+                        i + 1,
+                        d.record.signal_id,
+                        d.record.outcome.name(),
+                        rules.join(","),
+                        commands.join(",")
+                    );
+                }
+            }
+            Err(reason) => {
+                rejected += 1;
+                if json {
+                    say!(
+                        "{}",
+                        serde_json::json!({"line": i + 1, "dead_letter": reason})
+                    );
+                } else {
+                    say!("{}:{} dead-letter: {reason}", signals.display(), i + 1);
+                }
+            }
+        }
+    }
+    eprintln!(
+        "replayed {decided} signals ({rejected} would be dead-lettered) with rule set {}",
+        decider.rules().version()
+    );
+    ExitCode::SUCCESS
 }
 
 async fn run(path: PathBuf) -> ExitCode {

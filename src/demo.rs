@@ -1,6 +1,7 @@
 //! `containd demo`: the seed scenarios end to end on librdkafka's in-process mock cluster,
 //! through the same pipeline code as `run`. Needs nothing installed.
 
+use crate::cli::say;
 use crate::codec::{AvroCodec, Schemas};
 use crate::config::{self, OutputFormat, Settings};
 use crate::emit::{DecisionRecord, EnforcementCommand};
@@ -248,11 +249,11 @@ fn print(
         .map(|d| (d.signal_id.as_str(), d))
         .collect();
     if !json {
-        println!(
+        say!(
             "containd demo: {} sample signals through the seed rules (rule set {version}) on an in-process cluster\n",
             signals.len()
         );
-        println!("{:<18} {:<22} {:<44} RULE", "TARGET", "ACTION", "SUBJECT");
+        say!("{:<18} {:<22} {:<44} RULE", "TARGET", "ACTION", "SUBJECT");
     }
     let mut outcomes: BTreeMap<&str, usize> = BTreeMap::new();
     let mut printed = 0;
@@ -275,18 +276,21 @@ fn print(
                     "parameters": c.parameters,
                     "expires_at": c.expires_at,
                 });
-                println!("{line}");
+                say!("{line}");
             } else {
-                println!(
+                say!(
                     "{:<18} {:<22} {:<44} {}",
-                    c.target, c.action, c.subject.id, c.why.rule_id
+                    c.target,
+                    c.action,
+                    c.subject.id,
+                    c.why.rule_id
                 );
             }
         }
     }
     if !json {
         let outcomes: Vec<String> = outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
-        println!(
+        say!(
             "\nsummary: {} signals, {} decisions ({}), {} dead letters, {} commands on {} targets",
             signals.len(),
             decisions.len(),

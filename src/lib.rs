@@ -10,7 +10,8 @@
 //! - [`pipeline`] is the Kafka loop around it all: consume, process, produce, and commit
 //!   offsets only once every output is acknowledged (or in one transaction);
 //! - [`telemetry`] exports metrics, health and logs; [`config`] loads and validates settings;
-//!   [`cli`] is the command line (`run`, `check`, `demo`), [`demo`] the embedded demo.
+//!   [`cli`] is the command line (`run`, `check`, `demo`, `rules test`, `replay`), [`demo`]
+//!   the embedded demo, [`offline`] rule tests and what-if replay without Kafka.
 
 pub mod cli;
 pub mod codec;
@@ -18,6 +19,7 @@ pub mod config;
 pub mod decide;
 pub mod demo;
 pub mod emit;
+pub mod offline;
 pub mod pipeline;
 pub mod rules;
 pub mod signal;

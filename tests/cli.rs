@@ -173,3 +173,88 @@ fn demo_prints_commands_for_all_five_scenarios() {
         }
     }
 }
+
+#[test]
+fn shipped_rule_tests_pass() {
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/rules");
+    let o = containd(&["rules", "test", rules.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{out}{}", stderr(&o));
+    let last = out.lines().last().unwrap_or_default();
+    let passed: usize = last.split(' ').next().unwrap().parse().unwrap();
+    assert!(passed >= 9 && last.ends_with(" passed, 0 failed"), "{last}");
+}
+
+#[test]
+fn a_failing_rule_test_prints_its_diff_and_fails() {
+    let case = r#"tests:
+  - name: expects the wrong target
+    signals:
+      - id: x-1
+        source: {issuer: https://policy.acme.example}
+        event_type: urn:containd:event:policy:changed
+        occurred_at: 1
+        subject: {format: opaque, identifiers: {id: p}}
+        attributes: {policy_id: p-1, policy_version: v1}
+    expect:
+      outcome: no_match
+      commands:
+        - {action: sync_policy, target: okta}
+"#;
+    let dir = deployment(|t| t, Some(("zz.test.yaml", case)));
+    let o = containd(&["rules", "test", dir.path().join("rules").to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains("FAIL") && out.contains("expects the wrong target"),
+        "{out}"
+    );
+    assert!(
+        out.contains("- outcome: no_match") && out.contains("+ outcome: acted"),
+        "{out}"
+    );
+    assert!(out.contains("- command sync_policy → okta"), "{out}");
+    assert!(
+        out.contains("+ command sync_policy → github-actions"),
+        "{out}"
+    );
+    assert!(
+        out.lines().last().unwrap().ends_with(" passed, 1 failed"),
+        "{out}"
+    );
+}
+
+#[test]
+fn replay_prints_each_decision_and_bad_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut text = std::fs::read_to_string(root.join("signals/seed-scenarios.jsonl")).unwrap();
+    text.push_str("{\"id\": \"broken\"}\n");
+    let signals = dir.path().join("s.jsonl");
+    std::fs::write(&signals, text).unwrap();
+    let o = containd(&[
+        "replay",
+        "--rules",
+        root.join("rules").to_str().unwrap(),
+        "--signals",
+        signals.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 9);
+    assert_eq!(lines[2]["decision"]["signal_id"], "sig-0003");
+    assert_eq!(lines[2]["commands"].as_array().unwrap().len(), 3);
+    assert_eq!(lines[7]["decision"]["outcome"], "no_match");
+    assert!(
+        lines[8]["dead_letter"]
+            .as_str()
+            .unwrap()
+            .contains("missing_field"),
+        "{}",
+        lines[8]
+    );
+}

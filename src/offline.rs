@@ -1,0 +1,233 @@
+//! Rules without Kafka: `containd rules test DIR` runs the YAML test cases that sit next to
+//! the rules, and `containd replay` prints what the rules would decide for recorded signals.
+//! Both use the same ingest and decide code as the pipeline.
+
+use crate::codec::{AvroCodec, Schemas};
+use crate::config::{self, Problem, Settings};
+use crate::decide::Decision;
+use crate::emit::EnforcementCommand;
+use crate::pipeline::{Incoming, OutKind, Processed, Processor};
+use crate::rules::{self, RuleSet};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The settings that give rules their targets: `--config`, else `containd.toml` in the rules
+/// directory or its parent.
+pub fn find_config(rules_dir: &Path, explicit: Option<&Path>) -> Result<PathBuf, Vec<Problem>> {
+    if let Some(p) = explicit {
+        return Ok(p.into());
+    }
+    let candidates = [
+        rules_dir.join("containd.toml"),
+        rules_dir.join("..").join("containd.toml"),
+    ];
+    candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
+        vec![Problem {
+            file: rules_dir.into(),
+            line: None,
+            field: "--config".into(),
+            message: "no containd.toml in the rules directory or its parent; pass --config FILE for the targets".into(),
+        }]
+    })
+}
+
+/// Decides signals offline with one rule set.
+pub struct OfflineDecider {
+    processor: Processor,
+    rules: RuleSet,
+}
+
+impl OfflineDecider {
+    /// Loads the config at `config_path` (its targets and actions) and the rules in `rules_dir`.
+    pub fn load(config_path: &Path, rules_dir: &Path) -> Result<Self, Vec<Problem>> {
+        let text = std::fs::read_to_string(config_path).map_err(|e| {
+            vec![Problem {
+                file: config_path.into(),
+                line: None,
+                field: String::new(),
+                message: format!("cannot read: {e}"),
+            }]
+        })?;
+        let mut settings: Settings = config::parse(config_path, &text).map_err(|p| p.0)?;
+        settings.rules.dir = rules_dir.into();
+        let rules = rules::load_dir(rules_dir, &settings.targets, &settings.extra_actions)?;
+        let schemas = Schemas::bundled().map_err(|e| {
+            vec![Problem {
+                file: "schemas".into(),
+                line: None,
+                field: String::new(),
+                message: e.to_string(),
+            }]
+        })?;
+        let codec = AvroCodec::new(Arc::new(schemas), &[]);
+        Ok(Self {
+            processor: Processor::new(Arc::new(settings), codec),
+            rules,
+        })
+    }
+
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// Decides one signal in its JSON form; `Err` carries the dead-letter reason.
+    pub fn decide_json(&self, json: &[u8], position: i64) -> Result<Decision, String> {
+        let msg = Incoming {
+            topic: "offline",
+            partition: 0,
+            offset: position,
+            timestamp: None,
+            key: None,
+            payload: Some(json),
+        };
+        match self.processor.process(&self.rules, &msg) {
+            (Processed::Decided(d), _) => Ok(*d),
+            (Processed::DeadLettered(dl), out) => {
+                debug_assert!(out.iter().all(|o| o.kind == OutKind::DeadLetter));
+                Err(format!("{} ({})", dl.reason, dl.reason.kind()))
+            }
+        }
+    }
+}
+
+/// A file of rule tests (`*.test.yaml`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestFile {
+    pub tests: Vec<TestCase>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestCase {
+    pub name: String,
+    /// Signals in their JSON form, decided in order.
+    pub signals: Vec<serde_json::Value>,
+    pub expect: Expect,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Expect {
+    /// Outcome of the last signal's decision (`acted`, `no_match`, `dry_run`, …).
+    #[serde(default)]
+    pub outcome: Option<String>,
+    /// Rules that matched the last signal, in evaluation order.
+    #[serde(default)]
+    pub rules: Option<Vec<String>>,
+    /// Every command the signals cause, in any order; parameters listed must match, others
+    /// may be present. An empty list expects no command.
+    #[serde(default)]
+    pub commands: Option<Vec<ExpectedCommand>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExpectedCommand {
+    pub action: String,
+    pub target: String,
+    #[serde(default)]
+    pub parameters: BTreeMap<String, String>,
+}
+
+/// Result of one test case: `Ok` or the lines of its diff.
+pub fn run_case(decider: &OfflineDecider, case: &TestCase) -> Result<(), Vec<String>> {
+    let mut commands: Vec<EnforcementCommand> = Vec::new();
+    let mut last = None;
+    for (i, s) in case.signals.iter().enumerate() {
+        let bytes = serde_json::to_vec(s).map_err(|e| vec![format!("signal {i}: {e}")])?;
+        match decider.decide_json(&bytes, i as i64) {
+            Ok(d) => {
+                commands.extend(d.commands.iter().cloned());
+                last = Some(d);
+            }
+            Err(reason) => {
+                return Err(vec![format!("signal {i} would be dead-lettered: {reason}")])
+            }
+        }
+    }
+    let Some(last) = last else {
+        return Err(vec!["no signals".into()]);
+    };
+    let mut diff = Vec::new();
+    if let Some(want) = &case.expect.outcome {
+        let got = last.record.outcome.name();
+        if got != want {
+            diff.push(format!("- outcome: {want}"));
+            diff.push(format!("+ outcome: {got}"));
+        }
+    }
+    if let Some(want) = &case.expect.rules {
+        let got: Vec<&str> = last
+            .record
+            .matched_rules
+            .iter()
+            .map(|r| r.rule_id.as_str())
+            .collect();
+        if got != want.iter().map(String::as_str).collect::<Vec<_>>() {
+            diff.push(format!("- rules: {want:?}"));
+            diff.push(format!("+ rules: {got:?}"));
+        }
+    }
+    if let Some(want) = &case.expect.commands {
+        let mut unmatched: Vec<&EnforcementCommand> = commands.iter().collect();
+        for w in want {
+            let found = unmatched.iter().position(|c| {
+                c.action == w.action
+                    && c.target == w.target
+                    && w.parameters
+                        .iter()
+                        .all(|(k, v)| c.parameters.get(k) == Some(v))
+            });
+            match found {
+                Some(i) => {
+                    unmatched.remove(i);
+                }
+                None => diff.push(format!(
+                    "- command {} → {} {:?}",
+                    w.action, w.target, w.parameters
+                )),
+            }
+        }
+        for c in unmatched {
+            diff.push(format!(
+                "+ command {} → {} {:?} (rule {})",
+                c.action, c.target, c.parameters, c.why.rule_id
+            ));
+        }
+    }
+    if diff.is_empty() {
+        Ok(())
+    } else {
+        Err(diff)
+    }
+}
+
+/// Test files next to the rules, in name order.
+pub fn test_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(Result::ok).map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.retain(|p| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.ends_with(".test.yaml") || n.ends_with(".test.yml"))
+    });
+    files.sort();
+    files
+}
+
+/// Parses a test file, with the YAML error's line on failure.
+pub fn parse_test_file(path: &Path) -> Result<TestFile, Problem> {
+    let problem = |line, message| Problem {
+        file: path.into(),
+        line,
+        field: String::new(),
+        message,
+    };
+    let text =
+        std::fs::read_to_string(path).map_err(|e| problem(None, format!("cannot read: {e}")))?;
+    serde_yaml::from_str(&text).map_err(|e| problem(e.location().map(|l| l.line()), e.to_string()))
+}
