@@ -231,7 +231,10 @@ fn headers(out: &OutRecord) -> OwnedHeaders {
 /// Commits every position that moved. Async on the tick (a lost async commit only means a
 /// slightly older position, which replays harmlessly), sync at shutdown.
 fn commit(consumer: &SignalConsumer, tracker: &OffsetTracker, mode: CommitMode) {
-    let moved = tracker.take_commits();
+    let moved = match mode {
+        CommitMode::Async => tracker.take_commits(),
+        CommitMode::Sync => tracker.all_positions(),
+    };
     if moved.is_empty() {
         return;
     }

@@ -137,6 +137,21 @@ impl OffsetTracker {
         })
     }
 
+    /// Every partition's position, moved or not (for the final synchronous commit, which
+    /// also repairs an earlier asynchronous commit that failed).
+    pub fn all_positions(&self) -> Vec<(String, i32, i64)> {
+        self.with(|parts| {
+            let mut out = Vec::new();
+            for (topic, t) in parts.iter_mut() {
+                for (partition, p) in t.iter_mut() {
+                    p.committed = p.position();
+                    out.push((topic.clone(), *partition, p.committed));
+                }
+            }
+            out
+        })
+    }
+
     /// The commit position of one partition, if it was seen.
     pub fn position(&self, topic: &str, partition: i32) -> Option<i64> {
         self.with(|parts| parts.get(topic)?.get(&partition).map(Partition::position))

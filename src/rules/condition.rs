@@ -68,12 +68,97 @@ impl Condition {
     }
 
     fn execute(&self, input: &ConditionInput) -> Result<Value, String> {
+        self.execute_raw(input).map_err(|e| e.to_string())
+    }
+
+    fn execute_raw(&self, input: &ConditionInput) -> Result<Value, cel::ExecutionError> {
         let mut ctx = Context::with_env(env());
         ctx.add_variable_from_value("signal", input.signal.clone());
         ctx.add_variable_from_value("subject", input.subject.clone());
         ctx.add_variable_from_value("now", input.now.clone());
-        self.program.execute(&ctx).map_err(|e| e.to_string())
+        self.program.execute(&ctx)
     }
+
+    /// The type check CEL-rust lacks, done at load: evaluate once against a probe signal whose
+    /// every optional field is set, and reject type errors (comparing a string field with a
+    /// number, unknown functions, a condition that is not boolean). Errors that depend on
+    /// the data (a missing attribute key, a failed conversion) are left to run time.
+    pub fn probe(&self, expect_bool: bool) -> Result<(), String> {
+        use cel::ExecutionError as E;
+        match self.execute_raw(probe_input()) {
+            Ok(Value::Bool(_)) => Ok(()),
+            Ok(other) if expect_bool => Err(format!(
+                "must be a boolean expression, but gives {}",
+                type_name(&other)
+            )),
+            Ok(_) => Ok(()),
+            Err(
+                e @ (E::UnsupportedBinaryOperator(..)
+                | E::UnsupportedUnaryOperator(..)
+                | E::ValuesNotComparable(..)
+                | E::NotSupportedAsMethod { .. }
+                | E::UndeclaredReference(_)
+                | E::InvalidArgumentCount { .. }
+                | E::UnexpectedType { .. }
+                | E::NoSuchOverload(_)),
+            ) => Err(format!("type error: {e}")),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::String(_) => "a string",
+        Value::Int(_) | Value::UInt(_) | Value::Float(_) => "a number",
+        Value::List(_) => "a list",
+        Value::Map(_) => "a map",
+        Value::Null => "null",
+        _ => "a non-boolean value",
+    }
+}
+
+/// A signal with every optional field and complex member set, for [`Condition::probe`].
+fn probe_input() -> &'static ConditionInput {
+    static PROBE: OnceLock<ConditionInput> = OnceLock::new();
+    PROBE.get_or_init(|| {
+        let member = serde_json::json!({"format": "opaque", "identifiers": {"id": "probe"}});
+        let mut event = serde_json::Map::new();
+        for f in [
+            "initiating_entity",
+            "reason_admin",
+            "reason_user",
+            "previous_status",
+            "current_status",
+            "namespace",
+            "previous_level",
+            "current_level",
+            "change_direction",
+            "principal",
+            "risk_reason",
+            "credential_type",
+            "change_type",
+            "friendly_name",
+            "x509_issuer",
+            "x509_serial",
+            "fido2_aaguid",
+            "reason",
+            "new_value",
+        ] {
+            event.insert(f.into(), "probe".into());
+        }
+        let signal: Signal = serde_json::from_value(serde_json::json!({
+            "id": "probe", "source": {"issuer": "probe", "transmitter": "probe"},
+            "event_type": "urn:containd:probe", "occurred_at": 0, "received_at": 0,
+            "subject": {"format": "complex", "user": member, "device": member,
+                "session": member, "application": member, "tenant": member,
+                "org_unit": member, "group": member},
+            "event": event, "txn": "probe",
+        }))
+        .unwrap_or_else(|e| unreachable!("the probe signal is well-formed: {e}"));
+        ConditionInput::new(&signal, "probe", 0)
+            .unwrap_or_else(|e| unreachable!("the probe signal converts to CEL: {e}"))
+    })
 }
 
 /// The CEL view of one signal, built once per signal and shared by every condition.
@@ -133,6 +218,26 @@ mod tests {
         let e = Condition::compile("sginal.id == 'x'").unwrap_err();
         assert!(e.contains("sginal"), "{e}");
         assert!(Condition::compile("signal.id == ").is_err());
+    }
+
+    #[test]
+    fn probe_catches_type_errors_but_not_data_dependent_ones() {
+        let probe = |src: &str| Condition::compile(src).unwrap().probe(true);
+        assert!(probe(r#"signal.event.current_level > 2"#)
+            .unwrap_err()
+            .contains("type error"));
+        assert!(probe("signal.id").unwrap_err().contains("boolean"));
+        assert!(probe("nosuchfn(signal.id)").is_err());
+        assert_eq!(
+            probe(r#"signal.attributes.risk == "HIGH""#),
+            Ok(()),
+            "missing key is data"
+        );
+        assert_eq!(
+            probe(r#"signal.subject.device.identifiers.id == "d""#),
+            Ok(())
+        );
+        assert_eq!(probe("int(signal.attributes.score) > 80"), Ok(()));
     }
 
     #[test]

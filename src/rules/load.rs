@@ -233,7 +233,11 @@ impl<'a> Checker<'a> {
                 );
             }
         }
-        let condition = match spec.condition.as_deref().map(Condition::compile) {
+        let condition = match spec
+            .condition
+            .as_deref()
+            .map(|c| Condition::compile(c).and_then(|c| c.probe(true).map(|()| c)))
+        {
             None => None,
             Some(Ok(c)) => Some(c),
             Some(Err(e)) => {
@@ -273,14 +277,16 @@ impl<'a> Checker<'a> {
                     ParamSpec::Literal(v) => {
                         parameters.push((name.clone(), Param::Literal(v.clone())))
                     }
-                    ParamSpec::Expr { cel } => match Condition::compile(cel) {
-                        Ok(c) => parameters.push((name.clone(), Param::Expr(c))),
-                        Err(e) => report(
-                            name,
-                            &format!("{field}.parameters.{name}"),
-                            format!("CEL: {e}"),
-                        ),
-                    },
+                    ParamSpec::Expr { cel } => {
+                        match Condition::compile(cel).and_then(|c| c.probe(false).map(|()| c)) {
+                            Ok(c) => parameters.push((name.clone(), Param::Expr(c))),
+                            Err(e) => report(
+                                name,
+                                &format!("{field}.parameters.{name}"),
+                                format!("CEL: {e}"),
+                            ),
+                        }
+                    }
                 }
             }
             actions.push(Action {
