@@ -94,7 +94,6 @@ impl Condition {
             Ok(_) => Ok(()),
             Err(
                 e @ (E::UnsupportedBinaryOperator(..)
-                | E::UnsupportedUnaryOperator(..)
                 | E::ValuesNotComparable(..)
                 | E::NotSupportedAsMethod { .. }
                 | E::UndeclaredReference(_)
