@@ -150,7 +150,16 @@ impl RuleSet {
         &self.rules
     }
 
-    /// Rules that can match this event type, in evaluation order.
+    /// Rules indexed under this event type (before sources, subjects and conditions), in
+    /// evaluation order.
+    pub fn rules_for_event_type(&self, event_type: &str) -> Vec<&Rule> {
+        self.candidates(event_type)
+            .into_iter()
+            .map(|i| &self.rules[i])
+            .collect()
+    }
+
+    /// Indices of the rules that can match this event type, in evaluation order.
     fn candidates(&self, event_type: &str) -> Vec<usize> {
         let mut c: Vec<usize> = self.exact.get(event_type).cloned().unwrap_or_default();
         let before = c.len();

@@ -1,0 +1,60 @@
+//! The shipped rule packs (`rules/`): they load against the example targets, their tests
+//! pass, and every CAEP and RISC event type has a rule (an action or a recorded decision).
+
+use containd::signal::{caep, risc, CAEP_PREFIX, RISC_PREFIX};
+use std::path::Path;
+use std::process::Command;
+
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn packs() -> containd::rules::RuleSet {
+    let text = std::fs::read_to_string(root().join("examples/containd.toml")).unwrap();
+    let settings = containd::config::parse(&root().join("examples/containd.toml"), &text).unwrap();
+    containd::rules::load_dir(
+        &root().join("rules"),
+        &settings.targets,
+        &settings.extra_actions,
+    )
+    .unwrap_or_else(|p| panic!("packs do not load: {p:?}"))
+}
+
+#[test]
+fn every_caep_and_risc_event_type_has_a_rule() {
+    let packs = packs();
+    let mut uncovered = Vec::new();
+    let types = caep::ALL
+        .iter()
+        .map(|t| format!("{CAEP_PREFIX}{t}"))
+        .chain(risc::ALL.iter().map(|t| format!("{RISC_PREFIX}{t}")));
+    for t in types {
+        if packs.rules_for_event_type(&t).is_empty() {
+            uncovered.push(t);
+        }
+    }
+    assert!(uncovered.is_empty(), "no rule for {uncovered:?}");
+}
+
+#[test]
+fn pack_tests_pass() {
+    let o = Command::new(env!("CARGO_BIN_EXE_containd"))
+        .args(["rules", "test"])
+        .arg(root().join("rules"))
+        .arg("--config")
+        .arg(root().join("examples/containd.toml"))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let last = out.lines().last().unwrap_or_default();
+    let passed: usize = last.split(' ').next().unwrap().parse().unwrap();
+    assert!(
+        passed >= 27 && last.ends_with(" passed, 0 failed"),
+        "{last}"
+    );
+}
