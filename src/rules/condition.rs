@@ -72,11 +72,7 @@ impl Condition {
     }
 
     fn execute_raw(&self, input: &ConditionInput) -> Result<Value, cel::ExecutionError> {
-        let mut ctx = Context::with_env(env());
-        ctx.add_variable_from_value("signal", input.signal.clone());
-        ctx.add_variable_from_value("subject", input.subject.clone());
-        ctx.add_variable_from_value("now", input.now.clone());
-        self.program.execute(&ctx)
+        self.program.execute(&input.ctx)
     }
 
     /// The type check CEL-rust lacks, done at load: evaluate once against a probe signal whose
@@ -162,9 +158,7 @@ fn probe_input() -> &'static ConditionInput {
 
 /// The CEL view of one signal, built once per signal and shared by every condition.
 pub struct ConditionInput {
-    signal: Value,
-    subject: Value,
-    now: Value,
+    ctx: Context<'static, 'static>,
 }
 
 impl ConditionInput {
@@ -178,11 +172,11 @@ impl ConditionInput {
         let now = chrono::DateTime::from_timestamp_millis(now_millis)
             .map(|t| Value::Timestamp(t.fixed_offset()))
             .unwrap_or(Value::Null);
-        Ok(Self {
-            signal: value,
-            subject,
-            now,
-        })
+        let mut ctx = Context::with_env(env());
+        ctx.add_variable_from_value("signal", value);
+        ctx.add_variable_from_value("subject", subject);
+        ctx.add_variable_from_value("now", now);
+        Ok(Self { ctx })
     }
 }
 
