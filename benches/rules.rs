@@ -69,7 +69,10 @@ fn bench(c: &mut Criterion) {
             let rules = ruleset(n, condition);
             // An event type in the middle of the index, matched by PER_TYPE rules.
             let s = signal(n / PER_TYPE / 2);
-            assert_eq!(rules.evaluate(&s, "svc-1", 0).matched.len(), PER_TYPE.min(n));
+            assert_eq!(
+                rules.evaluate(&s, "svc-1", 0).matched.len(),
+                PER_TYPE.min(n)
+            );
             group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
                 b.iter(|| black_box(rules.evaluate(black_box(&s), "svc-1", 0).matched.len()))
             });

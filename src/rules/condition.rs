@@ -12,6 +12,8 @@ pub const VARIABLES: &[&str] = &["signal", "subject", "now"];
 pub struct Condition {
     pub source: String,
     program: Program,
+    /// The native form, when the expression has one of the common shapes.
+    pub(super) fast: Option<super::fast::Fast>,
 }
 
 impl std::fmt::Debug for Condition {
@@ -41,8 +43,20 @@ impl Condition {
         }
         Ok(Self {
             source: source.into(),
+            fast: super::fast::compile(program.expression()),
             program,
         })
+    }
+
+    /// Evaluates natively when the expression allows it: `None` means "use [`Self::eval`]"
+    /// (no native form, or an evaluation error whose message the interpreter gives).
+    pub fn eval_fast(&self, signal: &Signal, subject_id: &str) -> Option<bool> {
+        self.fast.as_ref()?.eval(signal, subject_id).ok()
+    }
+
+    /// Whether the condition has a native form.
+    pub fn is_fast(&self) -> bool {
+        self.fast.is_some()
     }
 
     /// `Ok(true)` only for a boolean `true`; a non-boolean result is an error.

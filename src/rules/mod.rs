@@ -2,6 +2,7 @@
 //! indexed by event type, and evaluated in a defined order (priority, then file order).
 
 mod condition;
+mod fast;
 mod load;
 mod model;
 pub mod reload;
@@ -187,11 +188,17 @@ impl RuleSet {
                 continue;
             }
             if let Some(cond) = &rule.condition {
-                let input = input
-                    .get_or_insert_with(|| ConditionInput::new(signal, subject_id, now_millis));
-                let result = match input {
-                    Ok(input) => cond.eval(input),
-                    Err(e) => Err(e.clone()),
+                let result = match cond.eval_fast(signal, subject_id) {
+                    Some(b) => Ok(b),
+                    None => {
+                        let input = input.get_or_insert_with(|| {
+                            ConditionInput::new(signal, subject_id, now_millis)
+                        });
+                        match input {
+                            Ok(input) => cond.eval(input),
+                            Err(e) => Err(e.clone()),
+                        }
+                    }
                 };
                 match result {
                     Ok(true) => {}

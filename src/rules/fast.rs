@@ -1,0 +1,391 @@
+//! A native evaluator for the condition shapes security teams write most: selections of
+//! string fields, string and null literals, `==`, `!=`, `in` (a literal list, or a key of
+//! `signal.attributes` / `signal.event.claims`), `&&`, `||` and `!`. It walks the AST the `cel`
+//! crate parsed (no parser of our own) and reads the signal in place, with CEL's semantics for
+//! absent map keys (an error) and for errors under `&&`/`||` (absorbed by a false/true operand).
+//! Any other shape compiles to `None` and runs in the `cel` interpreter; a differential test
+//! checks both agree.
+
+use crate::signal::{EventFields, Signal, SimpleSubject};
+use cel::common::ast::{operators as op, CallExpr, Expr, IdedExpr, LiteralValue};
+
+/// A compiled fast condition.
+#[derive(Debug, Clone)]
+pub enum Fast {
+    Eq(Operand, Operand),
+    Ne(Operand, Operand),
+    /// `operand in ["a", "b"]`.
+    InList(Operand, Vec<String>),
+    /// `"key" in signal.attributes` (or `signal.event.claims`).
+    HasKey(MapField, String),
+    And(Box<Fast>, Box<Fast>),
+    Or(Box<Fast>, Box<Fast>),
+    Not(Box<Fast>),
+    Const(bool),
+}
+
+#[derive(Debug, Clone)]
+pub enum Operand {
+    Field(Field),
+    Str(String),
+    Null,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum MapField {
+    Attributes,
+    Claims,
+}
+
+/// A string-valued (or null) field of the signal.
+#[derive(Debug, Clone)]
+pub enum Field {
+    Id,
+    EventType,
+    Txn,
+    Issuer,
+    Transmitter,
+    Event(fn(&EventFields) -> Option<&str>),
+    Map(MapField, String),
+    SubjectFormat,
+    SubjectId,
+    /// `signal.subject.<member>.format`
+    MemberFormat(usize),
+    /// `signal.subject.<member>.identifiers.<key>`
+    MemberIdentifier(usize, String),
+    /// `signal.subject.identifiers.<key>`
+    Identifier(String),
+}
+
+/// A value during evaluation; `Err(())` is a CEL evaluation error (e.g. no such key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum V<'a> {
+    Str(&'a str),
+    Null,
+}
+
+const MEMBERS: [&str; 7] = [
+    "user",
+    "device",
+    "session",
+    "application",
+    "tenant",
+    "org_unit",
+    "group",
+];
+
+fn member(signal: &Signal, i: usize) -> Option<&SimpleSubject> {
+    let s = &signal.subject;
+    [
+        &s.user,
+        &s.device,
+        &s.session,
+        &s.application,
+        &s.tenant,
+        &s.org_unit,
+        &s.group,
+    ][i]
+        .as_ref()
+}
+
+fn event_field(name: &str) -> Option<fn(&EventFields) -> Option<&str>> {
+    macro_rules! fields {
+        ($($f:ident),*) => {
+            match name {
+                $(stringify!($f) => Some(|e: &EventFields| e.$f.as_deref()),)*
+                _ => None,
+            }
+        };
+    }
+    fields!(
+        initiating_entity,
+        reason_admin,
+        reason_user,
+        previous_status,
+        current_status,
+        namespace,
+        previous_level,
+        current_level,
+        change_direction,
+        principal,
+        risk_reason,
+        credential_type,
+        change_type,
+        friendly_name,
+        x509_issuer,
+        x509_serial,
+        fido2_aaguid,
+        reason,
+        new_value
+    )
+}
+
+/// The dotted path of a selection chain rooted at an identifier: `signal.event.x`.
+fn path(e: &IdedExpr) -> Option<Vec<&str>> {
+    match &e.expr {
+        Expr::Ident(name) => Some(vec![name.as_str()]),
+        Expr::Select(s) if !s.test => {
+            let mut p = path(&s.operand)?;
+            p.push(&s.field);
+            Some(p)
+        }
+        _ => None,
+    }
+}
+
+fn field(e: &IdedExpr) -> Option<Field> {
+    let p = path(e)?;
+    Some(match p.as_slice() {
+        ["signal", "id"] => Field::Id,
+        ["signal", "event_type"] => Field::EventType,
+        ["signal", "txn"] => Field::Txn,
+        ["signal", "source", "issuer"] => Field::Issuer,
+        ["signal", "source", "transmitter"] => Field::Transmitter,
+        ["signal", "event", name] => Field::Event(event_field(name)?),
+        ["signal", "event", "claims", key] => Field::Map(MapField::Claims, key.to_string()),
+        ["signal", "attributes", key] => Field::Map(MapField::Attributes, key.to_string()),
+        ["subject", "id"] => Field::SubjectId,
+        ["signal", "subject", rest @ ..] | ["subject", rest @ ..] => subject_field(rest)?,
+        _ => return None,
+    })
+}
+
+/// A path under the subject: `format`, `identifiers.<key>`, `<member>.format`,
+/// `<member>.identifiers.<key>`.
+fn subject_field(rest: &[&str]) -> Option<Field> {
+    let member = |m: &str| MEMBERS.iter().position(|x| *x == m);
+    Some(match rest {
+        ["format"] => Field::SubjectFormat,
+        ["identifiers", key] => Field::Identifier(key.to_string()),
+        [m, "format"] => Field::MemberFormat(member(m)?),
+        [m, "identifiers", key] => Field::MemberIdentifier(member(m)?, key.to_string()),
+        _ => return None,
+    })
+}
+
+fn map_field(e: &IdedExpr) -> Option<MapField> {
+    match path(e)?.as_slice() {
+        ["signal", "attributes"] => Some(MapField::Attributes),
+        ["signal", "event", "claims"] => Some(MapField::Claims),
+        _ => None,
+    }
+}
+
+fn string_literal(e: &IdedExpr) -> Option<String> {
+    match &e.expr {
+        Expr::Literal(LiteralValue::String(s)) => Some(s.inner().to_string()),
+        _ => None,
+    }
+}
+
+fn operand(e: &IdedExpr) -> Option<Operand> {
+    match &e.expr {
+        Expr::Literal(LiteralValue::String(s)) => Some(Operand::Str(s.inner().to_string())),
+        Expr::Literal(LiteralValue::Null) => Some(Operand::Null),
+        _ => field(e).map(Operand::Field),
+    }
+}
+
+/// Compiles the shapes above; `None` for anything else.
+pub fn compile(e: &IdedExpr) -> Option<Fast> {
+    match &e.expr {
+        Expr::Literal(LiteralValue::Boolean(b)) => Some(Fast::Const(*b.inner())),
+        Expr::Call(call) => compile_call(call),
+        _ => None,
+    }
+}
+
+fn compile_call(call: &CallExpr) -> Option<Fast> {
+    if call.target.is_some() {
+        return None;
+    }
+    let args = &call.args;
+    let two = || (args.len() == 2).then(|| (&args[0], &args[1]));
+    match call.func_name.as_str() {
+        op::LOGICAL_AND => {
+            let (a, b) = two()?;
+            Some(Fast::And(Box::new(compile(a)?), Box::new(compile(b)?)))
+        }
+        op::LOGICAL_OR => {
+            let (a, b) = two()?;
+            Some(Fast::Or(Box::new(compile(a)?), Box::new(compile(b)?)))
+        }
+        op::LOGICAL_NOT if args.len() == 1 => Some(Fast::Not(Box::new(compile(&args[0])?))),
+        op::EQUALS => {
+            let (a, b) = two()?;
+            Some(Fast::Eq(operand(a)?, operand(b)?))
+        }
+        op::NOT_EQUALS => {
+            let (a, b) = two()?;
+            Some(Fast::Ne(operand(a)?, operand(b)?))
+        }
+        op::IN => {
+            let (a, b) = two()?;
+            if let Some(map) = map_field(b) {
+                return Some(Fast::HasKey(map, string_literal(a)?));
+            }
+            let Expr::List(list) = &b.expr else {
+                return None;
+            };
+            if !list.optional_indices.is_empty() {
+                return None;
+            }
+            let items = list
+                .elements
+                .iter()
+                .map(string_literal)
+                .collect::<Option<Vec<_>>>()?;
+            Some(Fast::InList(operand(a)?, items))
+        }
+        _ => None,
+    }
+}
+
+impl Field {
+    fn get<'a>(&'a self, signal: &'a Signal, subject_id: &'a str) -> Result<V<'a>, ()> {
+        let opt = |o: Option<&'a str>| Ok(o.map_or(V::Null, V::Str));
+        match self {
+            Field::Id => Ok(V::Str(&signal.id)),
+            Field::EventType => Ok(V::Str(&signal.event_type)),
+            Field::Txn => opt(signal.txn.as_deref()),
+            Field::Issuer => Ok(V::Str(&signal.source.issuer)),
+            Field::Transmitter => opt(signal.source.transmitter.as_deref()),
+            Field::Event(f) => opt(f(&signal.event)),
+            Field::Map(m, key) => map(signal, *m).get(key).map(|v| V::Str(v)).ok_or(()),
+            Field::SubjectFormat => Ok(V::Str(&signal.subject.format)),
+            Field::SubjectId => Ok(V::Str(subject_id)),
+            Field::Identifier(key) => signal
+                .subject
+                .identifiers
+                .get(key)
+                .map(|v| V::Str(v))
+                .ok_or(()),
+            // Selecting on an absent member (null) is an error in CEL.
+            Field::MemberFormat(i) => member(signal, *i).map(|m| V::Str(&m.format)).ok_or(()),
+            Field::MemberIdentifier(i, key) => member(signal, *i)
+                .and_then(|m| m.identifiers.get(key))
+                .map(|v| V::Str(v))
+                .ok_or(()),
+        }
+    }
+}
+
+fn map(signal: &Signal, m: MapField) -> &std::collections::BTreeMap<String, String> {
+    match m {
+        MapField::Attributes => &signal.attributes,
+        MapField::Claims => &signal.event.claims,
+    }
+}
+
+impl Operand {
+    fn get<'a>(&'a self, signal: &'a Signal, subject_id: &'a str) -> Result<V<'a>, ()> {
+        match self {
+            Operand::Field(f) => f.get(signal, subject_id),
+            Operand::Str(s) => Ok(V::Str(s)),
+            Operand::Null => Ok(V::Null),
+        }
+    }
+}
+
+impl Fast {
+    /// `Err(())` where the CEL interpreter would report an evaluation error.
+    pub fn eval(&self, signal: &Signal, subject_id: &str) -> Result<bool, ()> {
+        match self {
+            Fast::Const(b) => Ok(*b),
+            Fast::Eq(a, b) => Ok(a.get(signal, subject_id)? == b.get(signal, subject_id)?),
+            Fast::Ne(a, b) => Ok(a.get(signal, subject_id)? != b.get(signal, subject_id)?),
+            Fast::InList(a, items) => match a.get(signal, subject_id)? {
+                V::Str(s) => Ok(items.iter().any(|i| i == s)),
+                V::Null => Ok(false),
+            },
+            Fast::HasKey(m, key) => Ok(map(signal, *m).contains_key(key)),
+            Fast::Not(a) => a.eval(signal, subject_id).map(|b| !b),
+            // CEL's commutative logic: a false (true) operand absorbs an error on the other side.
+            Fast::And(a, b) => match (a.eval(signal, subject_id), b.eval(signal, subject_id)) {
+                (Ok(false), _) | (_, Ok(false)) => Ok(false),
+                (Ok(true), Ok(true)) => Ok(true),
+                _ => Err(()),
+            },
+            Fast::Or(a, b) => match (a.eval(signal, subject_id), b.eval(signal, subject_id)) {
+                (Ok(true), _) | (_, Ok(true)) => Ok(true),
+                (Ok(false), Ok(false)) => Ok(false),
+                _ => Err(()),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::rules::{Condition, ConditionInput};
+    use crate::signal::Signal;
+
+    fn signals() -> Vec<Signal> {
+        let base = serde_json::json!({
+            "id": "s1", "source": {"issuer": "https://mdm", "transmitter": "https://bus"},
+            "event_type": "urn:x:y", "occurred_at": 1, "received_at": 2,
+            "subject": {"format": "complex",
+                "device": {"format": "opaque", "identifiers": {"id": "dev-1"}},
+                "application": {"format": "opaque", "identifiers": {"id": "svc-1"}}},
+            "event": {"current_status": "not-compliant", "claims": {"role": "admin"}},
+            "attributes": {"risk": "HIGH", "level": "3"}});
+        let mut variants = vec![base.clone()];
+        let mut v = base.clone();
+        v["attributes"] = serde_json::json!({});
+        v["event"] = serde_json::json!({"current_status": "compliant"});
+        variants.push(v);
+        let mut v = base.clone();
+        v["subject"] = serde_json::json!({"format": "opaque", "identifiers": {"id": "svc-2"}});
+        v["source"] = serde_json::json!({"issuer": "https://idp"});
+        variants.push(v);
+        variants
+            .into_iter()
+            .map(|v| serde_json::from_value(v).unwrap())
+            .collect()
+    }
+
+    /// Every fast-path shape agrees with the `cel` interpreter on value and on error.
+    #[test]
+    fn fast_path_agrees_with_the_interpreter() {
+        let exprs = [
+            r#"signal.event.current_status == "not-compliant""#,
+            r#"signal.event.current_status != "not-compliant""#,
+            r#"signal.event.previous_status == null"#,
+            r#"signal.event.previous_status != null"#,
+            r#"signal.attributes.risk == "HIGH""#,
+            r#""risk" in signal.attributes && signal.attributes.risk == "HIGH""#,
+            r#"signal.attributes.risk == "HIGH" && "risk" in signal.attributes"#,
+            r#"signal.attributes.risk == "HIGH" || true"#,
+            r#"signal.attributes.risk == "HIGH" || false"#,
+            r#"false && signal.attributes.risk == "HIGH""#,
+            r#"!(signal.source.issuer == "https://mdm")"#,
+            r#"signal.source.transmitter == null"#,
+            r#"signal.event.current_status in ["compliant", "not-compliant"]"#,
+            r#"signal.event.previous_status in ["compliant"]"#,
+            r#"signal.subject.device.identifiers.id == "dev-1""#,
+            r#"signal.subject.user.format == "email""#,
+            r#"subject.id == "svc-1" && subject.format == "complex""#,
+            r#"signal.subject.identifiers.id == "svc-2""#,
+            r#""role" in signal.event.claims && signal.event.claims.role == "admin""#,
+            r#"signal.event_type == "urn:x:y" && signal.id != "s2""#,
+            r#"signal.txn == null || signal.txn == "t""#,
+        ];
+        for src in exprs {
+            let c = Condition::compile(src).unwrap();
+            assert!(c.is_fast(), "{src} should have a native form");
+            for s in signals() {
+                let id = s.subject.id().unwrap();
+                let fast = c.fast.as_ref().unwrap().eval(&s, &id).ok();
+                let interpreted = c.eval(&ConditionInput::new(&s, &id, 0).unwrap()).ok();
+                assert_eq!(fast, interpreted, "{src} on {}", s.subject.format);
+            }
+        }
+        for slow in [
+            "signal.occurred_at > 0",
+            r#"signal.attributes.risk.startsWith("H")"#,
+            "size(signal.attributes) > 1",
+        ] {
+            assert!(!Condition::compile(slow).unwrap().is_fast(), "{slow}");
+        }
+    }
+}
