@@ -113,3 +113,38 @@ async fn rules_directory_changes_apply_between_signals_and_broken_ones_are_refus
         "refusal logged with its reason"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sighup_reloads_at_once() {
+    let topics = Topics::new(&unique("hup"));
+    create_topics(&all_topics(&topics)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &topics, &unique("g"), "");
+    let text = std::fs::read_to_string(&config).unwrap();
+    // Polling is effectively off: only the signal can trigger the reload.
+    std::fs::write(
+        &config,
+        text.replace("dir = \"rules\"", "dir = \"rules\"\nreload_poll = \"1h\""),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&config, "containd.log");
+    wait_for_metric(&daemon, "containd_rules_loaded", 7.0).await;
+    std::fs::write(dir.path().join("rules/60-extra.yaml"), EXTRA).unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        metric_sum(&daemon.metrics().await, "containd_rules_loaded"),
+        7.0,
+        "no reload before SIGHUP"
+    );
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &daemon.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(hup.success());
+    wait_for_metric(&daemon, "containd_rules_loaded", 8.0).await;
+    assert!(
+        daemon.log_text().contains("SIGHUP"),
+        "{}",
+        daemon.log_text()
+    );
+}

@@ -49,7 +49,9 @@ pub fn load_sources(
 ) -> Result<RuleSet, Vec<Problem>> {
     let mut problems = Vec::new();
     let mut hasher = Sha256::new();
-    let mut specs: Vec<(PathBuf, String, RuleSpec)> = Vec::new();
+    // Each rule refers to its file by index; the text is kept once per file (for error lines).
+    let mut files: Vec<(PathBuf, String)> = Vec::new();
+    let mut specs: Vec<(usize, Option<usize>, RuleSpec)> = Vec::new();
     for (path, text) in sources {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
         hasher.update(name.unwrap_or_default().as_bytes());
@@ -57,11 +59,15 @@ pub fn load_sources(
         hasher.update(text.as_bytes());
         hasher.update([0]);
         match serde_yaml::from_str::<RuleFile>(&text) {
-            Ok(file) => specs.extend(
-                file.rules
-                    .into_iter()
-                    .map(|r| (path.clone(), text.clone(), r)),
-            ),
+            Ok(file) => {
+                let mut lines = rule_lines(&text);
+                let index = files.len();
+                specs.extend(file.rules.into_iter().map(|r| {
+                    let line = lines.get_mut(&r.id).and_then(|l| l.pop_front());
+                    (index, line, r)
+                }));
+                files.push((path, text));
+            }
             Err(e) => {
                 let line = e.location().map(|l| l.line());
                 let message = e.to_string();
@@ -78,22 +84,22 @@ pub fn load_sources(
     let checker = Checker::new(targets, extra_actions);
     let mut seen: HashMap<String, (PathBuf, Option<usize>)> = HashMap::new();
     let mut compiled = Vec::new();
-    for (order, (path, text, spec)) in specs.into_iter().enumerate() {
-        let line = rule_line(&text, &spec.id);
+    for (order, (file, line, spec)) in specs.into_iter().enumerate() {
+        let (path, text) = &files[file];
         if let Some((other, other_line)) = seen.get(&spec.id) {
             let at = match other_line {
                 Some(l) => format!("{}:{l}", other.display()),
                 None => other.display().to_string(),
             };
             problems.push(problem(
-                &path,
+                path,
                 line,
                 &format!("rule {}.id", spec.id),
                 format!("duplicate rule id (first defined at {at})"),
             ));
         }
         seen.insert(spec.id.clone(), (path.clone(), line));
-        match checker.compile(&path, &text, line, spec) {
+        match checker.compile(path, text, line, spec) {
             Ok(rule) => compiled.push((order, rule)),
             Err(mut p) => problems.append(&mut p),
         }
@@ -142,15 +148,18 @@ fn problem(file: &Path, line: Option<usize>, field: &str, message: String) -> Pr
     }
 }
 
-/// Line of `id: <id>` (the rule's first line in practice).
-fn rule_line(text: &str, id: &str) -> Option<usize> {
-    text.lines()
-        .position(|l| {
-            let t = l.trim_start().trim_start_matches("- ").trim();
-            t.strip_prefix("id:")
-                .is_some_and(|v| v.trim().trim_matches(|c| c == '"' || c == '\'') == id)
-        })
-        .map(|i| i + 1)
+/// Lines of every `id: <id>` in a file (a rule's first line in practice), in one pass, in
+/// order per id.
+fn rule_lines(text: &str) -> HashMap<String, std::collections::VecDeque<usize>> {
+    let mut lines: HashMap<String, std::collections::VecDeque<usize>> = HashMap::new();
+    for (i, l) in text.lines().enumerate() {
+        let t = l.trim_start().trim_start_matches("- ").trim();
+        if let Some(v) = t.strip_prefix("id:") {
+            let id = v.trim().trim_matches(|c| c == '"' || c == '\'');
+            lines.entry(id.to_string()).or_default().push_back(i + 1);
+        }
+    }
+    lines
 }
 
 /// Line at or after `from` whose text contains `needle`.

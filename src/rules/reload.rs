@@ -41,36 +41,42 @@ pub enum Reload {
 }
 
 impl Reloader {
-    /// Watches until `stop` flips to true.
-    pub async fn watch(self, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let mut last = dir_digest(&self.dir);
-        let mut tick = tokio::time::interval(self.poll);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    /// Watches until `stop` flips to true. The SIGHUP handler is installed before this
+    /// returns (a SIGHUP with no handler would end the process); call it inside the runtime.
+    pub fn watch(
+        self,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> impl std::future::Future<Output = ()> {
         #[cfg(unix)]
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
-        loop {
-            #[cfg(unix)]
-            let hangup = async {
-                match hup.as_mut() {
-                    Some(h) => {
-                        h.recv().await;
+        async move {
+            let mut last = dir_digest(&self.dir);
+            let mut tick = tokio::time::interval(self.poll);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                #[cfg(unix)]
+                let hangup = async {
+                    match hup.as_mut() {
+                        Some(h) => {
+                            h.recv().await;
+                        }
+                        None => std::future::pending::<()>().await,
                     }
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            #[cfg(not(unix))]
-            let hangup = std::future::pending::<()>();
-            tokio::select! {
-                _ = stop.wait_for(|s| *s) => return,
-                _ = hangup => {
-                    last = dir_digest(&self.dir);
-                    self.reload("SIGHUP");
-                }
-                _ = tick.tick() => {
-                    let now = dir_digest(&self.dir);
-                    if now != last {
-                        last = now;
-                        self.reload("rules directory changed");
+                };
+                #[cfg(not(unix))]
+                let hangup = std::future::pending::<()>();
+                tokio::select! {
+                    _ = stop.wait_for(|s| *s) => return,
+                    _ = hangup => {
+                        last = dir_digest(&self.dir);
+                        self.reload("SIGHUP");
+                    }
+                    _ = tick.tick() => {
+                        let now = dir_digest(&self.dir);
+                        if now != last {
+                            last = now;
+                            self.reload("rules directory changed");
+                        }
                     }
                 }
             }
