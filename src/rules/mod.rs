@@ -155,26 +155,28 @@ impl RuleSet {
     /// evaluation order.
     pub fn rules_for_event_type(&self, event_type: &str) -> Vec<&Rule> {
         self.candidates(event_type)
-            .into_iter()
-            .map(|i| &self.rules[i])
+            .iter()
+            .map(|i| &self.rules[*i])
             .collect()
     }
 
-    /// Indices of the rules that can match this event type, in evaluation order.
-    fn candidates(&self, event_type: &str) -> Vec<usize> {
-        let mut c: Vec<usize> = self.exact.get(event_type).cloned().unwrap_or_default();
-        let before = c.len();
-        c.extend(
-            self.prefixes
-                .iter()
-                .filter(|(p, _)| event_type.starts_with(p.as_str()))
-                .map(|(_, i)| *i),
-        );
-        if c.len() != before {
-            c.sort_unstable();
-            c.dedup();
+    /// Indices of the rules that can match this event type, in evaluation order; borrowed
+    /// from the index unless a prefix rule adds to the exact ones.
+    fn candidates(&self, event_type: &str) -> std::borrow::Cow<'_, [usize]> {
+        let exact: &[usize] = self.exact.get(event_type).map_or(&[], Vec::as_slice);
+        let mut prefixed = self
+            .prefixes
+            .iter()
+            .filter(|(p, _)| event_type.starts_with(p.as_str()))
+            .map(|(_, i)| *i)
+            .peekable();
+        if prefixed.peek().is_none() {
+            return std::borrow::Cow::Borrowed(exact);
         }
-        c
+        let mut c: Vec<usize> = exact.iter().copied().chain(prefixed).collect();
+        c.sort_unstable();
+        c.dedup();
+        std::borrow::Cow::Owned(c)
     }
 
     /// Evaluates the rules for one signal. `now_millis` is the decision time the conditions
@@ -182,7 +184,7 @@ impl RuleSet {
     pub fn evaluate(&self, signal: &Signal, subject_id: &str, now_millis: i64) -> Evaluation<'_> {
         let mut out = Evaluation::default();
         let mut input: Option<Result<ConditionInput, String>> = None;
-        for i in self.candidates(&signal.event_type) {
+        for &i in self.candidates(&signal.event_type).iter() {
             let rule = &self.rules[i];
             if !rule.matches_statically(signal) {
                 continue;
