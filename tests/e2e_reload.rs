@@ -41,6 +41,17 @@ async fn decide_one(
     d.pop().unwrap()
 }
 
+/// A deployment config whose rules directory is checked for changes every `poll`.
+fn config_polling_every(dir: &std::path::Path, topics: &Topics, poll: &str) -> std::path::PathBuf {
+    let config = write_config(dir, topics, &unique("g"), "");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "dir = \"rules\"",
+        &format!("dir = \"rules\"\nreload_poll = \"{poll}\""),
+    );
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
 /// Waits until the metric's value reaches at least `min`.
 async fn wait_for_metric(daemon: &Daemon, name: &str, min: f64) -> String {
     let mut m = String::new();
@@ -62,16 +73,7 @@ async fn rules_directory_changes_apply_between_signals_and_broken_ones_are_refus
     let topics = Topics::new(&unique("reload"));
     create_topics(&all_topics(&topics)).await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &topics, &unique("g"), "");
-    let text = std::fs::read_to_string(&config).unwrap();
-    std::fs::write(
-        &config,
-        text.replace(
-            "dir = \"rules\"",
-            "dir = \"rules\"\nreload_poll = \"200ms\"",
-        ),
-    )
-    .unwrap();
+    let config = config_polling_every(dir.path(), &topics, "200ms");
     let daemon = Daemon::start(&config, "containd.log");
 
     let mut session = sample_signals()[6].clone(); // session-established, dry-run rule only
@@ -119,14 +121,8 @@ async fn sighup_reloads_at_once() {
     let topics = Topics::new(&unique("hup"));
     create_topics(&all_topics(&topics)).await;
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &topics, &unique("g"), "");
-    let text = std::fs::read_to_string(&config).unwrap();
     // Polling is effectively off: only the signal can trigger the reload.
-    std::fs::write(
-        &config,
-        text.replace("dir = \"rules\"", "dir = \"rules\"\nreload_poll = \"1h\""),
-    )
-    .unwrap();
+    let config = config_polling_every(dir.path(), &topics, "1h");
     let daemon = Daemon::start(&config, "containd.log");
     wait_for_metric(&daemon, "containd_rules_loaded", 7.0).await;
     std::fs::write(dir.path().join("rules/60-extra.yaml"), EXTRA).unwrap();

@@ -30,12 +30,7 @@ pub async fn run(
 ) -> Result<RunSummary, PipelineError> {
     let tracker = Arc::new(OffsetTracker::new());
     let consumer = create_consumer(settings, &runtime, &tracker, true)?;
-    let producer: OutputProducer =
-        producer_config(settings, None).create_with_context(AckContext {
-            tracker: tracker.clone(),
-            metrics: runtime.metrics.clone(),
-            health: runtime.health.clone(),
-        })?;
+    let producer = create_producer(settings, &runtime, &tracker, None)?;
     subscribe(&consumer, settings)?;
     tracing::info!(group = %settings.input.group_id, "consuming");
 
@@ -129,6 +124,21 @@ pub(super) fn create_consumer(
             drain_timeout: settings.delivery.drain_timeout,
             commit_on_revoke,
             assigned: Mutex::default(),
+        })?,
+    )
+}
+
+pub(super) fn create_producer(
+    settings: &Settings,
+    runtime: &Runtime,
+    tracker: &Arc<OffsetTracker>,
+    transactional_id: Option<&str>,
+) -> Result<OutputProducer, PipelineError> {
+    Ok(
+        producer_config(settings, transactional_id).create_with_context(AckContext {
+            tracker: tracker.clone(),
+            metrics: runtime.metrics.clone(),
+            health: runtime.health.clone(),
         })?,
     )
 }

@@ -4,8 +4,8 @@
 //! is decided again into a fresh transaction. Needs a broker with transactions (Apache Kafka,
 //! Confluent, Redpanda, MSK); adapters read with isolation.level=read_committed.
 
-use super::at_least_once::{create_consumer, send, subscribe, OutputProducer};
-use super::kafka::{producer_config, AckContext, AckToken};
+use super::at_least_once::{create_consumer, create_producer, send, subscribe, OutputProducer};
+use super::kafka::AckToken;
 use super::offsets::OffsetTracker;
 use super::{current, observe, Incoming, OutKind, PipelineError, Processor, RunSummary, Runtime};
 use crate::config::Settings;
@@ -36,12 +36,7 @@ pub async fn run(
             let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
             format!("containd-{}-{host}", settings.input.group_id)
         });
-    let producer: OutputProducer =
-        producer_config(settings, Some(&txn_id)).create_with_context(AckContext {
-            tracker: tracker.clone(),
-            metrics: runtime.metrics.clone(),
-            health: runtime.health.clone(),
-        })?;
+    let producer = create_producer(settings, &runtime, &tracker, Some(&txn_id))?;
     producer.init_transactions(TXN_TIMEOUT)?;
     subscribe(&consumer, settings)?;
     tracing::info!(transactional_id = %txn_id, "consuming (exactly_once)");

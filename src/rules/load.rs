@@ -11,15 +11,7 @@ use sha2::{Digest, Sha256};
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-const MEMBERS: &[&str] = &[
-    "user",
-    "device",
-    "session",
-    "application",
-    "tenant",
-    "org_unit",
-    "group",
-];
+const MEMBERS: [&str; 7] = crate::signal::Subject::MEMBER_NAMES;
 
 /// Loads, checks and compiles the rules in `dir`.
 pub fn load_dir(

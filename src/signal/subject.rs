@@ -139,6 +139,32 @@ fn simple_id(format: SubjectFormat, identifiers: &BTreeMap<String, String>) -> O
 }
 
 impl Subject {
+    /// Names of the complex-subject members, in the schema's order.
+    pub const MEMBER_NAMES: [&'static str; 7] = [
+        "user",
+        "device",
+        "session",
+        "application",
+        "tenant",
+        "org_unit",
+        "group",
+    ];
+
+    /// The complex member at `i` of [`Self::MEMBER_NAMES`].
+    pub fn member(&self, i: usize) -> Option<&SimpleSubject> {
+        [
+            &self.user,
+            &self.device,
+            &self.session,
+            &self.application,
+            &self.tenant,
+            &self.org_unit,
+            &self.group,
+        ]
+        .get(i)
+        .and_then(|m| m.as_ref())
+    }
+
     /// Complex members in the order that picks the canonical id: the application or agent
     /// acting is what containment is about, then the user, session, device and scopes.
     pub fn members(&self) -> [(&'static str, Option<&SimpleSubject>); 7] {
