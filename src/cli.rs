@@ -124,14 +124,32 @@ fn print_problems(problems: &[Problem]) {
 }
 
 /// Loads settings and rules, or the complete list of problems.
+/// Loads settings and rules, or every problem of both: a config that parses but has
+/// semantic problems still has its rules checked, so one run shows everything to fix.
 pub fn load(path: &std::path::Path) -> Result<(Settings, RuleSet), Vec<Problem>> {
-    let settings = config::load(path).map_err(|p| p.0)?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![Problem {
+            file: path.into(),
+            line: None,
+            field: String::new(),
+            message: format!("cannot read config file: {e}"),
+        }]
+    })?;
+    let settings = config::parse(path, &text).map_err(|p| p.0)?;
+    let mut problems = config::validate(&settings, path, &text);
     let rules = rules::load_dir(
         &settings.rules.dir,
         &settings.targets,
         &settings.extra_actions,
-    )?;
-    Ok((settings, rules))
+    );
+    match rules {
+        Ok(rules) if problems.is_empty() => Ok((settings, rules)),
+        Ok(_) => Err(problems),
+        Err(mut rule_problems) => {
+            problems.append(&mut rule_problems);
+            Err(problems)
+        }
+    }
 }
 
 fn check(path: &std::path::Path) -> ExitCode {

@@ -258,3 +258,30 @@ fn replay_prints_each_decision_and_bad_lines() {
         lines[8]
     );
 }
+
+#[test]
+fn config_and_rules_problems_are_reported_together() {
+    let broken = "rules:\n  - id: broken\n    match:\n      event_types: [urn:x:y]\n    actions:\n      - action: revoke_sessions\n        targets: [nowhere]\n";
+    let dir = deployment(
+        |t| t.replace("max_in_flight = 20000", "max_in_flight = 0"),
+        Some(("99-broken.yaml", broken)),
+    );
+    let o = containd(&[
+        "check",
+        "--config",
+        dir.path().join("containd.toml").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(78));
+    let err = stderr(&o);
+    assert!(
+        err.contains("delivery.max_in_flight: must be positive"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "99-broken.yaml:7: rule broken.actions[0].targets: unknown target \"nowhere\""
+        ),
+        "{err}"
+    );
+    assert!(err.contains("2 problem(s)"), "{err}");
+}
