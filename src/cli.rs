@@ -123,18 +123,10 @@ fn print_problems(problems: &[Problem]) {
     }
 }
 
-/// Loads settings and rules, or the complete list of problems.
 /// Loads settings and rules, or every problem of both: a config that parses but has
 /// semantic problems still has its rules checked, so one run shows everything to fix.
 pub fn load(path: &std::path::Path) -> Result<(Settings, RuleSet), Vec<Problem>> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        vec![Problem {
-            file: path.into(),
-            line: None,
-            field: String::new(),
-            message: format!("cannot read config file: {e}"),
-        }]
-    })?;
+    let text = config::read(path).map_err(|p| p.0)?;
     let settings = config::parse(path, &text).map_err(|p| p.0)?;
     let mut problems = config::validate(&settings, path, &text);
     let rules = rules::load_dir(

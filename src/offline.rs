@@ -42,14 +42,7 @@ pub struct OfflineDecider {
 impl OfflineDecider {
     /// Loads the config at `config_path` (its targets and actions) and the rules in `rules_dir`.
     pub fn load(config_path: &Path, rules_dir: &Path) -> Result<Self, Vec<Problem>> {
-        let text = std::fs::read_to_string(config_path).map_err(|e| {
-            vec![Problem {
-                file: config_path.into(),
-                line: None,
-                field: String::new(),
-                message: format!("cannot read: {e}"),
-            }]
-        })?;
+        let text = config::read(config_path).map_err(|p| p.0)?;
         let mut settings: Settings = config::parse(config_path, &text).map_err(|p| p.0)?;
         settings.rules.dir = rules_dir.into();
         let rules = rules::load_dir(rules_dir, &settings.targets, &settings.extra_actions)?;

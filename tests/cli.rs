@@ -39,6 +39,12 @@ fn deployment(
     dir
 }
 
+/// `containd check` on a deployment made by [`deployment`].
+fn check(dir: &tempfile::TempDir) -> Output {
+    let config = dir.path().join("containd.toml");
+    containd(&["check", "--config", config.to_str().unwrap()])
+}
+
 fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
@@ -80,8 +86,7 @@ fn bad_config_exits_78_naming_file_line_and_field() {
 fn bad_rules_exit_78_with_every_problem() {
     let broken = "rules:\n  - id: broken\n    match:\n      event_types: [urn:x:y]\n    condition: signal.attributes.risk ==\n    actions:\n      - action: quarantine_workload\n        targets: [okta]\n      - action: launch_missiles\n        targets: [aws]\n";
     let dir = deployment(|t| t, Some(("99-broken.yaml", broken)));
-    let cfg = dir.path().join("containd.toml");
-    let o = containd(&["check", "--config", cfg.to_str().unwrap()]);
+    let o = check(&dir);
     assert_eq!(o.status.code(), Some(78));
     let err = stderr(&o);
     assert!(
@@ -107,11 +112,7 @@ fn unknown_config_field_and_missing_rules_dir_are_reported() {
         |t| t.replace("dry_run = false", "dry_run = false\ndryrun = true"),
         None,
     );
-    let o = containd(&[
-        "check",
-        "--config",
-        dir.path().join("containd.toml").to_str().unwrap(),
-    ]);
+    let o = check(&dir);
     assert_eq!(o.status.code(), Some(78));
     assert!(stderr(&o).contains("dryrun"), "{}", stderr(&o));
 
@@ -119,11 +120,7 @@ fn unknown_config_field_and_missing_rules_dir_are_reported() {
         |t| t.replace("dir = \"rules\"", "dir = \"no-such-dir\""),
         None,
     );
-    let o = containd(&[
-        "check",
-        "--config",
-        dir.path().join("containd.toml").to_str().unwrap(),
-    ]);
+    let o = check(&dir);
     assert_eq!(o.status.code(), Some(78));
     assert!(
         stderr(&o).contains("no-such-dir") && stderr(&o).contains("rules.dir"),
@@ -266,11 +263,7 @@ fn config_and_rules_problems_are_reported_together() {
         |t| t.replace("max_in_flight = 20000", "max_in_flight = 0"),
         Some(("99-broken.yaml", broken)),
     );
-    let o = containd(&[
-        "check",
-        "--config",
-        dir.path().join("containd.toml").to_str().unwrap(),
-    ]);
+    let o = check(&dir);
     assert_eq!(o.status.code(), Some(78));
     let err = stderr(&o);
     assert!(

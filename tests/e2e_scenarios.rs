@@ -356,10 +356,9 @@ async fn malformed_input_is_dead_lettered_and_the_stream_keeps_going() {
         ),
     ];
     let mut sequence = Vec::new();
-    for (topic, bytes, kind) in &bad {
+    for (topic, bytes, _) in &bad {
         sequence.push(send_valid(topic.clone()));
         sequence.push((topic.clone(), bytes.clone()));
-        let _ = kind;
     }
     sequence.push(send_valid(json.clone()));
     sequence.push(send_valid(avro_topic.clone()));

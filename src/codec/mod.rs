@@ -94,15 +94,3 @@ impl SignalDecoder {
         }
     }
 }
-
-/// Encodes output records (commands, decisions) and, for tests and the demo, signals.
-pub trait Encode {
-    fn encode_json(&self) -> Vec<u8>;
-}
-
-impl<T: Serialize> Encode for T {
-    fn encode_json(&self) -> Vec<u8> {
-        // Serializing these plain structs to a Vec cannot fail: no maps with non-string keys.
-        serde_json::to_vec(self).unwrap_or_default()
-    }
-}

@@ -56,14 +56,7 @@ pub const ENV_PREFIX: &str = "CONTAIND";
 /// Loads and validates the settings. Relative paths in the file (the rules directory) are
 /// resolved against the file's directory, so the daemon can be started from anywhere.
 pub fn load(path: &Path) -> Result<Settings, Problems> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        Problems(vec![Problem {
-            file: path.into(),
-            line: None,
-            field: String::new(),
-            message: format!("cannot read config file: {e}"),
-        }])
-    })?;
+    let text = read(path)?;
     let settings = parse(path, &text)?;
     let problems = validate(&settings, path, &text);
     if problems.is_empty() {
@@ -71,6 +64,18 @@ pub fn load(path: &Path) -> Result<Settings, Problems> {
     } else {
         Err(Problems(problems))
     }
+}
+
+/// Reads the config file, or the problem naming it.
+pub fn read(path: &Path) -> Result<String, Problems> {
+    std::fs::read_to_string(path).map_err(|e| {
+        Problems(vec![Problem {
+            file: path.into(),
+            line: None,
+            field: String::new(),
+            message: format!("cannot read config file: {e}"),
+        }])
+    })
 }
 
 /// Parses file text plus environment into settings, without semantic checks.

@@ -6,6 +6,7 @@ use super::kafka::{consumer_config, producer_config, AckContext, AckToken, Rebal
 use super::offsets::OffsetTracker;
 use super::{
     current, observe, Incoming, OutKind, OutRecord, PipelineError, Processor, RunSummary, Runtime,
+    TopicNames,
 };
 use crate::config::Settings;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -35,6 +36,7 @@ pub async fn run(
     tracing::info!(group = %settings.input.group_id, "consuming");
 
     let mut summary = RunSummary::default();
+    let mut names = TopicNames::default();
     let mut commit_tick = tokio::time::interval(settings.delivery.commit_interval);
     commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
@@ -73,7 +75,7 @@ pub async fn run(
                     let span = tracing::debug_span!("signal", topic = incoming.topic,
                         partition = incoming.partition, offset = incoming.offset,
                         id = tracing::field::Empty);
-                    if let Err(e) = handle(&processor, &runtime, &tracker, &producer, &mut summary, incoming)
+                    if let Err(e) = handle(&processor, &runtime, &tracker, &producer, &mut summary, &mut names, incoming)
                         .instrument(span)
                         .await
                     {
@@ -164,12 +166,15 @@ pub(super) fn subscribe(
     Ok(())
 }
 
-async fn handle(
+/// Decides one record and produces its outputs, each carrying an acknowledgement token for
+/// the offset tracker. Shared by both delivery modes.
+pub(super) async fn handle(
     processor: &Processor,
     runtime: &Runtime,
     tracker: &OffsetTracker,
     producer: &OutputProducer,
     summary: &mut RunSummary,
+    names: &mut TopicNames,
     msg: Incoming<'_>,
 ) -> Result<(), PipelineError> {
     let started = Instant::now();
@@ -187,7 +192,7 @@ async fn handle(
         started.elapsed(),
     );
     tracker.begin(msg.topic, msg.partition, msg.offset, outputs.len() as u32);
-    let topic: Arc<str> = Arc::from(msg.topic);
+    let topic = names.get(msg.topic);
     for out in &outputs {
         let token = Box::new(AckToken {
             topic: topic.clone(),

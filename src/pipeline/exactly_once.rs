@@ -4,10 +4,9 @@
 //! is decided again into a fresh transaction. Needs a broker with transactions (Apache Kafka,
 //! Confluent, Redpanda, MSK); adapters read with isolation.level=read_committed.
 
-use super::at_least_once::{create_consumer, create_producer, send, subscribe, OutputProducer};
-use super::kafka::AckToken;
+use super::at_least_once::{create_consumer, create_producer, handle, subscribe, OutputProducer};
 use super::offsets::OffsetTracker;
-use super::{current, observe, Incoming, OutKind, PipelineError, Processor, RunSummary, Runtime};
+use super::{Incoming, PipelineError, Processor, RunSummary, Runtime, TopicNames};
 use crate::config::Settings;
 use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
@@ -16,7 +15,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const TXN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -42,12 +41,13 @@ pub async fn run(
     tracing::info!(transactional_id = %txn_id, "consuming (exactly_once)");
 
     let mut summary = RunSummary::default();
+    let mut names = TopicNames::default();
     tokio::pin!(shutdown);
     let mut stopping = false;
     while !stopping {
         producer.begin_transaction()?;
         // Per partition: (first offset in this batch, next offset after it).
-        let mut batch: BTreeMap<(String, i32), (i64, i64)> = BTreeMap::new();
+        let mut batch: BTreeMap<(Arc<str>, i32), (i64, i64)> = BTreeMap::new();
         let mut batch_summary = RunSummary::default();
         let deadline = tokio::time::Instant::now() + settings.delivery.transaction_interval;
         let mut produce_error = None;
@@ -73,40 +73,22 @@ pub async fn run(
                 key: m.key(),
                 payload: m.payload(),
             };
-            let started = Instant::now();
-            let (processed, outputs) = processor.process(&current(&runtime.rules), &incoming);
-            observe(
-                &runtime.metrics,
-                &mut batch_summary,
-                incoming.topic,
-                &processed,
-                &outputs,
-                started.elapsed(),
-            );
             batch
-                .entry((incoming.topic.to_string(), incoming.partition))
+                .entry((names.get(incoming.topic), incoming.partition))
                 .and_modify(|(_, next)| *next = incoming.offset + 1)
                 .or_insert((incoming.offset, incoming.offset + 1));
-            let topic: Arc<str> = Arc::from(incoming.topic);
-            tracker.begin(
-                incoming.topic,
-                incoming.partition,
-                incoming.offset,
-                outputs.len() as u32,
-            );
-            for out in &outputs {
-                let token = Box::new(AckToken {
-                    topic: topic.clone(),
-                    partition: incoming.partition,
-                    offset: incoming.offset,
-                    command_of_signal_at: matches!(out.kind, OutKind::Command { .. })
-                        .then_some(incoming.timestamp)
-                        .flatten(),
-                });
-                if let Err(e) = send(&producer, out, token).await {
-                    produce_error = Some(e);
-                    break;
-                }
+            if let Err(e) = handle(
+                &processor,
+                &runtime,
+                &tracker,
+                &producer,
+                &mut batch_summary,
+                &mut names,
+                incoming,
+            )
+            .await
+            {
+                produce_error = Some(e);
             }
             if produce_error.is_some() {
                 break;
@@ -148,7 +130,7 @@ pub async fn run(
 fn commit_batch(
     producer: &OutputProducer,
     consumer: &super::at_least_once::SignalConsumer,
-    batch: &BTreeMap<(String, i32), (i64, i64)>,
+    batch: &BTreeMap<(Arc<str>, i32), (i64, i64)>,
 ) -> Result<(), PipelineError> {
     let mut offsets = TopicPartitionList::new();
     for ((topic, partition), (_, next)) in batch {
@@ -165,7 +147,7 @@ fn commit_batch(
 /// Puts the consumer back at each partition's first offset of the aborted batch.
 fn rewind(
     consumer: &super::at_least_once::SignalConsumer,
-    batch: &BTreeMap<(String, i32), (i64, i64)>,
+    batch: &BTreeMap<(Arc<str>, i32), (i64, i64)>,
 ) -> Result<(), PipelineError> {
     for ((topic, partition), (first, _)) in batch {
         if let Err(e) = consumer.seek(

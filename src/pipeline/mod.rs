@@ -41,6 +41,22 @@ pub enum PipelineError {
 
 pub use crate::rules::{current, SharedRules};
 
+/// Topic names as shared strings: the acknowledgement tokens and batch keys of every signal
+/// of a topic share one allocation instead of one per signal.
+#[derive(Default)]
+struct TopicNames(std::collections::HashMap<String, Arc<str>>);
+
+impl TopicNames {
+    fn get(&mut self, topic: &str) -> Arc<str> {
+        if let Some(name) = self.0.get(topic) {
+            return name.clone();
+        }
+        let name: Arc<str> = Arc::from(topic);
+        self.0.insert(topic.to_string(), name.clone());
+        name
+    }
+}
+
 /// Counts at the end of a run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunSummary {

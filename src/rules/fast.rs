@@ -6,7 +6,7 @@
 //! Any other shape compiles to `None` and runs in the `cel` interpreter; a differential test
 //! checks both agree.
 
-use crate::signal::{EventFields, Signal, SimpleSubject};
+use crate::signal::{EventFields, Signal, SimpleSubject, Subject};
 use cel::common::ast::{operators as op, CallExpr, Expr, IdedExpr, LiteralValue};
 
 /// A compiled fast condition.
@@ -64,28 +64,10 @@ enum V<'a> {
     Null,
 }
 
-const MEMBERS: [&str; 7] = [
-    "user",
-    "device",
-    "session",
-    "application",
-    "tenant",
-    "org_unit",
-    "group",
-];
+const MEMBERS: [&str; 7] = Subject::MEMBER_NAMES;
 
 fn member(signal: &Signal, i: usize) -> Option<&SimpleSubject> {
-    let s = &signal.subject;
-    [
-        &s.user,
-        &s.device,
-        &s.session,
-        &s.application,
-        &s.tenant,
-        &s.org_unit,
-        &s.group,
-    ][i]
-        .as_ref()
+    signal.subject.member(i)
 }
 
 fn event_field(name: &str) -> Option<fn(&EventFields) -> Option<&str>> {

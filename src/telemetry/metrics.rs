@@ -9,7 +9,6 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -76,7 +75,6 @@ pub struct Metrics {
     ruleset: Family<VersionLabel, Gauge>,
     active_version: Mutex<String>,
     transactions: Family<ReasonLabel, Counter>,
-    consumed_total: AtomicI64,
 }
 
 impl Default for Metrics {
@@ -106,7 +104,6 @@ impl Metrics {
             ruleset: Family::default(),
             active_version: Mutex::new(String::new()),
             transactions: Family::default(),
-            consumed_total: AtomicI64::new(0),
             registry: Registry::default(),
         };
         registry.register(
@@ -213,7 +210,6 @@ impl Metrics {
                 topic: topic.into(),
             })
             .inc();
-        self.consumed_total.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn signal_decided(&self, topic: &str, outcome: &str, latency: Duration) {
@@ -311,10 +307,5 @@ impl Metrics {
                 reason: result.into(),
             })
             .inc();
-    }
-
-    /// Total signals consumed since start (for the shutdown summary).
-    pub fn consumed_total(&self) -> i64 {
-        self.consumed_total.load(Ordering::Relaxed)
     }
 }
