@@ -89,7 +89,7 @@ pub async fn run(
 
     // Drain: wait for outstanding acknowledgements within the grace period, then commit.
     let deadline = Instant::now() + settings.shutdown.grace;
-    while tracker.in_flight() > 0 && tracker.failure().is_none() && Instant::now() < deadline {
+    while tracker.in_flight() > 0 && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     commit(&consumer, &tracker, CommitMode::Sync);

@@ -145,7 +145,7 @@ impl RebalanceContext {
             .map(|e| (e.topic().to_string(), e.partition()))
             .collect();
         while parts.iter().any(|(t, p)| self.tracker.pending(t, *p) > 0) {
-            if Instant::now() >= deadline || self.tracker.failure().is_some() {
+            if Instant::now() >= deadline {
                 tracing::warn!(
                     "revoked partitions still had unacknowledged outputs after {:?}; the next owner replays them",
                     self.drain_timeout

@@ -19,11 +19,14 @@ struct Partition {
     next: i64,
     /// Last position handed out for commit.
     committed: i64,
+    /// Lowest signal with a refused output: the position never passes it.
+    blocked: Option<i64>,
 }
 
 impl Partition {
     fn position(&self) -> i64 {
-        self.pending.front().map_or(self.next, |(o, _)| *o)
+        let position = self.pending.front().map_or(self.next, |(o, _)| *o);
+        self.blocked.map_or(position, |b| b.min(position))
     }
 }
 
@@ -75,10 +78,18 @@ impl OffsetTracker {
 
     /// One output of the signal at `offset` was acknowledged.
     pub fn ack(&self, topic: &str, partition: i32, offset: i64) {
+        self.settle(topic, partition, offset, false);
+    }
+
+    /// One output is settled, acknowledged or refused; a refused one blocks the position.
+    fn settle(&self, topic: &str, partition: i32, offset: i64, refused: bool) {
         self.with(|parts| {
             let Some(p) = parts.get_mut(topic).and_then(|t| t.get_mut(&partition)) else {
                 return; // partition was revoked meanwhile; its new owner replays
             };
+            if refused {
+                p.blocked = Some(p.blocked.map_or(offset, |b| b.min(offset)));
+            }
             let Ok(i) = p.pending.binary_search_by_key(&offset, |(o, _)| *o) else {
                 return;
             };
@@ -92,9 +103,11 @@ impl OffsetTracker {
         });
     }
 
-    /// An output was not acknowledged: its signal stays pending forever, so nothing at or
-    /// after it is committed, and the loop stops.
+    /// An output was refused: nothing at or after its signal is committed, and the loop stops.
+    /// It no longer counts as in flight, so the other outputs can still drain and earlier
+    /// signals' positions commit.
     pub fn fail(&self, failure: DeliveryFailure) {
+        self.settle(&failure.topic, failure.partition, failure.offset, true);
         let mut f = self.failure.lock().unwrap_or_else(|p| p.into_inner());
         f.get_or_insert(failure);
     }
@@ -210,6 +223,30 @@ mod tests {
         assert_eq!(t.in_flight(), 0);
         t.ack("s", 1, 5);
         assert_eq!(t.position("s", 1), None);
+    }
+
+    #[test]
+    fn a_refused_output_blocks_its_partition_but_not_the_drain() {
+        let t = OffsetTracker::new();
+        t.begin("s", 0, 1, 1);
+        t.begin("s", 0, 2, 2);
+        t.begin("s", 0, 3, 1);
+        t.fail(DeliveryFailure {
+            topic: "s".into(),
+            partition: 0,
+            offset: 2,
+            error: "refused".into(),
+        });
+        t.ack("s", 0, 1);
+        t.ack("s", 0, 2);
+        t.ack("s", 0, 3);
+        assert_eq!(
+            t.in_flight(),
+            0,
+            "the refused output is settled, not in flight"
+        );
+        assert_eq!(t.position("s", 0), Some(2), "never past the refused signal");
+        assert_eq!(t.all_positions(), vec![("s".into(), 0, 2)]);
     }
 
     #[test]
