@@ -71,6 +71,9 @@ pub enum Command {
         /// One JSON object per signal: the decision record and its commands.
         #[arg(long)]
         json: bool,
+        /// Inventory records (JSON lines, IdentityRecord form) to enrich and fan out with.
+        #[arg(long)]
+        inventory: Option<PathBuf>,
     },
 }
 
@@ -113,7 +116,14 @@ pub fn main() -> ExitCode {
             signals,
             config,
             json,
-        } => replay(&rules, &signals, config.as_deref(), json),
+            inventory,
+        } => replay(
+            &rules,
+            &signals,
+            config.as_deref(),
+            inventory.as_deref(),
+            json,
+        ),
     }
 }
 
@@ -174,7 +184,7 @@ fn offline(dir: &Path, config: Option<&Path>) -> Result<offline::OfflineDecider,
 }
 
 fn rules_test(dir: &Path, config: Option<&Path>) -> ExitCode {
-    let decider = match offline(dir, config) {
+    let mut decider = match offline(dir, config) {
         Ok(d) => d,
         Err(code) => return code,
     };
@@ -189,7 +199,7 @@ fn rules_test(dir: &Path, config: Option<&Path>) -> ExitCode {
             }
         };
         for case in &tests.tests {
-            match offline::run_case(&decider, case) {
+            match offline::run_case(&mut decider, case) {
                 Ok(()) => {
                     passed += 1;
                     say!("ok   {}: {}", file.display(), case.name);
@@ -212,11 +222,26 @@ fn rules_test(dir: &Path, config: Option<&Path>) -> ExitCode {
     }
 }
 
-fn replay(dir: &Path, signals: &Path, config: Option<&Path>, json: bool) -> ExitCode {
-    let decider = match offline(dir, config) {
+fn replay(
+    dir: &Path,
+    signals: &Path,
+    config: Option<&Path>,
+    inventory: Option<&Path>,
+    json: bool,
+) -> ExitCode {
+    let mut decider = match offline(dir, config) {
         Ok(d) => d,
         Err(code) => return code,
     };
+    if let Some(path) = inventory {
+        match offline::read_inventory(path) {
+            Ok(records) => records.into_iter().for_each(|r| decider.add_identity(r)),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
     let text = match std::fs::read_to_string(signals) {
         Ok(t) => t,
         Err(e) => {

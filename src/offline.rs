@@ -6,8 +6,10 @@ use crate::codec::{AvroCodec, Schemas};
 use crate::config::{self, Problem, Settings};
 use crate::decide::Decision;
 use crate::emit::EnforcementCommand;
-use crate::pipeline::{Incoming, OutKind, Processed, Processor};
+use crate::inventory::{IdentityRecord, Inventory};
+use crate::pipeline::{retention, Incoming, OutKind, Processed, Processor};
 use crate::rules::{self, RuleSet};
+use crate::state::StateStore;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -33,10 +35,14 @@ pub fn find_config(rules_dir: &Path, explicit: Option<&Path>) -> Result<PathBuf,
     })
 }
 
-/// Decides signals offline with one rule set.
+/// Decides signals offline with one rule set, keeping state (windows, suppression, open
+/// containments) across the signals it is given, and an inventory of its own.
 pub struct OfflineDecider {
     processor: Processor,
     rules: RuleSet,
+    settings: Arc<Settings>,
+    inventory: Inventory,
+    state: StateStore,
 }
 
 impl OfflineDecider {
@@ -55,9 +61,14 @@ impl OfflineDecider {
             }]
         })?;
         let codec = AvroCodec::new(Arc::new(schemas), &[]);
+        let settings = Arc::new(settings);
+        let state = StateStore::new(retention(&settings, &rules));
         Ok(Self {
-            processor: Processor::new(Arc::new(settings), codec),
+            processor: Processor::new(settings.clone(), codec),
             rules,
+            settings,
+            inventory: Inventory::new(),
+            state,
         })
     }
 
@@ -65,8 +76,19 @@ impl OfflineDecider {
         &self.rules
     }
 
-    /// Decides one signal in its JSON form; `Err` carries the dead-letter reason.
-    pub fn decide_json(&self, json: &[u8], position: i64) -> Result<Decision, String> {
+    /// Forgets all state and inventory (each test case starts from nothing).
+    pub fn reset(&mut self) {
+        self.inventory = Inventory::new();
+        self.state = StateStore::new(retention(&self.settings, &self.rules));
+    }
+
+    pub fn add_identity(&mut self, record: IdentityRecord) {
+        self.inventory.upsert(record);
+    }
+
+    /// Decides one signal in its JSON form at `position` (increasing: it is the offset state
+    /// is kept by); `Err` carries the dead-letter reason.
+    pub fn decide_json(&mut self, json: &[u8], position: i64) -> Result<Decision, String> {
         let msg = Incoming {
             topic: "offline",
             partition: 0,
@@ -75,7 +97,10 @@ impl OfflineDecider {
             key: None,
             payload: Some(json),
         };
-        match self.processor.process(&self.rules, &msg) {
+        match self
+            .processor
+            .process(&self.rules, &self.inventory, &mut self.state, &msg)
+        {
             (Processed::Decided(d), _) => Ok(*d),
             (Processed::DeadLettered(dl), out) => {
                 debug_assert!(out.iter().all(|o| o.kind == OutKind::DeadLetter));
@@ -96,8 +121,11 @@ pub struct TestFile {
 #[serde(deny_unknown_fields)]
 pub struct TestCase {
     pub name: String,
-    /// Signals in their JSON form, decided in order.
+    /// Signals in their JSON form, decided in order (state carries from one to the next).
     pub signals: Vec<serde_json::Value>,
+    /// Inventory records (their JSON form) known during the case.
+    #[serde(default)]
+    pub inventory: Vec<IdentityRecord>,
     pub expect: Expect,
 }
 
@@ -107,6 +135,9 @@ pub struct Expect {
     /// Outcome of the last signal's decision (`acted`, `no_match`, `dry_run`, …).
     #[serde(default)]
     pub outcome: Option<String>,
+    /// Outcome of every signal's decision, in order (for windows, suppression, restore).
+    #[serde(default)]
+    pub outcomes: Option<Vec<String>>,
     /// Rules that matched the last signal, in evaluation order.
     #[serde(default)]
     pub rules: Option<Vec<String>>,
@@ -121,19 +152,28 @@ pub struct Expect {
 pub struct ExpectedCommand {
     pub action: String,
     pub target: String,
+    /// The principal at the target (blast radius), when given.
+    #[serde(default)]
+    pub principal_id: Option<String>,
     #[serde(default)]
     pub parameters: BTreeMap<String, String>,
 }
 
 /// Result of one test case: `Ok` or the lines of its diff.
-pub fn run_case(decider: &OfflineDecider, case: &TestCase) -> Result<(), Vec<String>> {
+pub fn run_case(decider: &mut OfflineDecider, case: &TestCase) -> Result<(), Vec<String>> {
+    decider.reset();
+    for r in &case.inventory {
+        decider.add_identity(r.clone());
+    }
     let mut commands: Vec<EnforcementCommand> = Vec::new();
+    let mut outcomes = Vec::new();
     let mut last = None;
     for (i, s) in case.signals.iter().enumerate() {
         let bytes = serde_json::to_vec(s).map_err(|e| vec![format!("signal {i}: {e}")])?;
         match decider.decide_json(&bytes, i as i64) {
             Ok(d) => {
                 commands.extend(d.commands.iter().cloned());
+                outcomes.push(d.record.outcome.name());
                 last = Some(d);
             }
             Err(reason) => {
@@ -150,6 +190,12 @@ pub fn run_case(decider: &OfflineDecider, case: &TestCase) -> Result<(), Vec<Str
         if got != want {
             diff.push(format!("- outcome: {want}"));
             diff.push(format!("+ outcome: {got}"));
+        }
+    }
+    if let Some(want) = &case.expect.outcomes {
+        if outcomes != want.iter().map(String::as_str).collect::<Vec<_>>() {
+            diff.push(format!("- outcomes: {want:?}"));
+            diff.push(format!("+ outcomes: {outcomes:?}"));
         }
     }
     if let Some(want) = &case.expect.rules {
@@ -170,6 +216,7 @@ pub fn run_case(decider: &OfflineDecider, case: &TestCase) -> Result<(), Vec<Str
             let found = unmatched.iter().position(|c| {
                 c.action == w.action
                     && c.target == w.target
+                    && (w.principal_id.is_none() || c.principal_id == w.principal_id)
                     && w.parameters
                         .iter()
                         .all(|(k, v)| c.parameters.get(k) == Some(v))
@@ -179,15 +226,22 @@ pub fn run_case(decider: &OfflineDecider, case: &TestCase) -> Result<(), Vec<Str
                     unmatched.remove(i);
                 }
                 None => diff.push(format!(
-                    "- command {} → {} {:?}",
-                    w.action, w.target, w.parameters
+                    "- command {} → {}{} {:?}",
+                    w.action,
+                    w.target,
+                    principal(&w.principal_id),
+                    w.parameters
                 )),
             }
         }
         for c in unmatched {
             diff.push(format!(
-                "+ command {} → {} {:?} (rule {})",
-                c.action, c.target, c.parameters, c.why.rule_id
+                "+ command {} → {}{} {:?} (rule {})",
+                c.action,
+                c.target,
+                principal(&c.principal_id),
+                c.parameters,
+                c.why.rule_id
             ));
         }
     }
@@ -196,6 +250,23 @@ pub fn run_case(decider: &OfflineDecider, case: &TestCase) -> Result<(), Vec<Str
     } else {
         Err(diff)
     }
+}
+
+/// Reads inventory records, one JSON object per line; errors name the file and line.
+pub fn read_inventory(path: &Path) -> Result<Vec<IdentityRecord>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    text.lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| format!("{}:{}: {e}", path.display(), i + 1))
+        })
+        .collect()
+}
+
+fn principal(p: &Option<String>) -> String {
+    p.as_ref().map(|p| format!(" as {p}")).unwrap_or_default()
 }
 
 /// Test files next to the rules, in name order.

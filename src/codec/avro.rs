@@ -16,6 +16,7 @@ use std::sync::Arc;
 pub const SIGNAL_SCHEMA: &str = include_str!("../../schemas/signal.avsc");
 pub const COMMAND_SCHEMA: &str = include_str!("../../schemas/enforcement_command.avsc");
 pub const DECISION_SCHEMA: &str = include_str!("../../schemas/decision_record.avsc");
+pub const IDENTITY_SCHEMA: &str = include_str!("../../schemas/identity_record.avsc");
 
 const SINGLE_OBJECT_MAGIC: [u8; 2] = [0xC3, 0x01];
 const CONFLUENT_MAGIC: u8 = 0;
@@ -26,6 +27,7 @@ pub struct Schemas {
     pub signal: Schema,
     pub command: Schema,
     pub decision: Schema,
+    pub identity: Schema,
 }
 
 impl Schemas {
@@ -36,6 +38,7 @@ impl Schemas {
             signal: Schema::parse_str(SIGNAL_SCHEMA)?,
             command: Schema::parse_str(COMMAND_SCHEMA)?,
             decision: Schema::parse_str(DECISION_SCHEMA)?,
+            identity: Schema::parse_str(IDENTITY_SCHEMA)?,
         })
     }
 }
@@ -57,6 +60,7 @@ pub struct AvroCodec {
     command_header: [u8; 10],
     decision_header: [u8; 10],
     signal_header: [u8; 10],
+    identity_header: [u8; 10],
 }
 
 fn header(schema: &Schema) -> [u8; 10] {
@@ -80,6 +84,7 @@ impl AvroCodec {
             command_header: header(&schemas.command),
             decision_header: header(&schemas.decision),
             signal_header: header(&schemas.signal),
+            identity_header: header(&schemas.identity),
             schemas,
             signal_writers: Arc::new(signal_writers),
             confluent_ids: Arc::new(confluent_ids),
@@ -160,6 +165,25 @@ impl AvroCodec {
         decision: &T,
     ) -> Result<Vec<u8>, apache_avro::Error> {
         encode_flat(&self.decision_header, &self.schemas.decision, decision)
+    }
+
+    /// Decodes a single-object inventory record.
+    pub fn decode_identity(
+        &self,
+        bytes: &[u8],
+    ) -> Result<crate::inventory::IdentityRecord, DecodeError> {
+        decode_flat(&self.identity_header, &self.schemas.identity, bytes)
+    }
+
+    /// Single-object encoding of an inventory record (for inventory producers and tests).
+    pub fn encode_identity(
+        &self,
+        record: &crate::inventory::IdentityRecord,
+    ) -> Result<Vec<u8>, apache_avro::Error> {
+        let value = apache_avro::to_value(record)?.resolve(&self.schemas.identity)?;
+        let mut out = self.identity_header.to_vec();
+        out.extend(apache_avro::to_avro_datum(&self.schemas.identity, value)?);
+        Ok(out)
     }
 
     /// Single-object encoding of a signal (used by producers in tests, the demo and benches).
@@ -248,6 +272,24 @@ mod tests {
         assert_eq!(d.decode(Format::Avro, Some(&so)).unwrap(), s);
         let cf = c.encode_signal_confluent(&s, 7).unwrap();
         assert_eq!(d.decode(Format::Confluent, Some(&cf)).unwrap(), s);
+    }
+
+    #[test]
+    fn identity_records_round_trip() {
+        let c = codec();
+        let r: crate::inventory::IdentityRecord = serde_json::from_value(serde_json::json!({
+            "id": "svc-a", "aliases": ["client-1"], "kind": "ai_agent",
+            "owner": {"team": "ml", "contact": "ml@acme"}, "criticality": "high",
+            "environment": "prod", "access": [{"target": "aws", "principal_id": "arn:x"}]}))
+        .unwrap();
+        assert_eq!(c.decode_identity(&c.encode_identity(&r).unwrap()).unwrap(), r);
+        let ownerless = crate::inventory::IdentityRecord {
+            owner: None,
+            criticality: None,
+            ..r
+        };
+        let bytes = c.encode_identity(&ownerless).unwrap();
+        assert_eq!(c.decode_identity(&bytes).unwrap(), ownerless);
     }
 
     #[test]

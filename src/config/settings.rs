@@ -28,10 +28,72 @@ pub struct Settings {
     /// Actions beyond the built-in enforcement vocabulary that targets may accept.
     #[serde(default)]
     pub extra_actions: Vec<String>,
+    /// Per-subject state: windows, suppression, escalation, open containments.
+    #[serde(default)]
+    pub state: StateSettings,
+    /// The NHI inventory topic (identity enrichment and blast radius).
+    #[serde(default)]
+    pub inventory: InventorySettings,
     #[serde(default)]
     pub telemetry: TelemetrySettings,
     #[serde(default)]
     pub shutdown: ShutdownSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateSettings {
+    /// Compacted changelog topic the state is written to and rebuilt from on assignment. It
+    /// needs at least as many partitions as the widest input topic; containd creates it
+    /// (compacted, with that many partitions) when it is missing.
+    #[serde(default = "default_changelog_topic")]
+    pub changelog_topic: String,
+    /// Create the changelog topic at startup when it does not exist.
+    #[serde(default = "default_true")]
+    pub create_changelog: bool,
+    /// Suppression period for actions whose rule sets none: the same action on the same
+    /// target for the same subject is not re-issued within it. `0s` turns it off.
+    #[serde(default, with = "humantime_serde")]
+    pub suppress_for: Duration,
+    /// State is kept this much longer than the longest rule period, so signals replayed
+    /// after a crash decide as they did the first time.
+    #[serde(default = "default_replay_margin", with = "humantime_serde")]
+    pub replay_margin: Duration,
+    /// Most entries per list (window hits of a rule, firings, issued commands) per subject.
+    #[serde(default = "default_max_entries")]
+    pub max_entries: usize,
+    /// How often expired state is evicted from subjects that receive no signals.
+    #[serde(default = "default_sweep_interval", with = "humantime_serde")]
+    pub sweep_interval: Duration,
+    /// Longest a partition's state rebuild may take before the daemon gives up (exit 1).
+    #[serde(default = "default_restore_timeout", with = "humantime_serde")]
+    pub restore_timeout: Duration,
+}
+
+impl Default for StateSettings {
+    fn default() -> Self {
+        Self {
+            changelog_topic: default_changelog_topic(),
+            create_changelog: true,
+            suppress_for: Duration::ZERO,
+            replay_margin: default_replay_margin(),
+            max_entries: default_max_entries(),
+            sweep_interval: default_sweep_interval(),
+            restore_timeout: default_restore_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InventorySettings {
+    /// Compacted topic of IdentityRecords keyed by identity id; unset: every subject is an
+    /// unknown identity and blast-radius actions reach nothing.
+    #[serde(default)]
+    pub topic: Option<String>,
+    /// Encoding of the records: `json` or `avro` (single-object).
+    #[serde(default)]
+    pub format: Format,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -275,6 +337,24 @@ impl Settings {
     }
 }
 
+fn default_changelog_topic() -> String {
+    "containd.state.v1".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_replay_margin() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_max_entries() -> usize {
+    1024
+}
+fn default_sweep_interval() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_restore_timeout() -> Duration {
+    Duration::from_secs(120)
+}
 fn default_reload_poll() -> Duration {
     Duration::from_secs(2)
 }

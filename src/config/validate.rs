@@ -97,6 +97,38 @@ pub fn validate(settings: &Settings, file: &Path, text: &str) -> Vec<Problem> {
         );
     }
 
+    let st = &settings.state;
+    if st.changelog_topic.is_empty() {
+        problem("state.changelog_topic".into(), "must not be empty".into());
+    } else if input.topics.contains(&st.changelog_topic)
+        || pattern.as_ref().is_some_and(|p| p.is_match(&st.changelog_topic))
+    {
+        problem(
+            "state.changelog_topic".into(),
+            format!("{:?} is also consumed as a signal topic", st.changelog_topic),
+        );
+    }
+    if st.max_entries == 0 {
+        problem("state.max_entries".into(), "must be positive".into());
+    }
+    if st.sweep_interval.is_zero() {
+        problem("state.sweep_interval".into(), "must be longer than 0".into());
+    }
+    if st.restore_timeout.is_zero() {
+        problem("state.restore_timeout".into(), "must be longer than 0".into());
+    }
+    if let Some(topic) = &settings.inventory.topic {
+        if topic.is_empty() {
+            problem("inventory.topic".into(), "must not be empty".into());
+        }
+        if settings.inventory.format == crate::codec::Format::Confluent {
+            problem(
+                "inventory.format".into(),
+                "inventory records are `json` or `avro` (single-object)".into(),
+            );
+        }
+    }
+
     let known_actions: HashSet<&str> = VOCABULARY
         .iter()
         .copied()
@@ -140,6 +172,7 @@ pub fn validate(settings: &Settings, file: &Path, text: &str) -> Vec<Problem> {
         let output_topics = [
             settings.output.decisions_topic.as_str(),
             settings.output.dead_letter_topic.as_str(),
+            settings.state.changelog_topic.as_str(),
         ];
         if output_topics.contains(&t.topic.as_str()) || input.topics.contains(&t.topic) {
             problem(

@@ -24,6 +24,8 @@ pub struct EnforcementCommand {
     pub command_id: String,
     pub action: String,
     pub target: String,
+    /// The identity as this target knows it, from the inventory (blast radius).
+    pub principal_id: Option<String>,
     pub subject: TargetSubject,
     pub parameters: BTreeMap<String, String>,
     pub issued_at: i64,
@@ -49,11 +51,20 @@ pub struct Why {
 }
 
 /// Deterministic command id: the first 128 bits of SHA-256 over (signal id, rule id, action,
-/// target), hex. A replay of the same signal yields the same id, which is what adapters
-/// deduplicate on.
-pub fn command_id(signal_id: &str, rule_id: &str, action: &str, target: &str) -> String {
+/// target, and the principal when the command names one), hex. A replay of the same signal
+/// yields the same id, which is what adapters deduplicate on.
+pub fn command_id(
+    signal_id: &str,
+    rule_id: &str,
+    action: &str,
+    target: &str,
+    principal: Option<&str>,
+) -> String {
     let mut h = Sha256::new();
-    for part in [signal_id, rule_id, action, target] {
+    for part in [signal_id, rule_id, action, target]
+        .into_iter()
+        .chain(principal)
+    {
         h.update((part.len() as u64).to_be_bytes());
         h.update(part.as_bytes());
     }
@@ -66,14 +77,20 @@ mod tests {
 
     #[test]
     fn id_is_deterministic_and_separates_fields() {
-        let a = command_id("s1", "r1", "block_session", "aws");
-        assert_eq!(a, command_id("s1", "r1", "block_session", "aws"));
+        let a = command_id("s1", "r1", "block_session", "aws", None);
+        assert_eq!(a, command_id("s1", "r1", "block_session", "aws", None));
         assert_eq!(a.len(), 32);
-        assert_ne!(a, command_id("s1", "r1", "block_session", "gcp"));
+        assert_ne!(a, command_id("s1", "r1", "block_session", "gcp", None));
+        let p1 = command_id("s1", "r1", "block_session", "aws", Some("arn:1"));
+        assert_ne!(a, p1);
+        assert_ne!(
+            p1,
+            command_id("s1", "r1", "block_session", "aws", Some("arn:2"))
+        );
         // Length-prefixing keeps ("ab","c") and ("a","bc") apart.
         assert_ne!(
-            command_id("ab", "c", "x", "y"),
-            command_id("a", "bc", "x", "y")
+            command_id("ab", "c", "x", "y", None),
+            command_id("a", "bc", "x", "y", None)
         );
     }
 }

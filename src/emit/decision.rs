@@ -14,7 +14,60 @@ pub struct DecisionRecord {
     pub ruleset_version: String,
     pub source: SourcePosition,
     pub decided_at: i64,
+    /// Who the inventory says the subject is (or that it does not know it).
+    pub identity: IdentitySummary,
+    /// Window rules this signal counted towards that have not fired yet.
+    pub pending: Vec<WindowProgress>,
+    /// What a reader should know: blast-radius targets skipped, restores without a target.
+    pub notes: Vec<String>,
     pub timings: Timings,
+}
+
+/// The inventory facts a decision used.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdentitySummary {
+    /// Inventory id; `None` when the inventory has no record for the subject.
+    pub id: Option<String>,
+    pub kind: String,
+    pub owner_team: Option<String>,
+    /// Known, but nobody owns it: flagged so a team can be assigned.
+    pub ownerless: bool,
+    pub criticality: Option<String>,
+}
+
+impl IdentitySummary {
+    pub fn of(identity: &crate::inventory::Identity) -> Self {
+        Self {
+            id: identity.known.then(|| identity.id.to_string()),
+            kind: if identity.known {
+                identity.kind.name().to_string()
+            } else {
+                "unknown".to_string()
+            },
+            owner_team: identity.owner_team.as_deref().map(str::to_string),
+            ownerless: identity.known && !identity.has_owner(),
+            criticality: identity.criticality.map(|c| c.name().to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowProgress {
+    pub rule_id: String,
+    /// Signals in the window, this one included.
+    pub count: i32,
+    pub needed: i32,
+    pub missing_event_types: Vec<String>,
+}
+
+/// A command not re-issued because the same action went to the same target recently.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Suppressed {
+    /// The id this command would have had.
+    pub command_id: String,
+    pub earlier_command_id: String,
+    pub action: String,
+    pub target: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -26,8 +79,13 @@ pub enum Outcome {
     NoMatch,
     /// Rules matched, but every action was dry-run (per rule or globally).
     DryRun,
-    /// Rules matched but none declared an action.
+    /// Rules matched but none declared an action (or there was nothing to act on: no open
+    /// containment to restore, no access to cut).
     MatchedNoAction,
+    /// Rules matched, but every command was suppressed (sent recently).
+    Suppressed,
+    /// Only window rules counted the signal; none is full yet.
+    Pending,
 }
 
 impl Outcome {
@@ -37,6 +95,8 @@ impl Outcome {
             Self::NoMatch => "no_match",
             Self::DryRun => "dry_run",
             Self::MatchedNoAction => "matched_no_action",
+            Self::Suppressed => "suppressed",
+            Self::Pending => "pending",
         }
     }
 }
@@ -46,6 +106,9 @@ pub struct MatchedRule {
     pub rule_id: String,
     pub dry_run: bool,
     pub command_ids: Vec<String>,
+    /// The ladder step taken (0-based), for rules with `escalate`.
+    pub escalation_step: Option<i32>,
+    pub suppressed: Vec<Suppressed>,
 }
 
 /// Where the signal was read, for tracing a decision back to the bus.

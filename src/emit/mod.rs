@@ -7,4 +7,7 @@ pub mod decision;
 
 pub use command::{command_id, EnforcementCommand, TargetSubject, Why, VOCABULARY};
 pub use deadletter::{DeadLetter, DeadLetterReason};
-pub use decision::{DecisionRecord, MatchedRule, Outcome, SourcePosition, Timings};
+pub use decision::{
+    DecisionRecord, IdentitySummary, MatchedRule, Outcome, SourcePosition, Suppressed, Timings,
+    WindowProgress,
+};

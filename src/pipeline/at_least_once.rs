@@ -5,8 +5,8 @@
 use super::kafka::{consumer_config, producer_config, AckContext, AckToken, RebalanceContext};
 use super::offsets::OffsetTracker;
 use super::{
-    current, observe, Incoming, OutKind, OutRecord, PipelineError, Processor, RunSummary, Runtime,
-    TopicNames,
+    current, ensure_shard, lock, observe, retention, Context, Incoming, OutKind, OutRecord,
+    PipelineError, Processor, RunSummary, Runtime, TopicNames,
 };
 use crate::config::Settings;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -27,10 +27,11 @@ pub async fn run(
     settings: &Settings,
     processor: Processor,
     runtime: Runtime,
+    ctx: Context,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<RunSummary, PipelineError> {
     let tracker = Arc::new(OffsetTracker::new());
-    let consumer = create_consumer(settings, &runtime, &tracker, true)?;
+    let consumer = create_consumer(settings, &runtime, &ctx, &tracker, true)?;
     let producer = create_producer(settings, &runtime, &tracker, None)?;
     subscribe(&consumer, settings)?;
     tracing::info!(group = %settings.input.group_id, "consuming");
@@ -39,6 +40,8 @@ pub async fn run(
     let mut names = TopicNames::default();
     let mut commit_tick = tokio::time::interval(settings.delivery.commit_interval);
     commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut sweep_tick = tokio::time::interval(settings.state.sweep_interval);
+    sweep_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
     let result = loop {
         if let Some(f) = tracker.failure() {
@@ -62,6 +65,11 @@ pub async fn run(
             biased;
             _ = &mut shutdown => break Ok(()),
             _ = commit_tick.tick() => commit(&consumer, &tracker, CommitMode::Async),
+            _ = sweep_tick.tick() => {
+                if let Err(e) = sweep(&processor, &runtime, &ctx, &producer).await {
+                    break Err(e);
+                }
+            }
             msg = consumer.recv() => match msg {
                 Ok(m) => {
                     let incoming = Incoming {
@@ -75,7 +83,7 @@ pub async fn run(
                     let span = tracing::debug_span!("signal", topic = incoming.topic,
                         partition = incoming.partition, offset = incoming.offset,
                         id = tracing::field::Empty);
-                    if let Err(e) = handle(&processor, &runtime, &tracker, &producer, &mut summary, &mut names, incoming)
+                    if let Err(e) = handle(&processor, &runtime, &ctx, &tracker, &producer, &mut summary, &mut names, incoming)
                         .instrument(span)
                         .await
                     {
@@ -115,6 +123,7 @@ pub async fn run(
 pub(super) fn create_consumer(
     settings: &Settings,
     runtime: &Runtime,
+    ctx: &Context,
     tracker: &Arc<OffsetTracker>,
     commit_on_revoke: bool,
 ) -> Result<SignalConsumer, PipelineError> {
@@ -126,6 +135,7 @@ pub(super) fn create_consumer(
             drain_timeout: settings.delivery.drain_timeout,
             commit_on_revoke,
             assigned: Mutex::default(),
+            state: ctx.state.clone(),
         })?,
     )
 }
@@ -168,18 +178,26 @@ pub(super) fn subscribe(
 
 /// Decides one record and produces its outputs, each carrying an acknowledgement token for
 /// the offset tracker. Shared by both delivery modes.
+#[allow(clippy::too_many_arguments)]
 pub(super) async fn handle(
     processor: &Processor,
     runtime: &Runtime,
+    ctx: &Context,
     tracker: &OffsetTracker,
     producer: &OutputProducer,
     summary: &mut RunSummary,
     names: &mut TopicNames,
     msg: Incoming<'_>,
 ) -> Result<(), PipelineError> {
+    ensure_shard(ctx, &runtime.metrics, msg.topic, msg.partition).await?;
     let started = Instant::now();
     let rules = current(&runtime.rules);
-    let (processed, outputs) = processor.process(&rules, &msg);
+    let (processed, outputs) = {
+        let inventory = ctx.inventory.read().unwrap_or_else(|p| p.into_inner());
+        let mut state = lock(&ctx.state);
+        state.retention_for(rules.version(), || retention(&ctx.settings, &rules));
+        processor.process(&rules, &inventory, &mut state, &msg)
+    };
     if let super::Processed::Decided(d) = &processed {
         tracing::Span::current().record("id", d.record.signal_id.as_str());
     }
@@ -202,8 +220,47 @@ pub(super) async fn handle(
                 OutKind::Command { .. } => msg.timestamp,
                 _ => None,
             },
+            tracked: true,
         });
         send(producer, out, token).await?;
+    }
+    Ok(())
+}
+
+/// Evicts expired state of subjects that got no signal lately and writes their changelog
+/// records (not tied to any signal's position: a lost one is swept again, and a rebuild
+/// evicts the same entries).
+pub(super) async fn sweep(
+    processor: &Processor,
+    runtime: &Runtime,
+    ctx: &Context,
+    producer: &OutputProducer,
+) -> Result<(), PipelineError> {
+    let (records, size) = {
+        let mut state = lock(&ctx.state);
+        let swept = state.sweep();
+        (swept, state.size())
+    };
+    runtime.metrics.state_size(size.0, size.1, size.2);
+    if records.is_empty() {
+        return Ok(());
+    }
+    runtime.metrics.state_written("sweep", records.len());
+    for (topic, partition, subject, state) in records {
+        let change = match state {
+            Some(s) => crate::state::Change::Updated(s),
+            None => crate::state::Change::Removed,
+        };
+        if let Some(out) = processor.state_record(&topic, partition, &subject, change) {
+            let token = Box::new(AckToken {
+                topic: Arc::from(topic.as_str()),
+                partition,
+                offset: -1,
+                command_of_signal_at: None,
+                tracked: false,
+            });
+            send(producer, &out, token).await?;
+        }
     }
     Ok(())
 }
@@ -215,10 +272,16 @@ pub(super) async fn send(
     mut token: Box<AckToken>,
 ) -> Result<(), PipelineError> {
     loop {
-        let mut record = BaseRecord::<[u8], [u8], Box<AckToken>>::with_opaque_to(&out.topic, token)
-            .payload(out.payload.as_slice());
+        let mut record = BaseRecord::<[u8], [u8], Box<AckToken>>::with_opaque_to(&out.topic, token);
+        // An empty changelog record is a tombstone: no value at all, so compaction drops it.
+        if !(out.kind == OutKind::State && out.payload.is_empty()) {
+            record = record.payload(out.payload.as_slice());
+        }
         if let Some(k) = &out.key {
             record = record.key(k.as_slice());
+        }
+        if let Some(p) = out.partition {
+            record = record.partition(p);
         }
         if !out.headers.is_empty() {
             record = record.headers(headers(out));

@@ -4,9 +4,11 @@
 //! is decided again into a fresh transaction. Needs a broker with transactions (Apache Kafka,
 //! Confluent, Redpanda, MSK); adapters read with isolation.level=read_committed.
 
-use super::at_least_once::{create_consumer, create_producer, handle, subscribe, OutputProducer};
+use super::at_least_once::{
+    create_consumer, create_producer, handle, subscribe, sweep, OutputProducer,
+};
 use super::offsets::OffsetTracker;
-use super::{Incoming, PipelineError, Processor, RunSummary, Runtime, TopicNames};
+use super::{lock, Context, Incoming, PipelineError, Processor, RunSummary, Runtime, TopicNames};
 use crate::config::Settings;
 use rdkafka::consumer::Consumer;
 use rdkafka::message::Message;
@@ -23,10 +25,11 @@ pub async fn run(
     settings: &Settings,
     processor: Processor,
     runtime: Runtime,
+    ctx: Context,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<RunSummary, PipelineError> {
     let tracker = Arc::new(OffsetTracker::new());
-    let consumer = create_consumer(settings, &runtime, &tracker, false)?;
+    let consumer = create_consumer(settings, &runtime, &ctx, &tracker, false)?;
     let txn_id = settings
         .delivery
         .transactional_id
@@ -44,8 +47,13 @@ pub async fn run(
     let mut names = TopicNames::default();
     tokio::pin!(shutdown);
     let mut stopping = false;
+    let mut last_sweep = tokio::time::Instant::now();
     while !stopping {
         producer.begin_transaction()?;
+        if last_sweep.elapsed() >= settings.state.sweep_interval {
+            last_sweep = tokio::time::Instant::now();
+            sweep(&processor, &runtime, &ctx, &producer).await?;
+        }
         // Per partition: (first offset in this batch, next offset after it).
         let mut batch: BTreeMap<(Arc<str>, i32), (i64, i64)> = BTreeMap::new();
         let mut batch_summary = RunSummary::default();
@@ -80,6 +88,7 @@ pub async fn run(
             if let Err(e) = handle(
                 &processor,
                 &runtime,
+                &ctx,
                 &tracker,
                 &producer,
                 &mut batch_summary,
@@ -114,6 +123,13 @@ pub async fn run(
                 runtime.metrics.transaction("aborted");
                 tracing::warn!(error = %e, "transaction failed; aborting and rewinding the batch");
                 producer.abort_transaction(TXN_TIMEOUT)?;
+                // The batch's state changes were aborted with it: rebuild from the changelog.
+                {
+                    let mut state = lock(&ctx.state);
+                    for (topic, partition) in batch.keys() {
+                        state.remove_shard(topic, *partition);
+                    }
+                }
                 rewind(&consumer, &batch)?;
             }
         }

@@ -2,6 +2,7 @@
 //! carry delivery acknowledgements and rebalance events into the offset tracker.
 
 use super::offsets::{DeliveryFailure, OffsetTracker};
+use crate::state::StateStore;
 use crate::config::Settings;
 use crate::telemetry::http::Health;
 use crate::telemetry::Metrics;
@@ -47,7 +48,7 @@ pub fn producer_config(settings: &Settings, transactional_id: Option<&str>) -> C
     c
 }
 
-fn base_config(settings: &Settings) -> ClientConfig {
+pub(crate) fn base_config(settings: &Settings) -> ClientConfig {
     let mut c = ClientConfig::new();
     for (k, v) in &settings.kafka {
         c.set(k, v);
@@ -71,6 +72,9 @@ pub struct AckToken {
     pub offset: i64,
     /// Signal record timestamp, for the signal→command latency of command records.
     pub command_of_signal_at: Option<i64>,
+    /// Counts towards the signal's commit position (everything but swept state records,
+    /// which belong to no signal).
+    pub tracked: bool,
 }
 
 /// Producer context: every acknowledgement goes to the offset tracker.
@@ -95,12 +99,17 @@ impl ProducerContext for AckContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, token: Box<AckToken>) {
         match result {
+            Ok(_) if !token.tracked => {}
             Ok(_) => {
                 self.tracker
                     .ack(&token.topic, token.partition, token.offset);
                 if let Some(ts) = token.command_of_signal_at {
                     self.metrics.command_acknowledged(ts);
                 }
+            }
+            Err((error, _)) if !token.tracked => {
+                // A swept state record: the sweep runs again, and a rebuild evicts anyway.
+                tracing::warn!(%error, "state sweep record not acknowledged");
             }
             Err((error, _)) => {
                 self.metrics.delivery_failed();
@@ -127,6 +136,9 @@ pub struct RebalanceContext {
     /// exactly_once commits through transactions, so revocation only forgets.
     pub commit_on_revoke: bool,
     pub assigned: Mutex<HashSet<(String, i32)>>,
+    /// Partition state: dropped on revocation, and on assignment so it is rebuilt from the
+    /// changelog (another instance may have moved it on meanwhile).
+    pub state: Arc<Mutex<StateStore>>,
 }
 
 impl RebalanceContext {
@@ -135,6 +147,13 @@ impl RebalanceContext {
         update(&mut a);
         self.metrics.set_assigned_partitions(a.len());
         self.health.set_assigned(a.len());
+    }
+
+    fn forget_state(&self, tpl: &TopicPartitionList) {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        for e in tpl.elements() {
+            state.remove_shard(e.topic(), e.partition());
+        }
     }
 
     fn drain_and_commit(&self, consumer: &BaseConsumer<Self>, tpl: &TopicPartitionList) {
@@ -206,6 +225,7 @@ impl ConsumerContext for RebalanceContext {
                     self.tracker.remove(e.topic(), e.partition());
                 }
             });
+            self.forget_state(tpl);
         }
     }
 
@@ -218,6 +238,7 @@ impl ConsumerContext for RebalanceContext {
                         a.insert((e.topic().to_string(), e.partition()));
                     }
                 });
+                self.forget_state(tpl);
             }
             Rebalance::Revoke(_) => {}
             Rebalance::Error(e) => tracing::warn!(error = %e, "rebalance error"),

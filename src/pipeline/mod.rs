@@ -5,6 +5,7 @@
 //! `exactly_once` are the two delivery modes over the same processing.
 
 mod at_least_once;
+pub mod changelog;
 mod exactly_once;
 pub mod kafka;
 pub mod offsets;
@@ -14,10 +15,15 @@ pub use process::{Incoming, OutKind, OutRecord, Processed, Processor};
 
 use crate::codec::{AvroCodec, Schemas};
 use crate::config::{DeliveryMode, Settings};
+use crate::inventory::tail::{Tail, TailError};
+use crate::inventory::SharedInventory;
+use crate::rules::RuleSet;
+use crate::state::{Retention, StateStore};
 use crate::telemetry::http::Health;
 use crate::telemetry::Metrics;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// Errors that stop the pipeline. Bad input never does: it is dead-lettered.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +43,10 @@ pub enum PipelineError {
     NoGroupMetadata,
     #[error("shutdown grace period ran out with {0} signals in flight; they will be replayed")]
     GraceExpired(usize),
+    #[error(transparent)]
+    State(#[from] changelog::StateError),
+    #[error(transparent)]
+    Inventory(#[from] TailError),
 }
 
 pub use crate::rules::{current, SharedRules};
@@ -73,6 +83,21 @@ pub struct Runtime {
     pub health: Arc<Health>,
 }
 
+/// What the loop keeps besides offsets: the inventory and the state of owned partitions.
+pub(crate) struct Context {
+    pub settings: Arc<Settings>,
+    pub inventory: SharedInventory,
+    pub state: Arc<Mutex<StateStore>>,
+}
+
+/// How long state is kept under these rules and settings.
+pub fn retention(settings: &Settings, rules: &RuleSet) -> Retention {
+    Retention {
+        horizon: rules.lookback() + settings.state.replay_margin,
+        max_entries: settings.state.max_entries,
+    }
+}
+
 /// Runs the pipeline until `shutdown` resolves, then drains within the grace period.
 pub async fn run(
     settings: Arc<Settings>,
@@ -83,21 +108,83 @@ pub async fn run(
         Arc::new(Schemas::bundled()?),
         &settings.input.confluent_schema_ids,
     );
-    let processor = Processor::new(settings.clone(), codec);
-    {
+    let processor = Processor::new(settings.clone(), codec.clone());
+    let retention = {
         let rules = current(&runtime.rules);
         runtime
             .metrics
             .rules_activated(rules.len(), rules.version());
-    }
+        retention(&settings, &rules)
+    };
+    tokio::pin!(shutdown);
+    let inventory = SharedInventory::default();
+    let _tail = match &settings.inventory.topic {
+        Some(topic) => {
+            let tail = Tail::start(
+                &settings,
+                topic,
+                inventory.clone(),
+                codec,
+                runtime.metrics.clone(),
+            )?;
+            tokio::select! {
+                _ = tail.wait_loaded() => {}
+                _ = &mut shutdown => return Ok(RunSummary::default()),
+            }
+            Some(tail)
+        }
+        None => None,
+    };
+    changelog::ensure_topic(&settings).await?;
+    let ctx = Context {
+        settings: settings.clone(),
+        inventory,
+        state: Arc::new(Mutex::new(StateStore::new(retention))),
+    };
     match settings.delivery.mode {
         DeliveryMode::AtLeastOnce => {
-            at_least_once::run(&settings, processor, runtime, shutdown).await
+            at_least_once::run(&settings, processor, runtime, ctx, shutdown).await
         }
         DeliveryMode::ExactlyOnce => {
-            exactly_once::run(&settings, processor, runtime, shutdown).await
+            exactly_once::run(&settings, processor, runtime, ctx, shutdown).await
         }
     }
+}
+
+/// Rebuilds a partition's state from the changelog unless this instance holds it already.
+async fn ensure_shard(
+    ctx: &Context,
+    metrics: &Metrics,
+    topic: &str,
+    partition: i32,
+) -> Result<(), PipelineError> {
+    if lock(&ctx.state).has_shard(topic, partition) {
+        return Ok(());
+    }
+    let started = Instant::now();
+    let (settings, owned) = (ctx.settings.clone(), topic.to_string());
+    let shard =
+        tokio::task::spawn_blocking(move || changelog::restore(&settings, &owned, partition))
+            .await
+            .map_err(|e| changelog::StateError::Restore {
+                topic: topic.to_string(),
+                partition,
+                changelog: ctx.settings.state.changelog_topic.clone(),
+                error: e.to_string(),
+            })??;
+    let took = started.elapsed();
+    metrics.state_restored(took);
+    tracing::info!(topic, partition, subjects = shard.subjects.len(),
+        took_ms = took.as_millis() as u64, "partition state rebuilt from the changelog");
+    let mut state = lock(&ctx.state);
+    state.insert_shard(topic, partition, shard);
+    let (shards, subjects, entries) = state.size();
+    metrics.state_size(shards, subjects, entries);
+    Ok(())
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Records what happened to one signal in the metrics and the log.
@@ -119,12 +206,29 @@ fn observe(
                 metrics.condition_failed(rule);
                 tracing::warn!(rule = %rule, %error, "condition failed to evaluate; treated as no match");
             }
+            let mut state_records = 0;
             for o in outputs {
-                if let OutKind::Command { target, action } = &o.kind {
-                    summary.commands += 1;
-                    metrics.command_produced(target, action);
+                match &o.kind {
+                    OutKind::Command { target, action } => {
+                        summary.commands += 1;
+                        metrics.command_produced(target, action);
+                    }
+                    OutKind::State => state_records += 1,
+                    _ => {}
                 }
             }
+            if state_records > 0 {
+                metrics.state_written("decision", state_records);
+            }
+            for s in d.record.matched_rules.iter().flat_map(|r| &r.suppressed) {
+                metrics.command_suppressed(&s.target, &s.action);
+            }
+            let identity = &d.record.identity;
+            metrics.identity_decided(match (&identity.id, identity.ownerless) {
+                (None, _) => "unknown",
+                (Some(_), true) => "ownerless",
+                (Some(_), false) => "known",
+            });
             tracing::debug!(
                 outcome = d.record.outcome.name(),
                 commands = d.commands.len(),

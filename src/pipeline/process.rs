@@ -1,13 +1,17 @@
-//! One signal record in, its output records out: ingest (decode + validate) → decide →
-//! encode. No Kafka here, so both delivery modes, `replay` and the tests share it.
+//! One signal record in, its output records out: ingest (decode + validate) → enrich
+//! (inventory) → decide (rules + state) → encode (commands, decision, changelog record). No
+//! Kafka here, so both delivery modes, `replay`, `rules test` and the tests share it.
 
 use crate::codec::{AvroCodec, DecodeError, SignalDecoder};
 use crate::config::{OutputFormat, Settings};
 use crate::decide::{decide, DecideInput, Decision};
 use crate::emit::deadletter::headers;
 use crate::emit::{DeadLetter, DeadLetterReason, SourcePosition};
+use crate::inventory::{Identity, Inventory};
 use crate::rules::RuleSet;
 use crate::signal::{validate, Signal};
+use crate::state::store::Change;
+use crate::state::{changelog, Mark, StateStore};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,12 +34,16 @@ pub enum OutKind {
     Command { target: String, action: String },
     Decision,
     DeadLetter,
+    /// A changelog record of the subject's state.
+    State,
 }
 
 /// A record to produce.
 #[derive(Debug, Clone)]
 pub struct OutRecord {
     pub topic: Arc<str>,
+    /// Set for changelog records (the input partition's number); others go by key.
+    pub partition: Option<i32>,
     pub key: Option<Vec<u8>>,
     pub payload: Vec<u8>,
     pub headers: Vec<(&'static str, Vec<u8>)>,
@@ -57,6 +65,7 @@ pub struct Processor {
     target_topics: HashMap<String, Arc<str>>,
     decisions_topic: Arc<str>,
     dead_letter_topic: Arc<str>,
+    changelog_topic: Arc<str>,
 }
 
 impl Processor {
@@ -70,6 +79,7 @@ impl Processor {
             decoder: SignalDecoder::new(codec.clone(), settings.input.max_message_bytes),
             decisions_topic: Arc::from(settings.output.decisions_topic.as_str()),
             dead_letter_topic: Arc::from(settings.output.dead_letter_topic.as_str()),
+            changelog_topic: Arc::from(settings.state.changelog_topic.as_str()),
             settings,
             codec,
             target_topics,
@@ -92,13 +102,24 @@ impl Processor {
         Ok((signal, subject_id))
     }
 
-    /// Ingests, decides and encodes one record. Never fails: bad input becomes a dead letter.
-    pub fn process(&self, rules: &RuleSet, msg: &Incoming<'_>) -> (Processed, Vec<OutRecord>) {
+    /// Ingests, enriches, decides and encodes one record, and applies the decision to the
+    /// subject's state. Never fails: bad input becomes a dead letter.
+    pub fn process(
+        &self,
+        rules: &RuleSet,
+        inventory: &Inventory,
+        state: &mut StateStore,
+        msg: &Incoming<'_>,
+    ) -> (Processed, Vec<OutRecord>) {
         let started = Instant::now();
         let (signal, subject_id) = match self.ingest(msg) {
             Ok(ok) => ok,
             Err(reason) => return self.dead_letter(msg, reason),
         };
+        let identity = inventory
+            .lookup(&signal.subject, &subject_id)
+            .unwrap_or_else(Identity::unknown);
+        let decided_at = msg.timestamp.unwrap_or(signal.received_at);
         let decision = decide(
             rules,
             DecideInput {
@@ -109,13 +130,32 @@ impl Processor {
                     partition: msg.partition,
                     offset: msg.offset,
                 },
-                decided_at: msg.timestamp.unwrap_or(signal.received_at),
+                decided_at,
                 global_dry_run: self.settings.rules.dry_run,
                 decode_micros: started.elapsed().as_micros() as i64,
+                identity: &identity,
+                state: state.subject(msg.topic, msg.partition, &subject_id),
+                suppress_for: self.settings.state.suppress_for,
             },
         );
+        let change = state.apply(
+            msg.topic,
+            msg.partition,
+            &subject_id,
+            Mark {
+                offset: msg.offset,
+                at: decided_at,
+            },
+            &decision.update,
+        );
         match self.encode(&decision, &subject_id) {
-            Ok(out) => (Processed::Decided(Box::new(decision)), out),
+            Ok(mut out) => {
+                if let Some(record) = self.state_record(msg.topic, msg.partition, &subject_id, change)
+                {
+                    out.push(record);
+                }
+                (Processed::Decided(Box::new(decision)), out)
+            }
             Err(e) => self.dead_letter(
                 msg,
                 DeadLetterReason::Decode(DecodeError::BadAvro(format!(
@@ -123,6 +163,29 @@ impl Processor {
                 ))),
             ),
         }
+    }
+
+    /// The changelog record for a subject whose state changed (a tombstone when it emptied).
+    pub fn state_record(
+        &self,
+        topic: &str,
+        partition: i32,
+        subject_id: &str,
+        change: Change,
+    ) -> Option<OutRecord> {
+        let payload = match change {
+            Change::Unchanged => return None,
+            Change::Updated(s) => changelog::encode(&s),
+            Change::Removed => Vec::new(),
+        };
+        Some(OutRecord {
+            topic: self.changelog_topic.clone(),
+            partition: Some(partition),
+            key: Some(changelog::key(topic, partition, subject_id)),
+            payload,
+            headers: Vec::new(),
+            kind: OutKind::State,
+        })
     }
 
     fn encode(&self, decision: &Decision, subject_id: &str) -> Result<Vec<OutRecord>, String> {
@@ -139,6 +202,7 @@ impl Processor {
             };
             out.push(OutRecord {
                 topic: topic.clone(),
+                partition: None,
                 key: Some(key.clone()),
                 payload,
                 headers: vec![("containd.command_id", c.command_id.as_bytes().to_vec())],
@@ -159,6 +223,7 @@ impl Processor {
         };
         out.push(OutRecord {
             topic: self.decisions_topic.clone(),
+            partition: None,
             key: Some(key),
             payload,
             headers: Vec::new(),
@@ -174,6 +239,7 @@ impl Processor {
     ) -> (Processed, Vec<OutRecord>) {
         let record = OutRecord {
             topic: self.dead_letter_topic.clone(),
+            partition: None,
             key: msg.key.map(<[u8]>::to_vec),
             payload: msg.payload.map(<[u8]>::to_vec).unwrap_or_default(),
             headers: vec![

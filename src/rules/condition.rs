@@ -1,12 +1,15 @@
 //! CEL conditions, compiled once at load. The variables a condition may use are `signal`,
-//! `subject` and `now`; anything else is a load error, so a typo never silently evaluates
-//! to "no match".
+//! `subject`, `identity`, `now` and (in rules with a window) `window`; anything else is a load
+//! error, so a typo never silently evaluates to "no match".
 
+use super::Facts;
+use crate::inventory::Identity;
 use crate::signal::Signal;
+use crate::state::WindowView;
 use cel::{Context, Env, Program, Value};
 use std::sync::{Arc, OnceLock};
 
-pub const VARIABLES: &[&str] = &["signal", "subject", "now"];
+pub const VARIABLES: &[&str] = &["signal", "subject", "identity", "now", "window"];
 
 /// A compiled condition with its source text.
 pub struct Condition {
@@ -48,10 +51,15 @@ impl Condition {
         })
     }
 
+    /// Whether the expression reads `window` (allowed only in rules that declare one).
+    pub fn uses_window(&self) -> bool {
+        self.program.references().variables().contains(&"window")
+    }
+
     /// Evaluates natively when the expression allows it: `None` means "use [`Self::eval`]"
     /// (no native form, or an evaluation error whose message the interpreter gives).
-    pub fn eval_fast(&self, signal: &Signal, subject_id: &str) -> Option<bool> {
-        self.fast.as_ref()?.eval(signal, subject_id).ok()
+    pub fn eval_fast(&self, facts: &Facts<'_>) -> Option<bool> {
+        self.fast.as_ref()?.eval(facts).ok()
     }
 
     /// Whether the condition has a native form.
@@ -165,8 +173,25 @@ fn probe_input() -> &'static ConditionInput {
             "event": event, "txn": "probe",
         }))
         .unwrap_or_else(|e| unreachable!("the probe signal is well-formed: {e}"));
-        ConditionInput::new(&signal, "probe", 0)
-            .unwrap_or_else(|e| unreachable!("the probe signal converts to CEL: {e}"))
+        let identity = Identity {
+            id: "probe".into(),
+            aliases: Box::new(["probe".into()]),
+            known: true,
+            kind: crate::inventory::IdentityKind::Workload,
+            owner_team: Some("probe".into()),
+            owner_contact: Some("probe".into()),
+            criticality: Some(crate::inventory::Criticality::High),
+            environment: Some("probe".into()),
+            access: Box::new([("probe".into(), "probe".into())]),
+        };
+        let mut input = ConditionInput::new(&Facts::new(&signal, "probe", &identity, 0))
+            .unwrap_or_else(|e| unreachable!("the probe signal converts to CEL: {e}"));
+        input.set_window(&WindowView {
+            count: 1,
+            event_types: ["probe".to_string()].into(),
+            first_at: Some(0),
+        });
+        input
     })
 }
 
@@ -176,22 +201,51 @@ pub struct ConditionInput {
 }
 
 impl ConditionInput {
-    pub fn new(signal: &Signal, subject_id: &str, now_millis: i64) -> Result<Self, String> {
-        let value = cel::to_value(signal).map_err(|e| e.to_string())?;
-        let mut subject = serde_json::to_value(&signal.subject).map_err(|e| e.to_string())?;
+    pub fn new(facts: &Facts<'_>) -> Result<Self, String> {
+        let value = cel::to_value(facts.signal).map_err(|e| e.to_string())?;
+        let mut subject =
+            serde_json::to_value(&facts.signal.subject).map_err(|e| e.to_string())?;
         if let Some(obj) = subject.as_object_mut() {
-            obj.insert("id".into(), subject_id.into());
+            obj.insert("id".into(), facts.subject_id.into());
         }
         let subject = cel::to_value(&subject).map_err(|e| e.to_string())?;
-        let now = chrono::DateTime::from_timestamp_millis(now_millis)
-            .map(|t| Value::Timestamp(t.fixed_offset()))
-            .unwrap_or(Value::Null);
+        let identity = cel::to_value(facts.identity.to_json()).map_err(|e| e.to_string())?;
         let mut ctx = Context::with_env(env());
         ctx.add_variable_from_value("signal", value);
         ctx.add_variable_from_value("subject", subject);
-        ctx.add_variable_from_value("now", now);
-        Ok(Self { ctx })
+        ctx.add_variable_from_value("identity", identity);
+        ctx.add_variable_from_value("now", timestamp(facts.now));
+        let mut input = Self { ctx };
+        input.set_window(&WindowView::default());
+        Ok(input)
     }
+
+    /// Binds `window` for the next evaluation (each window rule has its own).
+    pub fn set_window(&mut self, view: &WindowView) {
+        let window = Value::from(std::collections::HashMap::from([
+            ("count".to_string(), Value::Int(view.count as i64)),
+            (
+                "event_types".to_string(),
+                Value::List(Arc::new(
+                    view.event_types
+                        .iter()
+                        .map(|t| Value::String(Arc::new(t.clone())))
+                        .collect(),
+                )),
+            ),
+            (
+                "first_at".to_string(),
+                view.first_at.map_or(Value::Null, timestamp),
+            ),
+        ]));
+        self.ctx.add_variable_from_value("window", window);
+    }
+}
+
+fn timestamp(millis: i64) -> Value {
+    chrono::DateTime::from_timestamp_millis(millis)
+        .map(|t| Value::Timestamp(t.fixed_offset()))
+        .unwrap_or(Value::Null)
 }
 
 #[cfg(test)]
@@ -210,7 +264,9 @@ mod tests {
 
     #[test]
     fn evaluates_over_signal_subject_and_attributes() {
-        let input = ConditionInput::new(&signal(), "svc-1", 1_000).unwrap();
+        let identity = Identity::unknown();
+        let signal = signal();
+        let input = ConditionInput::new(&Facts::new(&signal, "svc-1", &identity, 1_000)).unwrap();
         let c = Condition::compile(
             r#"signal.event.current_status == "not-compliant" && signal.attributes.risk == "HIGH" && subject.id == "svc-1""#,
         )
@@ -249,7 +305,9 @@ mod tests {
 
     #[test]
     fn non_bool_result_is_an_error() {
-        let input = ConditionInput::new(&signal(), "svc-1", 0).unwrap();
+        let identity = Identity::unknown();
+        let signal = signal();
+        let input = ConditionInput::new(&Facts::new(&signal, "svc-1", &identity, 0)).unwrap();
         let c = Condition::compile("signal.id").unwrap();
         assert!(c.eval(&input).is_err());
     }

@@ -6,6 +6,7 @@
 //! Any other shape compiles to `None` and runs in the `cel` interpreter; a differential test
 //! checks both agree.
 
+use super::Facts;
 use crate::signal::{EventFields, Signal, SimpleSubject, Subject};
 use cel::common::ast::{operators as op, CallExpr, Expr, IdedExpr, LiteralValue};
 
@@ -22,6 +23,14 @@ pub enum Fast {
     Or(Box<Fast>, Box<Fast>),
     Not(Box<Fast>),
     Const(bool),
+    /// `identity.known`, `identity.has_owner`.
+    Flag(Flag),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Flag {
+    Known,
+    HasOwner,
 }
 
 #[derive(Debug, Clone)]
@@ -55,6 +64,18 @@ pub enum Field {
     MemberIdentifier(usize, String),
     /// `signal.subject.identifiers.<key>`
     Identifier(String),
+    /// `identity.<field>` (`owner.team`, `owner.contact` included).
+    Identity(IdentityField),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum IdentityField {
+    Id,
+    Kind,
+    Criticality,
+    Environment,
+    OwnerTeam,
+    OwnerContact,
 }
 
 /// A value during evaluation; `Err(())` is a CEL evaluation error (e.g. no such key).
@@ -128,6 +149,12 @@ fn field(e: &IdedExpr) -> Option<Field> {
         ["signal", "attributes", key] => Field::Map(MapField::Attributes, key.to_string()),
         ["subject", "id"] => Field::SubjectId,
         ["signal", "subject", rest @ ..] | ["subject", rest @ ..] => subject_field(rest)?,
+        ["identity", "id"] => Field::Identity(IdentityField::Id),
+        ["identity", "kind"] => Field::Identity(IdentityField::Kind),
+        ["identity", "criticality"] => Field::Identity(IdentityField::Criticality),
+        ["identity", "environment"] => Field::Identity(IdentityField::Environment),
+        ["identity", "owner", "team"] => Field::Identity(IdentityField::OwnerTeam),
+        ["identity", "owner", "contact"] => Field::Identity(IdentityField::OwnerContact),
         _ => return None,
     })
 }
@@ -173,6 +200,11 @@ pub fn compile(e: &IdedExpr) -> Option<Fast> {
     match &e.expr {
         Expr::Literal(LiteralValue::Boolean(b)) => Some(Fast::Const(*b.inner())),
         Expr::Call(call) => compile_call(call),
+        Expr::Select(_) => match path(e)?.as_slice() {
+            ["identity", "known"] => Some(Fast::Flag(Flag::Known)),
+            ["identity", "has_owner"] => Some(Fast::Flag(Flag::HasOwner)),
+            _ => None,
+        },
         _ => None,
     }
 }
@@ -224,7 +256,8 @@ fn compile_call(call: &CallExpr) -> Option<Fast> {
 }
 
 impl Field {
-    fn get<'a>(&'a self, signal: &'a Signal, subject_id: &'a str) -> Result<V<'a>, ()> {
+    fn get<'a>(&'a self, f: &Facts<'a>) -> Result<V<'a>, ()> {
+        let (signal, subject_id) = (f.signal, f.subject_id);
         let opt = |o: Option<&'a str>| Ok(o.map_or(V::Null, V::Str));
         match self {
             Field::Id => Ok(V::Str(&signal.id)),
@@ -248,6 +281,20 @@ impl Field {
                 .and_then(|m| m.identifiers.get(key))
                 .map(|v| V::Str(v))
                 .ok_or(()),
+            Field::Identity(field) => {
+                let i = f.identity;
+                match field {
+                    IdentityField::Id => Ok(V::Str(&i.id)),
+                    IdentityField::Kind if !i.known => Ok(V::Str("unknown")),
+                    IdentityField::Kind => Ok(V::Str(i.kind.name())),
+                    IdentityField::Criticality => opt(i.criticality.map(|c| c.name())),
+                    IdentityField::Environment => opt(i.environment.as_deref()),
+                    // `identity.owner` is null without an owner: selecting on it is an error.
+                    IdentityField::OwnerTeam => i.owner_team.as_deref().map(V::Str).ok_or(()),
+                    IdentityField::OwnerContact if i.owner_team.is_none() => Err(()),
+                    IdentityField::OwnerContact => opt(i.owner_contact.as_deref()),
+                }
+            }
         }
     }
 }
@@ -260,9 +307,9 @@ fn map(signal: &Signal, m: MapField) -> &std::collections::BTreeMap<String, Stri
 }
 
 impl Operand {
-    fn get<'a>(&'a self, signal: &'a Signal, subject_id: &'a str) -> Result<V<'a>, ()> {
+    fn get<'a>(&'a self, f: &Facts<'a>) -> Result<V<'a>, ()> {
         match self {
-            Operand::Field(f) => f.get(signal, subject_id),
+            Operand::Field(field) => field.get(f),
             Operand::Str(s) => Ok(V::Str(s)),
             Operand::Null => Ok(V::Null),
         }
@@ -271,24 +318,26 @@ impl Operand {
 
 impl Fast {
     /// `Err(())` where the CEL interpreter would report an evaluation error.
-    pub fn eval(&self, signal: &Signal, subject_id: &str) -> Result<bool, ()> {
+    pub fn eval(&self, f: &Facts<'_>) -> Result<bool, ()> {
         match self {
             Fast::Const(b) => Ok(*b),
-            Fast::Eq(a, b) => Ok(a.get(signal, subject_id)? == b.get(signal, subject_id)?),
-            Fast::Ne(a, b) => Ok(a.get(signal, subject_id)? != b.get(signal, subject_id)?),
-            Fast::InList(a, items) => match a.get(signal, subject_id)? {
+            Fast::Flag(Flag::Known) => Ok(f.identity.known),
+            Fast::Flag(Flag::HasOwner) => Ok(f.identity.has_owner()),
+            Fast::Eq(a, b) => Ok(a.get(f)? == b.get(f)?),
+            Fast::Ne(a, b) => Ok(a.get(f)? != b.get(f)?),
+            Fast::InList(a, items) => match a.get(f)? {
                 V::Str(s) => Ok(items.iter().any(|i| i == s)),
                 V::Null => Ok(false),
             },
-            Fast::HasKey(m, key) => Ok(map(signal, *m).contains_key(key)),
-            Fast::Not(a) => a.eval(signal, subject_id).map(|b| !b),
+            Fast::HasKey(m, key) => Ok(map(f.signal, *m).contains_key(key)),
+            Fast::Not(a) => a.eval(f).map(|b| !b),
             // CEL's commutative logic: a false (true) operand absorbs an error on the other side.
-            Fast::And(a, b) => match (a.eval(signal, subject_id), b.eval(signal, subject_id)) {
+            Fast::And(a, b) => match (a.eval(f), b.eval(f)) {
                 (Ok(false), _) | (_, Ok(false)) => Ok(false),
                 (Ok(true), Ok(true)) => Ok(true),
                 _ => Err(()),
             },
-            Fast::Or(a, b) => match (a.eval(signal, subject_id), b.eval(signal, subject_id)) {
+            Fast::Or(a, b) => match (a.eval(f), b.eval(f)) {
                 (Ok(true), _) | (_, Ok(true)) => Ok(true),
                 (Ok(false), Ok(false)) => Ok(false),
                 _ => Err(()),

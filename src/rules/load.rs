@@ -2,8 +2,8 @@
 //! against the configured targets and the action vocabulary. Every problem is reported with
 //! its file, line and field; a directory with any problem does not load.
 
-use super::model::{ParamSpec, RuleFile, RuleSpec};
-use super::{Action, Condition, Param, Rule, RuleSet};
+use super::model::{ActionSpec, ParamSpec, RuleFile, RuleSpec};
+use super::{Action, Condition, Escalate, Param, Rule, RuleSet, TargetRef, Window};
 use crate::config::{Problem, TargetSettings};
 use crate::emit::command::VOCABULARY;
 use crate::signal::SubjectFormat;
@@ -12,6 +12,19 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
 const MEMBERS: [&str; 7] = crate::signal::Subject::MEMBER_NAMES;
+const RESTORE: &str = "restore";
+const CONTAINED: &str = "contained";
+const WHERE_IDENTITY_HAS_ACCESS: &str = "where_identity_has_access";
+
+/// Actions that stay in force until restored. One-shot actions (revoking sessions, rotating a
+/// credential, syncing policy, restore itself) leave nothing to lift; actions from
+/// `extra_actions` hold unless the rule says otherwise.
+fn holds_by_default(action: &str) -> bool {
+    !matches!(
+        action,
+        "revoke_sessions" | "rotate_credential" | "sync_policy" | "restore"
+    )
+}
 
 /// Loads, checks and compiles the rules in `dir`.
 pub fn load_dir(
@@ -103,7 +116,11 @@ pub fn load_sources(
     let (rules, types): (Vec<Rule>, Vec<Vec<String>>) =
         compiled.into_iter().map(|(_, pair)| pair).unzip();
     let version = hex::encode(&hasher.finalize()[..6]);
-    Ok(RuleSet::new(rules, types, version))
+    let accepts = targets
+        .iter()
+        .map(|t| (t.name.clone(), t.actions.clone()))
+        .collect();
+    Ok(RuleSet::new(rules, types, version, accepts))
 }
 
 fn rule_files(dir: &Path) -> Result<Vec<PathBuf>, Vec<Problem>> {
@@ -246,9 +263,94 @@ impl<'a> Checker<'a> {
                 None
             }
         };
+        if let Some(c) = &condition {
+            if c.uses_window() && spec.window.is_none() {
+                report(
+                    "condition",
+                    "condition",
+                    "uses `window`, but the rule declares no window".into(),
+                );
+            }
+        }
+        let actions = self.actions(&spec.actions, "actions", &mut report);
+        let window = spec.window.as_ref().map(|w| {
+            if w.within.is_zero() {
+                report("within", "window.within", "must be longer than 0s".into());
+            }
+            if w.count == 0 {
+                report("count", "window.count", "must be at least 1".into());
+            }
+            Window {
+                within: w.within,
+                count: w.count,
+                event_types: w.event_types.clone(),
+            }
+        });
+        let mut escalate = spec.escalate.as_ref().map(|e| {
+            if e.within.is_zero() {
+                report("within", "escalate.within", "must be longer than 0s".into());
+            }
+            if e.steps.is_empty() {
+                report("escalate", "escalate.steps", "list at least one step".into());
+            }
+            let steps = e
+                .steps
+                .iter()
+                .enumerate()
+                .map(|(i, step)| {
+                    self.actions(
+                        &step.actions,
+                        &format!("escalate.steps[{i}].actions"),
+                        &mut report,
+                    )
+                })
+                .collect();
+            Escalate {
+                within: e.within,
+                steps,
+            }
+        });
+        let rule_suppress = spec.suppress_for;
+        let mut actions = actions;
+        for a in actions
+            .iter_mut()
+            .chain(escalate.iter_mut().flat_map(|e| e.steps.iter_mut().flatten()))
+        {
+            a.suppress_for = a.suppress_for.or(rule_suppress);
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        let rule = Rule {
+            id: spec.id,
+            description: spec.description,
+            priority: spec.priority,
+            dry_run: spec.dry_run,
+            stop: spec.stop,
+            sources: spec.matcher.sources,
+            subject_formats: spec.matcher.subject_formats,
+            subject_members: spec.matcher.subject_members,
+            condition,
+            actions,
+            window,
+            escalate,
+            file: path.into(),
+            line,
+        };
+        Ok((rule, spec.matcher.event_types))
+    }
+
+    /// A target name, or `kind:<kind>` for every target of that kind that accepts the action.
+    /// Compiles a list of actions (a rule's, or an escalation step's) at `field`.
+    fn actions(
+        &self,
+        specs: &[ActionSpec],
+        field: &str,
+        report: &mut impl FnMut(&str, &str, String),
+    ) -> Vec<Action> {
         let mut actions = Vec::new();
-        for (i, a) in spec.actions.iter().enumerate() {
-            let field = format!("actions[{i}]");
+        for (i, a) in specs.iter().enumerate() {
+            let field = format!("{field}[{i}]");
             if !self.actions.contains(a.action.as_str()) {
                 report(
                     &a.action,
@@ -264,14 +366,43 @@ impl<'a> Checker<'a> {
                     "name at least one target".into(),
                 );
             }
-            let mut resolved = Vec::new();
+            let restore = a.action == RESTORE;
+            let mut resolved: Vec<TargetRef> = Vec::new();
             for t in &a.targets {
-                match self.resolve(t, &a.action) {
-                    Ok(names) => resolved.extend(names),
+                let r = match t.as_str() {
+                    CONTAINED if restore => Ok(vec![TargetRef::Contained]),
+                    CONTAINED => Err(format!("{CONTAINED:?} is only for {RESTORE:?}")),
+                    WHERE_IDENTITY_HAS_ACCESS if restore => Err(format!(
+                        "restore what was contained with {CONTAINED:?}, not {WHERE_IDENTITY_HAS_ACCESS:?}"
+                    )),
+                    WHERE_IDENTITY_HAS_ACCESS => Ok(vec![TargetRef::WhereIdentityHasAccess]),
+                    named => self
+                        .resolve(named, &a.action)
+                        .map(|names| names.into_iter().map(TargetRef::Named).collect()),
+                };
+                match r {
+                    Ok(refs) => {
+                        for r in refs {
+                            if !resolved.contains(&r) {
+                                resolved.push(r);
+                            }
+                        }
+                    }
                     Err(msg) => report(t, &format!("{field}.targets"), msg),
                 }
             }
-            resolved.dedup();
+            if !a.lifts.is_empty() && !restore {
+                report(
+                    "lifts",
+                    &format!("{field}.lifts"),
+                    format!("only {RESTORE:?} lifts containments"),
+                );
+            }
+            for l in &a.lifts {
+                if !self.actions.contains(l.as_str()) {
+                    report(l, &format!("{field}.lifts"), format!("unknown action {l:?}"));
+                }
+            }
             let mut parameters = Vec::new();
             for (name, p) in &a.parameters {
                 match p {
@@ -295,29 +426,14 @@ impl<'a> Checker<'a> {
                 targets: resolved,
                 parameters,
                 expires_in: a.expires_in,
+                suppress_for: a.suppress_for,
+                holds: a.holds.unwrap_or_else(|| holds_by_default(&a.action)),
+                lifts: a.lifts.clone(),
             });
         }
-        if !problems.is_empty() {
-            return Err(problems);
-        }
-        let rule = Rule {
-            id: spec.id,
-            description: spec.description,
-            priority: spec.priority,
-            dry_run: spec.dry_run,
-            stop: spec.stop,
-            sources: spec.matcher.sources,
-            subject_formats: spec.matcher.subject_formats,
-            subject_members: spec.matcher.subject_members,
-            condition,
-            actions,
-            file: path.into(),
-            line,
-        };
-        Ok((rule, spec.matcher.event_types))
+        actions
     }
 
-    /// A target name, or `kind:<kind>` for every target of that kind that accepts the action.
     fn resolve(&self, target: &str, action: &str) -> Result<Vec<String>, String> {
         if let Some(kind) = target.strip_prefix("kind:") {
             let of_kind: Vec<&TargetSettings> = self

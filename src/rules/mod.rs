@@ -12,10 +12,41 @@ pub use load::{load_dir, load_sources};
 pub use model::{ActionSpec, MatchSpec, ParamSpec, RuleFile, RuleSpec};
 pub use reload::{current, shared, Reloader, SharedRules};
 
+use crate::inventory::Identity;
 use crate::signal::Signal;
+use crate::state::{SubjectState, WindowView};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// What a rule can read about one signal: the signal, its subject's canonical id, the identity
+/// the inventory knows it as, the decision time, and the subject's state as of the signal's
+/// offset (for windows).
+#[derive(Debug, Clone, Copy)]
+pub struct Facts<'a> {
+    pub signal: &'a Signal,
+    pub subject_id: &'a str,
+    pub identity: &'a Identity,
+    /// Decision time (ms): the signal's bus timestamp, so a replay decides the same.
+    pub now: i64,
+    pub state: Option<&'a SubjectState>,
+    /// The signal's offset: state entries at or after it are ignored.
+    pub offset: i64,
+}
+
+impl<'a> Facts<'a> {
+    /// Facts without state (offset 0): for tests and stateless evaluation.
+    pub fn new(signal: &'a Signal, subject_id: &'a str, identity: &'a Identity, now: i64) -> Self {
+        Self {
+            signal,
+            subject_id,
+            identity,
+            now,
+            state: None,
+            offset: 0,
+        }
+    }
+}
 
 /// A loaded, validated rule.
 #[derive(Debug)]
@@ -30,17 +61,60 @@ pub struct Rule {
     pub subject_members: Vec<String>,
     pub condition: Option<Condition>,
     pub actions: Vec<Action>,
+    pub window: Option<Window>,
+    pub escalate: Option<Escalate>,
     pub file: PathBuf,
     pub line: Option<usize>,
+}
+
+/// A rule's window: it fires on the `count`th signal within `within` (and once every listed
+/// event type was seen).
+#[derive(Debug, Clone)]
+pub struct Window {
+    pub within: Duration,
+    pub count: usize,
+    pub event_types: Vec<String>,
+}
+
+/// An escalation ladder: on the Nth firing within `within`, step N's actions are added (the
+/// last step repeats).
+#[derive(Debug)]
+pub struct Escalate {
+    pub within: Duration,
+    pub steps: Vec<Vec<Action>>,
+}
+
+impl Escalate {
+    pub fn step(&self, earlier_firings: usize) -> (usize, &[Action]) {
+        let i = earlier_firings.min(self.steps.len().saturating_sub(1));
+        (i, self.steps.get(i).map_or(&[][..], Vec::as_slice))
+    }
+}
+
+/// Where an action's commands go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetRef {
+    /// A configured target (names and `kind:` resolved at load).
+    Named(String),
+    /// Every configured target the inventory says the identity has access to.
+    WhereIdentityHasAccess,
+    /// Every target holding an open containment of the subject (for `restore`).
+    Contained,
 }
 
 /// An action with its targets resolved to configured target names.
 #[derive(Debug)]
 pub struct Action {
     pub action: String,
-    pub targets: Vec<String>,
+    pub targets: Vec<TargetRef>,
     pub parameters: Vec<(String, Param)>,
     pub expires_in: Option<Duration>,
+    /// Not re-issued for the same subject and target within this period.
+    pub suppress_for: Option<Duration>,
+    /// Stays in force until restored (an open containment).
+    pub holds: bool,
+    /// For `restore`: the actions it lifts (empty: all).
+    pub lifts: Vec<String>,
 }
 
 /// A compiled parameter value.
@@ -57,13 +131,30 @@ pub struct RuleSet {
     exact: HashMap<String, Vec<usize>>,
     prefixes: Vec<(String, usize)>,
     version: String,
+    /// Target name → actions it accepts, for targets chosen at decision time.
+    accepts: HashMap<String, Vec<String>>,
+}
+
+/// A window rule that counted this signal but has not fired yet.
+#[derive(Debug, Clone)]
+pub struct Pending<'r> {
+    pub rule: &'r Rule,
+    /// Signals in the window, this one included.
+    pub count: usize,
+    pub needed: usize,
+    /// Listed event types not seen yet.
+    pub missing: Vec<String>,
 }
 
 /// Rules that matched one signal, in evaluation order, and conditions that failed to
 /// evaluate (treated as not matching, and reported).
 #[derive(Default)]
 pub struct Evaluation<'r> {
+    /// Rules that fire (window rules only once their window is full).
     pub matched: Vec<&'r Rule>,
+    /// Window rules whose match and condition this signal passed (fired or pending).
+    pub hits: Vec<&'r Rule>,
+    pub pending: Vec<Pending<'r>>,
     pub condition_errors: Vec<(&'r str, String)>,
     /// The CEL view of the signal, built when a condition needed it.
     input: Option<Result<ConditionInput, String>>,
@@ -75,9 +166,7 @@ impl Evaluation<'_> {
     pub fn parameters(
         &mut self,
         action: &Action,
-        signal: &Signal,
-        subject_id: &str,
-        now_millis: i64,
+        facts: &Facts<'_>,
     ) -> (
         std::collections::BTreeMap<String, String>,
         Vec<(String, String)>,
@@ -90,9 +179,7 @@ impl Evaluation<'_> {
                     out.insert(name.clone(), v.clone());
                 }
                 Param::Expr(expr) => {
-                    let input = self
-                        .input
-                        .get_or_insert_with(|| ConditionInput::new(signal, subject_id, now_millis));
+                    let input = self.input.get_or_insert_with(|| ConditionInput::new(facts));
                     match input
                         .as_ref()
                         .map_err(Clone::clone)
@@ -112,7 +199,12 @@ impl Evaluation<'_> {
 
 impl RuleSet {
     /// `rules` must already be in evaluation order; `event_types` holds each rule's match list.
-    pub(crate) fn new(rules: Vec<Rule>, event_types: Vec<Vec<String>>, version: String) -> Self {
+    pub(crate) fn new(
+        rules: Vec<Rule>,
+        event_types: Vec<Vec<String>>,
+        version: String,
+        accepts: HashMap<String, Vec<String>>,
+    ) -> Self {
         let mut exact: HashMap<String, Vec<usize>> = HashMap::new();
         let mut prefixes = Vec::new();
         for (i, types) in event_types.into_iter().enumerate() {
@@ -131,7 +223,33 @@ impl RuleSet {
             exact,
             prefixes,
             version,
+            accepts,
         }
+    }
+
+    /// Whether a configured target accepts the action (false for unknown targets).
+    pub fn accepts(&self, target: &str, action: &str) -> bool {
+        self.accepts
+            .get(target)
+            .is_some_and(|a| a.iter().any(|x| x == action))
+    }
+
+    /// The longest period any rule looks back (windows, ladders, suppression): state older
+    /// than this plus the replay margin can no longer change a decision.
+    pub fn lookback(&self) -> Duration {
+        let mut longest = Duration::ZERO;
+        for r in &self.rules {
+            let actions = r
+                .actions
+                .iter()
+                .chain(r.escalate.iter().flat_map(|e| e.steps.iter().flatten()));
+            for a in actions {
+                longest = longest.max(a.suppress_for.unwrap_or_default());
+            }
+            longest = longest.max(r.window.as_ref().map_or(Duration::ZERO, |w| w.within));
+            longest = longest.max(r.escalate.as_ref().map_or(Duration::ZERO, |e| e.within));
+        }
+        longest
     }
 
     /// Content hash of the rule files: stamped on every decision and command.
@@ -179,9 +297,9 @@ impl RuleSet {
         std::borrow::Cow::Owned(c)
     }
 
-    /// Evaluates the rules for one signal. `now_millis` is the decision time the conditions
-    /// see (the signal's bus timestamp, so a replay decides the same).
-    pub fn evaluate(&self, signal: &Signal, subject_id: &str, now_millis: i64) -> Evaluation<'_> {
+    /// Evaluates the rules for one signal.
+    pub fn evaluate(&self, facts: &Facts<'_>) -> Evaluation<'_> {
+        let signal = facts.signal;
         let mut out = Evaluation::default();
         let mut input: Option<Result<ConditionInput, String>> = None;
         for &i in self.candidates(&signal.event_type).iter() {
@@ -189,15 +307,27 @@ impl RuleSet {
             if !rule.matches_statically(signal) {
                 continue;
             }
+            let window = rule.window.as_ref().map(|w| {
+                facts.state.map_or_else(WindowView::default, |s| {
+                    s.window(&rule.id, w.within, facts.offset, facts.now)
+                })
+            });
             if let Some(cond) = &rule.condition {
-                let result = match cond.eval_fast(signal, subject_id) {
+                let fast = match &window {
+                    Some(_) if cond.uses_window() => None,
+                    _ => cond.eval_fast(facts),
+                };
+                let result = match fast {
                     Some(b) => Ok(b),
                     None => {
-                        let input = input.get_or_insert_with(|| {
-                            ConditionInput::new(signal, subject_id, now_millis)
-                        });
+                        let input = input.get_or_insert_with(|| ConditionInput::new(facts));
                         match input {
-                            Ok(input) => cond.eval(input),
+                            Ok(input) => {
+                                if let Some(view) = &window {
+                                    input.set_window(view);
+                                }
+                                cond.eval(input)
+                            }
                             Err(e) => Err(e.clone()),
                         }
                     }
@@ -209,6 +339,25 @@ impl RuleSet {
                         out.condition_errors.push((&rule.id, e));
                         continue;
                     }
+                }
+            }
+            if let (Some(w), Some(view)) = (&rule.window, &window) {
+                out.hits.push(rule);
+                let count = view.count + 1;
+                let missing: Vec<String> = w
+                    .event_types
+                    .iter()
+                    .filter(|t| **t != signal.event_type && !view.event_types.contains(*t))
+                    .cloned()
+                    .collect();
+                if count < w.count || !missing.is_empty() {
+                    out.pending.push(Pending {
+                        rule,
+                        count,
+                        needed: w.count,
+                        missing,
+                    });
+                    continue;
                 }
             }
             out.matched.push(rule);

@@ -32,6 +32,51 @@ pub struct RuleSpec {
     pub condition: Option<String>,
     #[serde(default)]
     pub actions: Vec<ActionSpec>,
+    /// Fire only when enough signals for the same subject pass match and condition within a
+    /// duration (the window is visible to the condition as `window`).
+    #[serde(default)]
+    pub window: Option<WindowSpec>,
+    /// Repeated firing for the same subject steps up: step N's actions are added on the Nth
+    /// firing within `within` (the last step repeats).
+    #[serde(default)]
+    pub escalate: Option<EscalateSpec>,
+    /// Default suppression for this rule's actions: the same action on the same target for the
+    /// same subject is not re-issued within this period (overrides `state.suppress_for`).
+    #[serde(default, with = "humantime_serde")]
+    pub suppress_for: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowSpec {
+    #[serde(with = "humantime_serde")]
+    pub within: Duration,
+    /// Signals needed within the window, this one included.
+    #[serde(default = "one")]
+    pub count: usize,
+    /// Event types that must all have been seen within the window (e.g. a session-risk
+    /// change and a device non-compliance).
+    #[serde(default)]
+    pub event_types: Vec<String>,
+}
+
+fn one() -> usize {
+    1
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EscalateSpec {
+    /// Firings older than this no longer count towards the next step.
+    #[serde(with = "humantime_serde")]
+    pub within: Duration,
+    pub steps: Vec<StepSpec>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    pub actions: Vec<ActionSpec>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -54,7 +99,9 @@ pub struct MatchSpec {
 #[serde(deny_unknown_fields)]
 pub struct ActionSpec {
     pub action: String,
-    /// Target names, or `kind:<kind>` for every target of a kind (e.g. `kind:cicd`).
+    /// Target names, `kind:<kind>` for every target of a kind (e.g. `kind:cicd`),
+    /// `where_identity_has_access` for every target the inventory lists for the identity (the
+    /// blast radius), or `contained` (with `restore`) for every target holding a containment.
     pub targets: Vec<String>,
     /// Literal strings, or `{cel: "<expr>"}` evaluated over the signal (e.g. the session id).
     #[serde(default)]
@@ -62,6 +109,17 @@ pub struct ActionSpec {
     /// Sets the command's `expires_at` relative to its `issued_at`.
     #[serde(default, with = "humantime_serde")]
     pub expires_in: Option<Duration>,
+    /// Suppression period for this action (overrides the rule's and `state.suppress_for`).
+    #[serde(default, with = "humantime_serde")]
+    pub suppress_for: Option<Duration>,
+    /// Whether the action stays in force until restored (an open containment). Defaults by
+    /// action: disables, blocks, quarantines, step-up and access cuts hold; revoking sessions,
+    /// rotating and syncing do not.
+    #[serde(default)]
+    pub holds: Option<bool>,
+    /// With `restore` on `contained`: lift only these actions (default: every open one).
+    #[serde(default)]
+    pub lifts: Vec<String>,
 }
 
 /// A parameter value: a literal, or a CEL expression over `signal`, `subject` and `now`.

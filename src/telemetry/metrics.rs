@@ -75,6 +75,15 @@ pub struct Metrics {
     ruleset: Family<VersionLabel, Gauge>,
     active_version: Mutex<String>,
     transactions: Family<ReasonLabel, Counter>,
+    state_shards: Gauge,
+    state_subjects: Gauge,
+    state_entries: Gauge,
+    state_restore: Histogram,
+    state_writes: Family<ReasonLabel, Counter>,
+    suppressed: Family<CommandLabels, Counter>,
+    inventory_identities: Gauge,
+    inventory_records: Family<ReasonLabel, Counter>,
+    identities_seen: Family<ReasonLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -104,6 +113,15 @@ impl Metrics {
             ruleset: Family::default(),
             active_version: Mutex::new(String::new()),
             transactions: Family::default(),
+            state_shards: Gauge::default(),
+            state_subjects: Gauge::default(),
+            state_entries: Gauge::default(),
+            state_restore: Histogram::new(exponential_buckets(0.001, 2.0, 18)),
+            state_writes: Family::default(),
+            suppressed: Family::default(),
+            inventory_identities: Gauge::default(),
+            inventory_records: Family::default(),
+            identities_seen: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -185,6 +203,51 @@ impl Metrics {
             "transactions",
             "exactly_once mode: transactions by result",
             m.transactions.clone(),
+        );
+        registry.register(
+            "state_partitions",
+            "Input partitions whose state this instance holds",
+            m.state_shards.clone(),
+        );
+        registry.register(
+            "state_subjects",
+            "Subjects with state (windows, firings, issued commands, open containments)",
+            m.state_subjects.clone(),
+        );
+        registry.register(
+            "state_entries",
+            "State entries held (window hits, firings, issued commands)",
+            m.state_entries.clone(),
+        );
+        registry.register(
+            "state_restore_seconds",
+            "Time to rebuild one partition's state from the changelog",
+            m.state_restore.clone(),
+        );
+        registry.register(
+            "state_changelog_records",
+            "Changelog records written, by cause (decision, sweep)",
+            m.state_writes.clone(),
+        );
+        registry.register(
+            "commands_suppressed",
+            "Commands not re-issued because the same action went to the target recently",
+            m.suppressed.clone(),
+        );
+        registry.register(
+            "inventory_identities",
+            "Identities in the in-memory inventory",
+            m.inventory_identities.clone(),
+        );
+        registry.register(
+            "inventory_records",
+            "Inventory records read, by result (upserted, deleted, rejected)",
+            m.inventory_records.clone(),
+        );
+        registry.register(
+            "decided_identities",
+            "Decided signals by what the inventory knew of the subject (known, unknown, ownerless)",
+            m.identities_seen.clone(),
         );
         registry.register(
             "build",
@@ -305,6 +368,54 @@ impl Metrics {
         self.transactions
             .get_or_create(&ReasonLabel {
                 reason: result.into(),
+            })
+            .inc();
+    }
+
+    pub fn state_size(&self, shards: usize, subjects: usize, entries: usize) {
+        self.state_shards.set(shards as i64);
+        self.state_subjects.set(subjects as i64);
+        self.state_entries.set(entries as i64);
+    }
+
+    pub fn state_restored(&self, took: Duration) {
+        self.state_restore.observe(took.as_secs_f64());
+    }
+
+    pub fn state_written(&self, cause: &'static str, n: usize) {
+        self.state_writes
+            .get_or_create(&ReasonLabel {
+                reason: cause.into(),
+            })
+            .inc_by(n as u64);
+    }
+
+    pub fn command_suppressed(&self, target: &str, action: &str) {
+        self.suppressed
+            .get_or_create(&CommandLabels {
+                target: target.into(),
+                action: action.into(),
+            })
+            .inc();
+    }
+
+    pub fn inventory_size(&self, identities: usize) {
+        self.inventory_identities.set(identities as i64);
+    }
+
+    pub fn inventory_record(&self, result: &'static str) {
+        self.inventory_records
+            .get_or_create(&ReasonLabel {
+                reason: result.into(),
+            })
+            .inc();
+    }
+
+    /// `known`, `unknown` or `ownerless`, once per decided signal.
+    pub fn identity_decided(&self, what: &'static str) {
+        self.identities_seen
+            .get_or_create(&ReasonLabel {
+                reason: what.into(),
             })
             .inc();
     }

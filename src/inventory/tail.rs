@@ -1,0 +1,295 @@
+//! Follows the inventory topic into the shared inventory. Every instance reads every partition
+//! from the beginning (no consumer group: each needs the whole inventory), applies records in
+//! order (a null value removes the identity), and keeps following, so an inventory update is
+//! in effect for the next signal decided after it arrives.
+//!
+//! `wait_loaded` returns once the records present at startup are applied: signals are not
+//! decided against a half-read inventory.
+
+use super::{IdentityRecord, SharedInventory};
+use crate::codec::{AvroCodec, Format};
+use crate::config::Settings;
+use crate::telemetry::Metrics;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const POLL: Duration = Duration::from_millis(100);
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+const METADATA_RECHECK: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum TailError {
+    #[error("inventory consumer: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+}
+
+/// The running tail; stops when dropped.
+pub struct Tail {
+    loaded: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Tail {
+    /// Starts following `topic`. A missing topic counts as an empty inventory (and is warned
+    /// about); records are followed once it appears.
+    pub fn start(
+        settings: &Settings,
+        topic: &str,
+        inventory: SharedInventory,
+        codec: AvroCodec,
+        metrics: Arc<Metrics>,
+    ) -> Result<Self, TailError> {
+        let mut config = ClientConfig::new();
+        for (k, v) in &settings.kafka {
+            config.set(k, v);
+        }
+        config
+            .set("group.id", format!("{}-inventory", settings.input.group_id))
+            .set("enable.auto.commit", "false")
+            .set("enable.partition.eof", "false")
+            .set("isolation.level", "read_committed");
+        let consumer: BaseConsumer = config.create()?;
+        let loaded = Arc::new(AtomicBool::new(false));
+        let stop = Arc::new(AtomicBool::new(false));
+        let follower = Follower {
+            consumer,
+            topic: topic.to_string(),
+            inventory,
+            format: settings.inventory.format,
+            codec,
+            metrics,
+            loaded: loaded.clone(),
+            stop: stop.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("containd-inventory".into())
+            .spawn(move || follower.run())
+            .map_err(|e| {
+                rdkafka::error::KafkaError::ClientCreation(format!("inventory thread: {e}"))
+            })?;
+        Ok(Self {
+            loaded,
+            stop,
+            thread: Some(thread),
+        })
+    }
+
+    pub fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    /// Waits until the startup contents are applied.
+    pub async fn wait_loaded(&self) {
+        let mut waited = 0u32;
+        while !self.is_loaded() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            waited += 1;
+            if waited % 500 == 0 {
+                tracing::info!("still loading the inventory");
+            }
+        }
+    }
+}
+
+impl Drop for Tail {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Follower {
+    consumer: BaseConsumer,
+    topic: String,
+    inventory: SharedInventory,
+    format: Format,
+    codec: AvroCodec,
+    metrics: Arc<Metrics>,
+    loaded: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Follower {
+    fn run(self) {
+        // The high watermark of each partition at startup: loaded once every one is reached.
+        let mut targets: Vec<(i32, i64)> = Vec::new();
+        let mut assigned = 0usize;
+        let mut checked: Option<std::time::Instant> = None;
+        while !self.stop.load(Ordering::Acquire) {
+            // New partitions (or the topic itself) are looked for every few seconds.
+            if checked.is_none_or(|c| c.elapsed() >= METADATA_RECHECK) {
+                checked = Some(std::time::Instant::now());
+                let partitions = self.partitions();
+                if partitions > assigned {
+                    targets = self.assign(partitions, &targets);
+                    assigned = partitions;
+                }
+            }
+            if assigned == 0 {
+                // No topic yet: an empty inventory, followed once the topic appears.
+                self.mark_loaded(0);
+                std::thread::sleep(POLL);
+                continue;
+            }
+            self.poll_batch(&mut targets);
+            if targets.is_empty() {
+                let n = self.inventory_len();
+                self.mark_loaded(n);
+            }
+        }
+    }
+
+    fn mark_loaded(&self, identities: usize) {
+        if !self.loaded.swap(true, Ordering::AcqRel) {
+            tracing::info!(identities, topic = %self.topic, "inventory loaded");
+        }
+    }
+
+    fn inventory_len(&self) -> usize {
+        self.inventory.read().map_or(0, |i| i.len())
+    }
+
+    /// Partitions of the topic (0 when it does not exist yet).
+    fn partitions(&self) -> usize {
+        match self
+            .consumer
+            .fetch_metadata(Some(&self.topic), METADATA_TIMEOUT)
+        {
+            Ok(md) => md
+                .topics()
+                .first()
+                .filter(|t| t.error().is_none())
+                .map_or(0, |t| t.partitions().len()),
+            Err(e) => {
+                tracing::warn!(error = %e, topic = %self.topic, "inventory metadata");
+                0
+            }
+        }
+    }
+
+    /// Assigns every partition from the beginning; returns the (partition, high watermark)
+    /// pairs still to reach before the startup contents count as loaded.
+    fn assign(&self, partitions: usize, pending: &[(i32, i64)]) -> Vec<(i32, i64)> {
+        let mut tpl = TopicPartitionList::new();
+        let mut targets = pending.to_vec();
+        for p in 0..partitions as i32 {
+            let _ = tpl.add_partition_offset(&self.topic, p, Offset::Beginning);
+            if !self.loaded.load(Ordering::Acquire) {
+                match self
+                    .consumer
+                    .fetch_watermarks(&self.topic, p, METADATA_TIMEOUT)
+                {
+                    Ok((low, high)) if high > low && !targets.iter().any(|(q, _)| *q == p) => {
+                        targets.push((p, high))
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, partition = p, "inventory watermarks"),
+                }
+            }
+        }
+        if let Err(e) = self.consumer.assign(&tpl) {
+            tracing::error!(error = %e, topic = %self.topic, "cannot assign the inventory topic");
+        }
+        if self.partitions_unknown() {
+            tracing::warn!(topic = %self.topic, "inventory topic missing: every identity is unknown until it appears");
+        }
+        targets
+    }
+
+    fn partitions_unknown(&self) -> bool {
+        self.consumer
+            .assignment()
+            .map(|a| a.count() == 0)
+            .unwrap_or(true)
+    }
+
+    /// Reads what is there (up to a batch) and applies it under one write lock.
+    fn poll_batch(&self, targets: &mut Vec<(i32, i64)>) {
+        let mut batch: Vec<(i32, i64, Option<Vec<u8>>, Option<Vec<u8>>)> = Vec::new();
+        let mut timeout = POLL;
+        while batch.len() < 10_000 {
+            match self.consumer.poll(timeout) {
+                Some(Ok(m)) => batch.push((
+                    m.partition(),
+                    m.offset(),
+                    m.key().map(<[u8]>::to_vec),
+                    m.payload().map(<[u8]>::to_vec),
+                )),
+                Some(Err(e)) => {
+                    tracing::warn!(error = %e, "inventory consumer error");
+                    break;
+                }
+                None => break,
+            }
+            timeout = Duration::ZERO;
+        }
+        if batch.is_empty() {
+            return;
+        }
+        let mut decoded = Vec::with_capacity(batch.len());
+        for (partition, offset, key, value) in &batch {
+            decoded.push(self.decode(key.as_deref(), value.as_deref(), *partition, *offset));
+        }
+        if let Ok(mut inventory) = self.inventory.write() {
+            for change in decoded.into_iter().flatten() {
+                match change {
+                    Change::Upsert(r) => {
+                        inventory.upsert(r);
+                        self.metrics.inventory_record("upserted");
+                    }
+                    Change::Remove(id) => {
+                        inventory.remove(&id);
+                        self.metrics.inventory_record("deleted");
+                    }
+                }
+            }
+            self.metrics.inventory_size(inventory.len());
+        }
+        for (partition, offset, _, _) in &batch {
+            targets.retain(|(p, high)| !(p == partition && *offset + 1 >= *high));
+        }
+    }
+
+    fn decode(
+        &self,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        partition: i32,
+        offset: i64,
+    ) -> Option<Change> {
+        let reject = |reason: String| {
+            self.metrics.inventory_record("rejected");
+            tracing::warn!(topic = %self.topic, partition, offset, %reason,
+                "inventory record rejected; the identity keeps its previous record");
+            None
+        };
+        let Some(value) = value.filter(|v| !v.is_empty()) else {
+            return match key.map(std::str::from_utf8) {
+                Some(Ok(id)) => Some(Change::Remove(id.to_string())),
+                _ => reject("tombstone without a UTF-8 key".into()),
+            };
+        };
+        let record: Result<IdentityRecord, String> = match self.format {
+            Format::Avro => self.codec.decode_identity(value).map_err(|e| e.to_string()),
+            _ => serde_json::from_slice(value).map_err(|e| e.to_string()),
+        };
+        match record {
+            Ok(r) if r.id.is_empty() => reject("empty id".into()),
+            Ok(r) => Some(Change::Upsert(r)),
+            Err(e) => reject(e),
+        }
+    }
+}
+
+enum Change {
+    Upsert(IdentityRecord),
+    Remove(String),
+}

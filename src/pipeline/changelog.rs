@@ -1,0 +1,176 @@
+//! The Kafka side of state: make sure the compacted changelog topic exists with enough
+//! partitions, and rebuild one input partition's state by reading its changelog partition to
+//! the end (read_committed, so an aborted transaction's state never comes back).
+
+use super::kafka::base_config;
+use crate::config::Settings;
+use crate::state::{changelog, Shard};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use std::time::{Duration, Instant};
+
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("state changelog topic {topic:?} has {partitions} partitions, but input topic {input:?} has {input_partitions}: give the changelog at least as many")]
+    TooFewPartitions {
+        topic: String,
+        partitions: usize,
+        input: String,
+        input_partitions: usize,
+    },
+    #[error("state changelog topic {0:?} does not exist (create it compacted, or set state.create_changelog = true)")]
+    Missing(String),
+    #[error("creating state changelog topic {topic:?}: {error}")]
+    Create { topic: String, error: String },
+    #[error("rebuilding state of {topic}/{partition} from {changelog:?}: {error}")]
+    Restore {
+        topic: String,
+        partition: i32,
+        changelog: String,
+        error: String,
+    },
+    #[error("Kafka client: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+}
+
+/// Checks (and, when allowed, creates) the changelog topic. Input topics that do not exist
+/// yet are checked when their partitions are first restored.
+pub async fn ensure_topic(settings: &Settings) -> Result<(), StateError> {
+    let admin: AdminClient<DefaultClientContext> = base_config(settings).create()?;
+    let topic = &settings.state.changelog_topic;
+    // Metadata is not Send: read what is needed before awaiting anything.
+    let (widest, existing, brokers) = {
+        let md = admin.inner().fetch_metadata(None, METADATA_TIMEOUT)?;
+        let pattern = settings
+            .input
+            .topic_pattern
+            .as_deref()
+            .and_then(|p| regex::Regex::new(p).ok());
+        let widest = md
+            .topics()
+            .iter()
+            .filter(|t| {
+                settings.input.topics.iter().any(|n| n == t.name())
+                    || pattern.as_ref().is_some_and(|p| p.is_match(t.name()))
+            })
+            .map(|t| (t.name().to_string(), t.partitions().len()))
+            .max_by_key(|(_, n)| *n);
+        let existing = md
+            .topics()
+            .iter()
+            .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+            .map(|t| t.partitions().len());
+        (widest, existing, md.brokers().len())
+    };
+    match (existing, widest) {
+        (Some(partitions), Some((input, input_partitions))) if partitions < input_partitions => {
+            Err(StateError::TooFewPartitions {
+                topic: topic.clone(),
+                partitions,
+                input,
+                input_partitions,
+            })
+        }
+        (Some(_), _) => Ok(()),
+        (None, _) if !settings.state.create_changelog => Err(StateError::Missing(topic.clone())),
+        (None, widest) => {
+            let partitions = widest.map_or(1, |(_, n)| n.max(1)) as i32;
+            let replication = brokers.clamp(1, 3) as i32;
+            let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication))
+                .set("cleanup.policy", "compact");
+            let results = admin
+                .create_topics([&new], &AdminOptions::new())
+                .await
+                .map_err(|e| StateError::Create {
+                    topic: topic.clone(),
+                    error: e.to_string(),
+                })?;
+            for r in results {
+                if let Err((_, code)) = r {
+                    if code != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists {
+                        return Err(StateError::Create {
+                            topic: topic.clone(),
+                            error: code.to_string(),
+                        });
+                    }
+                }
+            }
+            tracing::info!(%topic, partitions, replication, "created the state changelog topic");
+            Ok(())
+        }
+    }
+}
+
+/// Reads the changelog partition of input partition (`topic`, `partition`) to its end and
+/// returns the rebuilt shard. Blocking: run it off the async threads.
+pub fn restore(settings: &Settings, topic: &str, partition: i32) -> Result<Shard, StateError> {
+    let changelog_topic = &settings.state.changelog_topic;
+    let fail = |error: String| StateError::Restore {
+        topic: topic.to_string(),
+        partition,
+        changelog: changelog_topic.clone(),
+        error,
+    };
+    let mut config = base_config(settings);
+    config
+        .set("group.id", format!("{}-state-restore", settings.input.group_id))
+        .set("enable.auto.commit", "false")
+        .set("isolation.level", "read_committed");
+    let consumer: BaseConsumer = config.create()?;
+    let (low, high) = consumer
+        .fetch_watermarks(changelog_topic, partition, METADATA_TIMEOUT)
+        .map_err(|e| {
+            fail(format!(
+                "no changelog partition {partition} ({e}); the changelog needs at least as many partitions as the input topic"
+            ))
+        })?;
+    let mut shard = Shard::default();
+    if high <= low {
+        return Ok(shard);
+    }
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(changelog_topic, partition, Offset::Offset(low))?;
+    consumer.assign(&tpl)?;
+    let prefix = changelog::prefix(topic, partition);
+    let deadline = Instant::now() + settings.state.restore_timeout;
+    loop {
+        if Instant::now() >= deadline {
+            return Err(fail(format!(
+                "not at the end ({high}) after {:?}",
+                settings.state.restore_timeout
+            )));
+        }
+        match consumer.poll(Duration::from_millis(200)) {
+            Some(Ok(m)) => {
+                changelog::restore_record(
+                    &mut shard,
+                    &prefix,
+                    m.key().unwrap_or_default(),
+                    m.payload(),
+                )
+                .map_err(|e| fail(e.to_string()))?;
+                if m.offset() + 1 >= high {
+                    break;
+                }
+            }
+            Some(Err(e)) => return Err(fail(e.to_string())),
+            None => {
+                // Compaction or aborted transactions can leave the last offsets without a
+                // record: the position tells whether the end was reached.
+                let position = consumer
+                    .position()
+                    .ok()
+                    .and_then(|p| p.elements().first().map(|e| e.offset()));
+                if matches!(position, Some(Offset::Offset(o)) if o >= high) {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(shard)
+}

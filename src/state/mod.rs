@@ -1,0 +1,284 @@
+//! Per-subject containment state: window hits, escalation triggers, and the commands issued
+//! (which answer both "was this just sent?" for suppression and "what is contained?" for
+//! restore). State lives with its input partition (signals are keyed by subject) and is
+//! written to a compacted changelog topic with the signal's outputs (`changelog`).
+//!
+//! Every entry carries the offset of the signal that made it. A decision at offset `o` reads
+//! only entries below `o`, and applying a signal whose offset the state has already seen
+//! changes nothing. State restored after a crash may be ahead of the committed position; the
+//! replayed signals then decide exactly as they did the first time (same commands, same ids,
+//! no window counted twice, no closed containment reopened).
+
+pub mod changelog;
+pub mod store;
+
+pub use store::{Change, Shard, StateStore};
+
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// How long entries are kept and how many, derived from the rules and the config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Entries older than this (relative to the newest signal) can no longer affect a
+    /// decision: the longest window, ladder or suppression period plus the replay margin.
+    pub horizon: Duration,
+    /// Cap per list (hits of a rule, triggers of a rule, issued commands); the oldest go first.
+    pub max_entries: usize,
+}
+
+impl Default for Retention {
+    fn default() -> Self {
+        Self {
+            horizon: Duration::from_secs(3600),
+            max_entries: 1024,
+        }
+    }
+}
+
+/// A signal's position and time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Mark {
+    pub offset: i64,
+    pub at: i64,
+}
+
+/// A signal that passed a window rule's match and condition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hit {
+    pub offset: i64,
+    pub at: i64,
+    pub event_type: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleState {
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hits: Vec<Hit>,
+    /// Times the rule fired, for escalation ladders.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub triggers: Vec<Mark>,
+}
+
+/// A command containd emitted for this subject.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Issued {
+    pub offset: i64,
+    pub at: i64,
+    pub target: String,
+    pub action: String,
+    pub command_id: String,
+    /// The action stays in force until restored (a disable, a quarantine), so it is an open
+    /// containment until a restore closes it or it expires.
+    pub holds: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed: Option<Mark>,
+}
+
+impl Issued {
+    /// Open as of offset `o` at time `t`: issued before `o`, not closed before `o`, not expired.
+    fn open_at(&self, o: i64, t: i64) -> bool {
+        self.holds
+            && self.offset < o
+            && self.closed.is_none_or(|c| c.offset >= o)
+            && self.expires_at.is_none_or(|e| e > t)
+    }
+}
+
+/// What one subject's signals have left behind.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubjectState {
+    /// Highest signal offset applied; a signal at or below it is a replay.
+    pub applied: i64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rules: BTreeMap<String, RuleState>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub issued: Vec<Issued>,
+}
+
+/// A window as a condition sees it: the hits before this signal within the duration.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WindowView {
+    pub count: usize,
+    pub event_types: BTreeSet<String>,
+    pub first_at: Option<i64>,
+}
+
+/// The changes one decision makes to its subject's state.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateUpdate {
+    /// (rule id, event type) for each window rule the signal hit.
+    pub hits: Vec<(String, String)>,
+    /// Rules with an escalation ladder that fired.
+    pub triggers: Vec<String>,
+    /// Commands emitted: (target, action, command id, holds, expires_at).
+    pub issued: Vec<(String, String, String, bool, Option<i64>)>,
+    /// Containments closed by a restore: (target, action).
+    pub closed: Vec<(String, String)>,
+}
+
+impl StateUpdate {
+    pub fn is_empty(&self) -> bool {
+        self.hits.is_empty()
+            && self.triggers.is_empty()
+            && self.issued.is_empty()
+            && self.closed.is_empty()
+    }
+}
+
+impl SubjectState {
+    pub fn new() -> Self {
+        Self {
+            applied: -1,
+            ..Self::default()
+        }
+    }
+
+    /// The rule's window as of the signal at (`o`, `t`).
+    pub fn window(&self, rule: &str, within: Duration, o: i64, t: i64) -> WindowView {
+        let from = t - within.as_millis() as i64;
+        let mut view = WindowView::default();
+        for h in self.rules.get(rule).map_or(&[][..], |r| &r.hits) {
+            if h.offset < o && h.at >= from && h.at <= t {
+                view.count += 1;
+                view.event_types.insert(h.event_type.clone());
+                view.first_at = Some(view.first_at.map_or(h.at, |f| f.min(h.at)));
+            }
+        }
+        view
+    }
+
+    /// How many times the rule fired before (`o`, `t`) within the ladder's period.
+    pub fn triggers(&self, rule: &str, within: Duration, o: i64, t: i64) -> usize {
+        let from = t - within.as_millis() as i64;
+        self.rules
+            .get(rule)
+            .map_or(&[][..], |r| &r.triggers)
+            .iter()
+            .filter(|m| m.offset < o && m.at >= from && m.at <= t)
+            .count()
+    }
+
+    /// The latest command for (target, action) issued before `o`, if within `period` of `t`.
+    pub fn recently_issued(
+        &self,
+        target: &str,
+        action: &str,
+        period: Duration,
+        o: i64,
+        t: i64,
+    ) -> Option<&Issued> {
+        let from = t - period.as_millis() as i64;
+        self.issued
+            .iter()
+            .rev()
+            .find(|i| i.offset < o && i.target == target && i.action == action)
+            .filter(|i| i.at >= from)
+    }
+
+    /// Containments in force as of (`o`, `t`), in issue order.
+    pub fn open(&self, o: i64, t: i64) -> impl Iterator<Item = &Issued> {
+        self.issued.iter().filter(move |i| i.open_at(o, t))
+    }
+
+    /// Applies a decision's changes made at `at`. A replay (offset already applied) or an empty
+    /// update changes nothing; returns whether anything changed.
+    pub fn apply(&mut self, at: Mark, update: &StateUpdate, retention: Retention) -> bool {
+        if at.offset <= self.applied || update.is_empty() {
+            return false;
+        }
+        self.applied = at.offset;
+        for (rule, event_type) in &update.hits {
+            self.rules.entry(rule.clone()).or_default().hits.push(Hit {
+                offset: at.offset,
+                at: at.at,
+                event_type: event_type.clone(),
+            });
+        }
+        for rule in &update.triggers {
+            self.rules.entry(rule.clone()).or_default().triggers.push(at);
+        }
+        for (target, action) in &update.closed {
+            for i in self.issued.iter_mut() {
+                if &i.target == target && &i.action == action && i.open_at(at.offset, at.at) {
+                    i.closed = Some(at);
+                }
+            }
+        }
+        for (target, action, command_id, holds, expires_at) in &update.issued {
+            self.issued.push(Issued {
+                offset: at.offset,
+                at: at.at,
+                target: target.clone(),
+                action: action.clone(),
+                command_id: command_id.clone(),
+                holds: *holds,
+                expires_at: *expires_at,
+                closed: None,
+            });
+        }
+        self.evict(at.at, retention);
+        true
+    }
+
+    /// Drops what can no longer affect a decision at or after time `now`: hits, triggers and
+    /// settled commands older than the horizon. Open containments stay. Returns whether
+    /// anything was dropped.
+    pub fn evict(&mut self, now: i64, retention: Retention) -> bool {
+        let before = self.entries();
+        let from = now - retention.horizon.as_millis() as i64;
+        for r in self.rules.values_mut() {
+            r.hits.retain(|h| h.at >= from);
+            r.triggers.retain(|m| m.at >= from);
+            cap(&mut r.hits, retention.max_entries);
+            cap(&mut r.triggers, retention.max_entries);
+        }
+        self.rules
+            .retain(|_, r| !r.hits.is_empty() || !r.triggers.is_empty());
+        self.issued.retain(|i| {
+            let open = i.holds && i.closed.is_none() && i.expires_at.is_none_or(|e| e > now);
+            let settled_at = i.closed.map_or(i.at, |c| c.at);
+            open || settled_at >= from
+        });
+        if self.issued.len() > retention.max_entries {
+            // Keep open containments; drop the oldest settled commands first.
+            let mut excess = self.issued.len() - retention.max_entries;
+            self.issued.retain(|i| {
+                let open = i.holds && i.closed.is_none();
+                if excess > 0 && !open {
+                    excess -= 1;
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        self.entries() != before
+    }
+
+    /// Entries held, for the state size metric.
+    pub fn entries(&self) -> usize {
+        self.issued.len()
+            + self
+                .rules
+                .values()
+                .map(|r| r.hits.len() + r.triggers.len())
+                .sum::<usize>()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty() && self.issued.is_empty()
+    }
+}
+
+fn cap<T>(list: &mut Vec<T>, max: usize) {
+    if list.len() > max {
+        list.drain(..list.len() - max);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,163 @@
+//! The state of the partitions this instance owns: one shard per input partition, holding the
+//! subjects whose signals land there. A shard is rebuilt from the changelog when its partition
+//! is first seen after an assignment and dropped when the partition is revoked.
+
+use super::{Mark, Retention, StateUpdate, SubjectState};
+use std::collections::HashMap;
+
+
+#[derive(Debug, Default)]
+pub struct Shard {
+    pub subjects: HashMap<String, SubjectState>,
+    /// Newest signal time applied or restored: the clock eviction runs on.
+    pub stream_time: i64,
+}
+
+impl Shard {
+    pub fn entries(&self) -> usize {
+        self.subjects.values().map(SubjectState::entries).sum()
+    }
+}
+
+/// What applying a decision did to a subject: the changelog record to write, if any.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Change {
+    Unchanged,
+    /// The subject's new state.
+    Updated(SubjectState),
+    /// Nothing left for the subject: a tombstone.
+    Removed,
+}
+
+/// Shards by input topic, then partition (looked up per signal without allocating a key).
+#[derive(Debug, Default)]
+pub struct StateStore {
+    shards: HashMap<String, HashMap<i32, Shard>>,
+    retention: Retention,
+    /// The rule-set version the retention was derived from.
+    rules_version: String,
+}
+
+impl StateStore {
+    pub fn new(retention: Retention) -> Self {
+        Self {
+            retention,
+            ..Self::default()
+        }
+    }
+
+    pub fn retention(&self) -> Retention {
+        self.retention
+    }
+
+    /// The rules' periods decide the horizon; recomputed when the rule-set version changes.
+    pub fn retention_for(&mut self, rules_version: &str, retention: impl FnOnce() -> Retention) {
+        if self.rules_version != rules_version {
+            self.retention = retention();
+            self.rules_version = rules_version.to_string();
+        }
+    }
+
+    pub fn has_shard(&self, topic: &str, partition: i32) -> bool {
+        self.shards
+            .get(topic)
+            .is_some_and(|t| t.contains_key(&partition))
+    }
+
+    pub fn insert_shard(&mut self, topic: &str, partition: i32, shard: Shard) {
+        self.shards
+            .entry(topic.to_string())
+            .or_default()
+            .insert(partition, shard);
+    }
+
+    fn shard_mut(&mut self, topic: &str, partition: i32) -> Option<&mut Shard> {
+        self.shards.get_mut(topic)?.get_mut(&partition)
+    }
+
+    /// Forgets a partition (revoked, or to be rebuilt after an aborted transaction).
+    pub fn remove_shard(&mut self, topic: &str, partition: i32) {
+        if let Some(t) = self.shards.get_mut(topic) {
+            t.remove(&partition);
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.shards.clear();
+    }
+
+    pub fn subject(&self, topic: &str, partition: i32, subject: &str) -> Option<&SubjectState> {
+        self.shards.get(topic)?.get(&partition)?.subjects.get(subject)
+    }
+
+    /// Applies one decision's update to its subject.
+    pub fn apply(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        subject: &str,
+        at: Mark,
+        update: &StateUpdate,
+    ) -> Change {
+        let retention = self.retention;
+        if !self.has_shard(topic, partition) {
+            self.insert_shard(topic, partition, Shard::default());
+        }
+        let Some(shard) = self.shard_mut(topic, partition) else {
+            return Change::Unchanged;
+        };
+        shard.stream_time = shard.stream_time.max(at.at);
+        let state = match shard.subjects.get_mut(subject) {
+            Some(s) => s,
+            None if update.is_empty() => return Change::Unchanged,
+            None => shard
+                .subjects
+                .entry(subject.to_string())
+                .or_insert_with(SubjectState::new),
+        };
+        if !state.apply(at, update, retention) {
+            return Change::Unchanged;
+        }
+        if state.is_empty() {
+            shard.subjects.remove(subject);
+            return Change::Removed;
+        }
+        Change::Updated(state.clone())
+    }
+
+    /// Evicts expired entries in every shard by its stream time; returns the changelog records
+    /// to write: (topic, partition, subject, new state or `None` for a tombstone).
+    pub fn sweep(&mut self) -> Vec<(String, i32, String, Option<SubjectState>)> {
+        let retention = self.retention;
+        let mut out = Vec::new();
+        let shards = self
+            .shards
+            .iter_mut()
+            .flat_map(|(t, ps)| ps.iter_mut().map(move |(p, s)| (t, p, s)));
+        for (topic, partition, shard) in shards {
+            let now = shard.stream_time;
+            shard.subjects.retain(|subject, state| {
+                if !state.evict(now, retention) {
+                    return true;
+                }
+                let keep = !state.is_empty();
+                out.push((
+                    topic.clone(),
+                    *partition,
+                    subject.clone(),
+                    keep.then(|| state.clone()),
+                ));
+                keep
+            });
+        }
+        out
+    }
+
+    /// (shards, subjects, entries) for the state size metrics.
+    pub fn size(&self) -> (usize, usize, usize) {
+        let shards = || self.shards.values().flat_map(HashMap::values);
+        let subjects = shards().map(|s| s.subjects.len()).sum();
+        let entries = shards().map(Shard::entries).sum();
+        (shards().count(), subjects, entries)
+    }
+}
