@@ -348,8 +348,31 @@ impl Fast {
 
 #[cfg(test)]
 mod tests {
-    use crate::rules::{Condition, ConditionInput};
+    use crate::inventory::{Identity, IdentityKind};
+    use crate::rules::{Condition, ConditionInput, Facts};
     use crate::signal::Signal;
+    use std::sync::Arc;
+
+    /// An unknown identity, a known one with an owner, and a known one without.
+    fn identities() -> Vec<Arc<Identity>> {
+        let known = Identity {
+            id: "svc-1".into(),
+            aliases: Box::new([]),
+            kind: IdentityKind::AiAgent,
+            known: true,
+            owner_team: Some("ml".into()),
+            owner_contact: None,
+            criticality: Some(crate::inventory::Criticality::High),
+            environment: Some("prod".into()),
+            access: Box::new([]),
+        };
+        let ownerless = Identity {
+            owner_team: None,
+            criticality: None,
+            ..known.clone()
+        };
+        vec![Identity::unknown(), Arc::new(known), Arc::new(ownerless)]
+    }
 
     fn signals() -> Vec<Signal> {
         let base = serde_json::json!({
@@ -400,15 +423,30 @@ mod tests {
             r#""role" in signal.event.claims && signal.event.claims.role == "admin""#,
             r#"signal.event_type == "urn:x:y" && signal.id != "s2""#,
             r#"signal.txn == null || signal.txn == "t""#,
+            r#"identity.kind == "ai_agent""#,
+            r#"identity.kind == "unknown" || identity.criticality == "high""#,
+            r#"identity.criticality == null"#,
+            r#"identity.environment in ["prod", "staging"]"#,
+            r#"identity.owner.team == "ml""#,
+            r#"identity.owner.contact == null"#,
+            r#"identity.known && !identity.has_owner"#,
+            r#"!identity.known || identity.id == "svc-1""#,
         ];
         for src in exprs {
             let c = Condition::compile(src).unwrap();
             assert!(c.is_fast(), "{src} should have a native form");
             for s in signals() {
-                let id = s.subject.id().unwrap();
-                let fast = c.fast.as_ref().unwrap().eval(&s, &id).ok();
-                let interpreted = c.eval(&ConditionInput::new(&s, &id, 0).unwrap()).ok();
-                assert_eq!(fast, interpreted, "{src} on {}", s.subject.format);
+                for identity in identities() {
+                    let id = s.subject.id().unwrap();
+                    let facts = Facts::new(&s, &id, &identity, 0);
+                    let fast = c.fast.as_ref().unwrap().eval(&facts).ok();
+                    let interpreted = c.eval(&ConditionInput::new(&facts).unwrap()).ok();
+                    assert_eq!(
+                        fast, interpreted,
+                        "{src} on {} with {:?}",
+                        s.subject.format, identity.id
+                    );
+                }
             }
         }
         for slow in [

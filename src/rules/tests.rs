@@ -65,28 +65,40 @@ rules:
         targets: [okta]
 "#;
 
+fn facts(s: &crate::signal::Signal) -> Facts<'_> {
+    static UNKNOWN: std::sync::OnceLock<std::sync::Arc<crate::inventory::Identity>> =
+        std::sync::OnceLock::new();
+    Facts::new(s, "svc-1", UNKNOWN.get_or_init(crate::inventory::Identity::unknown), 0)
+}
+
 #[test]
 fn orders_by_priority_then_file_order_and_indexes_prefixes() {
     let rules = load(&[("a.yaml", TWO_RULES)]).unwrap();
     let s = signal("urn:x:policy-changed", &[("level", "HIGH")]);
     let ids: Vec<&str> = rules
-        .evaluate(&s, "svc-1", 0)
+        .evaluate(&facts(&s))
         .matched
         .iter()
         .map(|r| r.id.as_str())
         .collect();
     assert_eq!(ids, ["high", "low"]);
     let s = signal("urn:x:other", &[("level", "LOW")]);
-    assert!(rules.evaluate(&s, "svc-1", 0).matched.is_empty());
+    assert!(rules.evaluate(&facts(&s)).matched.is_empty());
     let s = signal("urn:y:policy-changed", &[("level", "HIGH")]);
-    assert!(rules.evaluate(&s, "svc-1", 0).matched.is_empty());
+    assert!(rules.evaluate(&facts(&s)).matched.is_empty());
 }
 
 #[test]
 fn kind_targets_resolve_to_targets_accepting_the_action() {
     let rules = load(&[("a.yaml", TWO_RULES)]).unwrap();
     let low = rules.rules().iter().find(|r| r.id == "low").unwrap();
-    assert_eq!(low.actions[0].targets, ["gha", "aws"]);
+    assert_eq!(
+        low.actions[0].targets,
+        [
+            TargetRef::Named("gha".into()),
+            TargetRef::Named("aws".into())
+        ]
+    );
 }
 
 #[test]
@@ -94,7 +106,7 @@ fn stop_skips_later_rules() {
     let text = TWO_RULES.replace("priority: 10", "priority: 10\n    stop: true");
     let rules = load(&[("a.yaml", &text)]).unwrap();
     let s = signal("urn:x:policy-changed", &[("level", "HIGH")]);
-    assert_eq!(rules.evaluate(&s, "svc-1", 0).matched.len(), 1);
+    assert_eq!(rules.evaluate(&facts(&s)).matched.len(), 1);
 }
 
 #[test]

@@ -1,0 +1,193 @@
+use super::*;
+
+const MIN: i64 = 60_000;
+
+fn retention() -> Retention {
+    Retention {
+        horizon: Duration::from_secs(3600),
+        max_entries: 100,
+    }
+}
+
+fn hit(rule: &str) -> StateUpdate {
+    StateUpdate {
+        hits: vec![(rule.into(), "urn:e".into())],
+        ..StateUpdate::default()
+    }
+}
+
+fn issue(target: &str, action: &str, id: &str, holds: bool) -> StateUpdate {
+    StateUpdate {
+        issued: vec![(target.into(), action.into(), id.into(), holds, None)],
+        ..StateUpdate::default()
+    }
+}
+
+#[test]
+fn a_window_counts_hits_before_the_signal_within_its_duration() {
+    let mut s = SubjectState::new();
+    let w = Duration::from_secs(600);
+    for (o, t) in [(1, 0), (2, MIN), (3, 2 * MIN)] {
+        assert!(s.apply(Mark { offset: o, at: t }, &hit("r"), retention()));
+    }
+    assert_eq!(s.window("r", w, 4, 3 * MIN).count, 3);
+    // As of offset 3 only the first two count: a replay of offset 3 sees what it saw.
+    assert_eq!(s.window("r", w, 3, 2 * MIN).count, 2);
+    // Eleven minutes after the first hit it has left the window.
+    assert_eq!(s.window("r", w, 4, 11 * MIN).count, 2);
+    assert_eq!(s.window("other", w, 4, 3 * MIN).count, 0);
+}
+
+#[test]
+fn applying_an_offset_twice_changes_nothing() {
+    let mut s = SubjectState::new();
+    assert!(s.apply(Mark { offset: 5, at: 0 }, &hit("r"), retention()));
+    let before = s.clone();
+    assert!(!s.apply(Mark { offset: 5, at: 0 }, &hit("r"), retention()));
+    assert!(!s.apply(Mark { offset: 3, at: 0 }, &hit("r"), retention()));
+    assert_eq!(s, before);
+    assert_eq!(s.window("r", Duration::from_secs(60), 9, 0).count, 1);
+}
+
+#[test]
+fn suppression_looks_at_the_latest_issue_before_the_signal() {
+    let mut s = SubjectState::new();
+    s.apply(
+        Mark { offset: 1, at: 0 },
+        &issue("okta", "revoke_sessions", "c1", false),
+        retention(),
+    );
+    let period = Duration::from_secs(900);
+    let found = s.recently_issued("okta", "revoke_sessions", period, 2, 10 * MIN);
+    assert_eq!(found.map(|i| i.command_id.as_str()), Some("c1"));
+    assert!(s
+        .recently_issued("okta", "revoke_sessions", period, 2, 16 * MIN)
+        .is_none());
+    assert!(s.recently_issued("aws", "revoke_sessions", period, 2, MIN).is_none());
+    assert!(
+        s.recently_issued("okta", "revoke_sessions", period, 1, MIN)
+            .is_none(),
+        "not before its own offset"
+    );
+}
+
+#[test]
+fn restore_closes_only_what_was_open_and_replays_see_it_open() {
+    let mut s = SubjectState::new();
+    s.apply(
+        Mark { offset: 1, at: 0 },
+        &issue("aws", "quarantine_workload", "q1", true),
+        retention(),
+    );
+    s.apply(
+        Mark { offset: 2, at: MIN },
+        &issue("okta", "revoke_sessions", "r1", false),
+        retention(),
+    );
+    let open: Vec<&str> = s.open(3, 2 * MIN).map(|i| i.command_id.as_str()).collect();
+    assert_eq!(open, ["q1"], "one-shot actions are not containments");
+    let close = StateUpdate {
+        closed: vec![("aws".into(), "quarantine_workload".into())],
+        ..StateUpdate::default()
+    };
+    assert!(s.apply(Mark { offset: 3, at: 2 * MIN }, &close, retention()));
+    assert_eq!(s.open(4, 3 * MIN).count(), 0);
+    assert_eq!(s.open(3, 2 * MIN).count(), 1, "as of the restore it was open");
+}
+
+#[test]
+fn expired_containments_are_not_open() {
+    let mut s = SubjectState::new();
+    let mut u = issue("aws", "disable_credential", "d1", true);
+    u.issued[0].4 = Some(10 * MIN);
+    s.apply(Mark { offset: 1, at: 0 }, &u, retention());
+    assert_eq!(s.open(2, 5 * MIN).count(), 1);
+    assert_eq!(s.open(2, 10 * MIN).count(), 0);
+}
+
+#[test]
+fn eviction_keeps_open_containments_and_drops_the_rest_past_the_horizon() {
+    let mut s = SubjectState::new();
+    let r = Retention {
+        horizon: Duration::from_secs(600),
+        max_entries: 100,
+    };
+    s.apply(Mark { offset: 1, at: 0 }, &hit("w"), r);
+    s.apply(
+        Mark { offset: 2, at: 0 },
+        &issue("aws", "quarantine_workload", "q1", true),
+        r,
+    );
+    s.apply(
+        Mark { offset: 3, at: 0 },
+        &issue("okta", "revoke_sessions", "r1", false),
+        r,
+    );
+    assert_eq!(s.entries(), 3);
+    assert!(s.evict(11 * MIN, r));
+    assert_eq!(s.entries(), 1);
+    assert_eq!(s.open(9, 11 * MIN).count(), 1);
+    assert!(!s.is_empty());
+}
+
+#[test]
+fn lists_are_capped() {
+    let mut s = SubjectState::new();
+    let r = Retention {
+        horizon: Duration::from_secs(3600),
+        max_entries: 3,
+    };
+    for o in 0..10 {
+        s.apply(Mark { offset: o, at: o }, &hit("w"), r);
+    }
+    assert_eq!(s.rules["w"].hits.len(), 3);
+    assert_eq!(s.rules["w"].hits[0].offset, 7);
+}
+
+#[test]
+fn the_store_reports_changes_for_the_changelog_and_restores_from_it() {
+    let mut store = StateStore::new(retention());
+    let at = Mark { offset: 7, at: 0 };
+    assert_eq!(
+        store.apply("t", 0, "svc", at, &StateUpdate::default()),
+        Change::Unchanged
+    );
+    let Change::Updated(state) = store.apply("t", 0, "svc", at, &hit("w")) else {
+        panic!("a hit changes the state");
+    };
+    assert_eq!(store.apply("t", 0, "svc", at, &hit("w")), Change::Unchanged);
+
+    // Rebuild from the changelog records as written: other partitions' keys are skipped.
+    let mut shard = Shard::default();
+    let prefix = changelog::prefix("t", 0);
+    let value = changelog::encode(&state);
+    changelog::restore_record(&mut shard, &prefix, &changelog::key("t", 0, "svc"), Some(&value))
+        .unwrap();
+    changelog::restore_record(&mut shard, &prefix, &changelog::key("t", 1, "x"), Some(&value))
+        .unwrap();
+    assert_eq!(shard.subjects.len(), 1);
+    assert_eq!(shard.subjects["svc"], state);
+    changelog::restore_record(&mut shard, &prefix, &changelog::key("t", 0, "svc"), None).unwrap();
+    assert!(shard.subjects.is_empty());
+    assert!(changelog::restore_record(
+        &mut shard,
+        &prefix,
+        &changelog::key("t", 0, "svc"),
+        Some(b"not json")
+    )
+    .is_err());
+}
+
+#[test]
+fn sweep_evicts_by_stream_time_and_emits_tombstones() {
+    let mut store = StateStore::new(Retention {
+        horizon: Duration::from_secs(600),
+        max_entries: 10,
+    });
+    store.apply("t", 0, "old", Mark { offset: 1, at: 0 }, &hit("w"));
+    store.apply("t", 0, "new", Mark { offset: 2, at: 20 * MIN }, &hit("w"));
+    let swept = store.sweep();
+    assert_eq!(swept, vec![("t".to_string(), 0, "old".to_string(), None)]);
+    assert_eq!(store.size(), (1, 1, 1));
+    assert!(store.sweep().is_empty());
+}
