@@ -7,7 +7,8 @@
 use containd::config::{TargetKind, TargetSettings};
 use containd::decide::{decide, DecideInput};
 use containd::emit::SourcePosition;
-use containd::rules::{load_sources, RuleSet};
+use containd::inventory::Identity;
+use containd::rules::{load_sources, Facts, RuleSet};
 use containd::signal::Signal;
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use std::fmt::Write as _;
@@ -69,12 +70,11 @@ fn bench(c: &mut Criterion) {
             let rules = ruleset(n, condition);
             // An event type in the middle of the index, matched by PER_TYPE rules.
             let s = signal(n / PER_TYPE / 2);
-            assert_eq!(
-                rules.evaluate(&s, "svc-1", 0).matched.len(),
-                PER_TYPE.min(n)
-            );
+            let unknown = Identity::unknown();
+            let facts = Facts::new(&s, "svc-1", &unknown, 0);
+            assert_eq!(rules.evaluate(&facts).matched.len(), PER_TYPE.min(n));
             group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
-                b.iter(|| black_box(rules.evaluate(black_box(&s), "svc-1", 0).matched.len()))
+                b.iter(|| black_box(rules.evaluate(black_box(&facts)).matched.len()))
             });
         }
         group.finish();
@@ -85,6 +85,7 @@ fn bench(c: &mut Criterion) {
     for n in [10, 1_000, 10_000] {
         let rules = ruleset(n, false);
         let s = signal(n / PER_TYPE / 2);
+        let unknown = Identity::unknown();
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter(|| {
                 let d = decide(
@@ -100,6 +101,9 @@ fn bench(c: &mut Criterion) {
                         decided_at: 2,
                         global_dry_run: false,
                         decode_micros: 0,
+                        identity: &unknown,
+                        state: None,
+                        suppress_for: std::time::Duration::ZERO,
                     },
                 );
                 black_box(d.commands.len())

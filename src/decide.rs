@@ -5,7 +5,7 @@
 
 use crate::emit::{
     command_id, DecisionRecord, EnforcementCommand, IdentitySummary, MatchedRule, Outcome,
-    SourcePosition, Suppressed, TargetSubject, Timings, WindowProgress, Why,
+    SourcePosition, Suppressed, TargetSubject, Timings, Why, WindowProgress,
 };
 use crate::inventory::Identity;
 use crate::rules::{Action, Facts, RuleSet, TargetRef};

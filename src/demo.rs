@@ -118,6 +118,8 @@ async fn demo(json: bool) -> Result<(), DemoError> {
     for topic in &settings.input.topics {
         mock.create_topic(topic, 3, 1)?;
     }
+    // The mock cluster has no CreateTopics: the state changelog is created here.
+    mock.create_topic(&settings.state.changelog_topic, 3, 1)?;
     mock.create_topic(&settings.output.decisions_topic, 3, 1)?;
     mock.create_topic(&settings.output.dead_letter_topic, 1, 1)?;
     for t in &settings.targets {

@@ -23,6 +23,9 @@ async fn a_refused_output_stops_the_daemon_without_committing_past_its_signal() 
     settings.shutdown.grace = Duration::from_secs(2);
     let input = settings.input.topics[0].clone();
     mock.create_topic(&input, 1, 1).unwrap();
+    // The mock cluster has no CreateTopics: the state changelog is created here.
+    mock.create_topic(&settings.state.changelog_topic, 1, 1)
+        .unwrap();
     mock.create_topic(&settings.output.decisions_topic, 1, 1)
         .unwrap();
     mock.create_topic(&settings.output.dead_letter_topic, 1, 1)

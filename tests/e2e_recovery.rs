@@ -78,7 +78,7 @@ fn stream(n: usize, subjects: usize) -> (Vec<Signal>, BTreeSet<String>) {
             s.subject.identifiers.insert("id".into(), subject);
         }
         for (rule, action, target) in commands {
-            expected.insert(command_id(&s.id, rule, action, target));
+            expected.insert(command_id(&s.id, rule, action, target, None));
         }
         signals.push(s);
     }

@@ -214,7 +214,13 @@ async fn seed_scenarios_yield_exactly_the_expected_commands_and_one_decision_per
         );
         assert_eq!(
             c.command_id,
-            command_id(&signal.id, &c.why.rule_id, &c.action, &c.target),
+            command_id(
+                &signal.id,
+                &c.why.rule_id,
+                &c.action,
+                &c.target,
+                c.principal_id.as_deref()
+            ),
             "deterministic id"
         );
         let subject = signal.subject.id().unwrap();

@@ -73,6 +73,9 @@ async fn run_eos(
     settings.delivery.transaction_max_signals = 3;
     settings.delivery.transactional_id = Some("containd-eos-test".into());
     mock.create_topic(&settings.input.topics[0], 2, 1).unwrap();
+    // The mock cluster has no CreateTopics: the state changelog is created here.
+    mock.create_topic(&settings.state.changelog_topic, 2, 1)
+        .unwrap();
     mock.create_topic(&settings.output.decisions_topic, 1, 1)
         .unwrap();
     mock.create_topic(&settings.output.dead_letter_topic, 1, 1)

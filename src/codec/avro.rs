@@ -282,7 +282,10 @@ mod tests {
             "owner": {"team": "ml", "contact": "ml@acme"}, "criticality": "high",
             "environment": "prod", "access": [{"target": "aws", "principal_id": "arn:x"}]}))
         .unwrap();
-        assert_eq!(c.decode_identity(&c.encode_identity(&r).unwrap()).unwrap(), r);
+        assert_eq!(
+            c.decode_identity(&c.encode_identity(&r).unwrap()).unwrap(),
+            r
+        );
         let ownerless = crate::inventory::IdentityRecord {
             owner: None,
             criticality: None,

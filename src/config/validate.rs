@@ -101,21 +101,32 @@ pub fn validate(settings: &Settings, file: &Path, text: &str) -> Vec<Problem> {
     if st.changelog_topic.is_empty() {
         problem("state.changelog_topic".into(), "must not be empty".into());
     } else if input.topics.contains(&st.changelog_topic)
-        || pattern.as_ref().is_some_and(|p| p.is_match(&st.changelog_topic))
+        || pattern
+            .as_ref()
+            .is_some_and(|p| p.is_match(&st.changelog_topic))
     {
         problem(
             "state.changelog_topic".into(),
-            format!("{:?} is also consumed as a signal topic", st.changelog_topic),
+            format!(
+                "{:?} is also consumed as a signal topic",
+                st.changelog_topic
+            ),
         );
     }
     if st.max_entries == 0 {
         problem("state.max_entries".into(), "must be positive".into());
     }
     if st.sweep_interval.is_zero() {
-        problem("state.sweep_interval".into(), "must be longer than 0".into());
+        problem(
+            "state.sweep_interval".into(),
+            "must be longer than 0".into(),
+        );
     }
     if st.restore_timeout.is_zero() {
-        problem("state.restore_timeout".into(), "must be longer than 0".into());
+        problem(
+            "state.restore_timeout".into(),
+            "must be longer than 0".into(),
+        );
     }
     if let Some(topic) = &settings.inventory.topic {
         if topic.is_empty() {

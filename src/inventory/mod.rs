@@ -144,9 +144,9 @@ impl Identity {
 
     /// The JSON shape rules see as `identity` (docs/rules.md).
     pub fn to_json(&self) -> serde_json::Value {
-        let owner = self.owner_team.as_ref().map(|team| {
-            serde_json::json!({"team": &**team, "contact": self.owner_contact.as_deref()})
-        });
+        let owner = self.owner_team.as_ref().map(
+            |team| serde_json::json!({"team": &**team, "contact": self.owner_contact.as_deref()}),
+        );
         serde_json::json!({
             "known": self.known,
             "id": &*self.id,
@@ -231,7 +231,11 @@ impl Inventory {
     pub fn remove(&mut self, id: &str) {
         if let Some(old) = self.by_id.remove(id) {
             for alias in old.aliases.iter() {
-                if self.by_alias.get(alias).is_some_and(|i| Arc::ptr_eq(i, &old)) {
+                if self
+                    .by_alias
+                    .get(alias)
+                    .is_some_and(|i| Arc::ptr_eq(i, &old))
+                {
                     self.by_alias.remove(alias);
                 }
             }

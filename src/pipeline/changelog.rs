@@ -118,7 +118,10 @@ pub fn restore(settings: &Settings, topic: &str, partition: i32) -> Result<Shard
     };
     let mut config = base_config(settings);
     config
-        .set("group.id", format!("{}-state-restore", settings.input.group_id))
+        .set(
+            "group.id",
+            format!("{}-state-restore", settings.input.group_id),
+        )
         .set("enable.auto.commit", "false")
         .set("isolation.level", "read_committed");
     let consumer: BaseConsumer = config.create()?;

@@ -2,8 +2,8 @@
 //! carry delivery acknowledgements and rebalance events into the offset tracker.
 
 use super::offsets::{DeliveryFailure, OffsetTracker};
-use crate::state::StateStore;
 use crate::config::Settings;
+use crate::state::StateStore;
 use crate::telemetry::http::Health;
 use crate::telemetry::Metrics;
 use rdkafka::client::ClientContext;

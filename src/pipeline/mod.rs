@@ -174,8 +174,13 @@ async fn ensure_shard(
             })??;
     let took = started.elapsed();
     metrics.state_restored(took);
-    tracing::info!(topic, partition, subjects = shard.subjects.len(),
-        took_ms = took.as_millis() as u64, "partition state rebuilt from the changelog");
+    tracing::info!(
+        topic,
+        partition,
+        subjects = shard.subjects.len(),
+        took_ms = took.as_millis() as u64,
+        "partition state rebuilt from the changelog"
+    );
     let mut state = lock(&ctx.state);
     state.insert_shard(topic, partition, shard);
     let (shards, subjects, entries) = state.size();

@@ -31,7 +31,10 @@ pub struct Incoming<'a> {
 /// What an output record is, for metrics and acknowledgement accounting.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OutKind {
-    Command { target: String, action: String },
+    Command {
+        target: String,
+        action: String,
+    },
     Decision,
     DeadLetter,
     /// A changelog record of the subject's state.
@@ -150,7 +153,8 @@ impl Processor {
         );
         match self.encode(&decision, &subject_id) {
             Ok(mut out) => {
-                if let Some(record) = self.state_record(msg.topic, msg.partition, &subject_id, change)
+                if let Some(record) =
+                    self.state_record(msg.topic, msg.partition, &subject_id, change)
                 {
                     out.push(record);
                 }

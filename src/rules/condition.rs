@@ -203,8 +203,7 @@ pub struct ConditionInput {
 impl ConditionInput {
     pub fn new(facts: &Facts<'_>) -> Result<Self, String> {
         let value = cel::to_value(facts.signal).map_err(|e| e.to_string())?;
-        let mut subject =
-            serde_json::to_value(&facts.signal.subject).map_err(|e| e.to_string())?;
+        let mut subject = serde_json::to_value(&facts.signal.subject).map_err(|e| e.to_string())?;
         if let Some(obj) = subject.as_object_mut() {
             obj.insert("id".into(), facts.subject_id.into());
         }

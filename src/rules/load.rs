@@ -291,7 +291,11 @@ impl<'a> Checker<'a> {
                 report("within", "escalate.within", "must be longer than 0s".into());
             }
             if e.steps.is_empty() {
-                report("escalate", "escalate.steps", "list at least one step".into());
+                report(
+                    "escalate",
+                    "escalate.steps",
+                    "list at least one step".into(),
+                );
             }
             let steps = e
                 .steps
@@ -312,10 +316,11 @@ impl<'a> Checker<'a> {
         });
         let rule_suppress = spec.suppress_for;
         let mut actions = actions;
-        for a in actions
-            .iter_mut()
-            .chain(escalate.iter_mut().flat_map(|e| e.steps.iter_mut().flatten()))
-        {
+        for a in actions.iter_mut().chain(
+            escalate
+                .iter_mut()
+                .flat_map(|e| e.steps.iter_mut().flatten()),
+        ) {
             a.suppress_for = a.suppress_for.or(rule_suppress);
         }
         if !problems.is_empty() {
@@ -400,7 +405,11 @@ impl<'a> Checker<'a> {
             }
             for l in &a.lifts {
                 if !self.actions.contains(l.as_str()) {
-                    report(l, &format!("{field}.lifts"), format!("unknown action {l:?}"));
+                    report(
+                        l,
+                        &format!("{field}.lifts"),
+                        format!("unknown action {l:?}"),
+                    );
                 }
             }
             let mut parameters = Vec::new();

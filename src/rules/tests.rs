@@ -68,7 +68,12 @@ rules:
 fn facts(s: &crate::signal::Signal) -> Facts<'_> {
     static UNKNOWN: std::sync::OnceLock<std::sync::Arc<crate::inventory::Identity>> =
         std::sync::OnceLock::new();
-    Facts::new(s, "svc-1", UNKNOWN.get_or_init(crate::inventory::Identity::unknown), 0)
+    Facts::new(
+        s,
+        "svc-1",
+        UNKNOWN.get_or_init(crate::inventory::Identity::unknown),
+        0,
+    )
 }
 
 #[test]

@@ -55,12 +55,12 @@ pub fn restore_record(
                 .issued
                 .iter()
                 .map(|i| i.closed.map_or(i.at, |c| c.at.max(i.at)))
-                .chain(
-                    state
-                        .rules
-                        .values()
-                        .flat_map(|r| r.hits.iter().map(|h| h.at).chain(r.triggers.iter().map(|t| t.at))),
-                )
+                .chain(state.rules.values().flat_map(|r| {
+                    r.hits
+                        .iter()
+                        .map(|h| h.at)
+                        .chain(r.triggers.iter().map(|t| t.at))
+                }))
                 .max()
                 .unwrap_or(0);
             shard.stream_time = shard.stream_time.max(newest);

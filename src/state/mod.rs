@@ -199,7 +199,11 @@ impl SubjectState {
             });
         }
         for rule in &update.triggers {
-            self.rules.entry(rule.clone()).or_default().triggers.push(at);
+            self.rules
+                .entry(rule.clone())
+                .or_default()
+                .triggers
+                .push(at);
         }
         for (target, action) in &update.closed {
             for i in self.issued.iter_mut() {

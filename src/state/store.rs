@@ -5,7 +5,6 @@
 use super::{Mark, Retention, StateUpdate, SubjectState};
 use std::collections::HashMap;
 
-
 #[derive(Debug, Default)]
 pub struct Shard {
     pub subjects: HashMap<String, SubjectState>,
@@ -87,7 +86,11 @@ impl StateStore {
     }
 
     pub fn subject(&self, topic: &str, partition: i32, subject: &str) -> Option<&SubjectState> {
-        self.shards.get(topic)?.get(&partition)?.subjects.get(subject)
+        self.shards
+            .get(topic)?
+            .get(&partition)?
+            .subjects
+            .get(subject)
     }
 
     /// Applies one decision's update to its subject.

@@ -63,7 +63,9 @@ fn suppression_looks_at_the_latest_issue_before_the_signal() {
     assert!(s
         .recently_issued("okta", "revoke_sessions", period, 2, 16 * MIN)
         .is_none());
-    assert!(s.recently_issued("aws", "revoke_sessions", period, 2, MIN).is_none());
+    assert!(s
+        .recently_issued("aws", "revoke_sessions", period, 2, MIN)
+        .is_none());
     assert!(
         s.recently_issued("okta", "revoke_sessions", period, 1, MIN)
             .is_none(),
@@ -90,9 +92,20 @@ fn restore_closes_only_what_was_open_and_replays_see_it_open() {
         closed: vec![("aws".into(), "quarantine_workload".into())],
         ..StateUpdate::default()
     };
-    assert!(s.apply(Mark { offset: 3, at: 2 * MIN }, &close, retention()));
+    assert!(s.apply(
+        Mark {
+            offset: 3,
+            at: 2 * MIN
+        },
+        &close,
+        retention()
+    ));
     assert_eq!(s.open(4, 3 * MIN).count(), 0);
-    assert_eq!(s.open(3, 2 * MIN).count(), 1, "as of the restore it was open");
+    assert_eq!(
+        s.open(3, 2 * MIN).count(),
+        1,
+        "as of the restore it was open"
+    );
 }
 
 #[test]
@@ -161,10 +174,20 @@ fn the_store_reports_changes_for_the_changelog_and_restores_from_it() {
     let mut shard = Shard::default();
     let prefix = changelog::prefix("t", 0);
     let value = changelog::encode(&state);
-    changelog::restore_record(&mut shard, &prefix, &changelog::key("t", 0, "svc"), Some(&value))
-        .unwrap();
-    changelog::restore_record(&mut shard, &prefix, &changelog::key("t", 1, "x"), Some(&value))
-        .unwrap();
+    changelog::restore_record(
+        &mut shard,
+        &prefix,
+        &changelog::key("t", 0, "svc"),
+        Some(&value),
+    )
+    .unwrap();
+    changelog::restore_record(
+        &mut shard,
+        &prefix,
+        &changelog::key("t", 1, "x"),
+        Some(&value),
+    )
+    .unwrap();
     assert_eq!(shard.subjects.len(), 1);
     assert_eq!(shard.subjects["svc"], state);
     changelog::restore_record(&mut shard, &prefix, &changelog::key("t", 0, "svc"), None).unwrap();
@@ -185,7 +208,16 @@ fn sweep_evicts_by_stream_time_and_emits_tombstones() {
         max_entries: 10,
     });
     store.apply("t", 0, "old", Mark { offset: 1, at: 0 }, &hit("w"));
-    store.apply("t", 0, "new", Mark { offset: 2, at: 20 * MIN }, &hit("w"));
+    store.apply(
+        "t",
+        0,
+        "new",
+        Mark {
+            offset: 2,
+            at: 20 * MIN,
+        },
+        &hit("w"),
+    );
     let swept = store.sweep();
     assert_eq!(swept, vec![("t".to_string(), 0, "old".to_string(), None)]);
     assert_eq!(store.size(), (1, 1, 1));

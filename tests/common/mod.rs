@@ -42,6 +42,8 @@ pub struct Topics {
     pub signals: String,
     pub decisions: String,
     pub dead_letter: String,
+    /// The state changelog (containd creates it).
+    pub state: String,
 }
 
 impl Topics {
@@ -51,6 +53,7 @@ impl Topics {
             signals: format!("{prefix}.signals"),
             decisions: format!("{prefix}.decisions"),
             dead_letter: format!("{prefix}.dead-letter"),
+            state: format!("{prefix}.state"),
         }
     }
 
@@ -89,6 +92,17 @@ pub async fn create_topics(names: &[String]) {
 
 /// Writes a config for `topics` into `dir`, with the example targets and rules.
 pub fn write_config(dir: &Path, topics: &Topics, group: &str, extra_input: &str) -> PathBuf {
+    write_config_with(dir, topics, group, extra_input, "")
+}
+
+/// [`write_config`] plus `sections` (TOML tables such as `[inventory]`) at the end.
+pub fn write_config_with(
+    dir: &Path,
+    topics: &Topics,
+    group: &str,
+    extra_input: &str,
+    sections: &str,
+) -> PathBuf {
     let rules_dir = dir.join("rules");
     std::fs::create_dir_all(&rules_dir).unwrap();
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/rules");
@@ -127,6 +141,9 @@ dead_letter_topic = "{dead_letter}"
 [delivery]
 commit_interval = "100ms"
 
+[state]
+changelog_topic = "{state}"
+
 [rules]
 dir = "rules"
 
@@ -137,11 +154,13 @@ log_level = "info,rdkafka=warn"
 [shutdown]
 grace = "10s"
 
-{targets}"#,
+{targets}
+{sections}"#,
         bootstrap = bootstrap(),
         signals = topics.signals,
         decisions = topics.decisions,
         dead_letter = topics.dead_letter,
+        state = topics.state,
     );
     let path = dir.join("containd.toml");
     std::fs::write(&path, text).unwrap();
