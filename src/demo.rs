@@ -23,6 +23,7 @@ use std::time::Duration;
 
 const CONFIG: &str = include_str!("../examples/containd.toml");
 const SIGNALS: &str = include_str!("../examples/signals/seed-scenarios.jsonl");
+const INVENTORY: &str = include_str!("../examples/inventory/identities.jsonl");
 const RULES: &[(&str, &str)] = &[
     (
         "10-device-posture.yaml",
@@ -52,6 +53,11 @@ pub enum DemoError {
     Rules(config::Problems),
     #[error("embedded sample signals, line {line}: {error}")]
     Signals {
+        line: usize,
+        error: serde_json::Error,
+    },
+    #[error("embedded example inventory, line {line}: {error}")]
+    Inventory {
         line: usize,
         error: serde_json::Error,
     },
@@ -120,6 +126,10 @@ async fn demo(json: bool) -> Result<(), DemoError> {
     }
     // The mock cluster has no CreateTopics: the state changelog is created here.
     mock.create_topic(&settings.state.changelog_topic, 3, 1)?;
+    let inventory_topic = settings.inventory.topic.clone();
+    if let Some(topic) = &inventory_topic {
+        mock.create_topic(topic, 1, 1)?;
+    }
     mock.create_topic(&settings.output.decisions_topic, 3, 1)?;
     mock.create_topic(&settings.output.dead_letter_topic, 1, 1)?;
     for t in &settings.targets {
@@ -130,6 +140,19 @@ async fn demo(json: bool) -> Result<(), DemoError> {
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
         .create()?;
+    if let Some(topic) = &inventory_topic {
+        for (i, line) in INVENTORY.lines().enumerate() {
+            let record: crate::inventory::IdentityRecord = serde_json::from_str(line)
+                .map_err(|error| DemoError::Inventory { line: i + 1, error })?;
+            producer
+                .send(
+                    FutureRecord::to(topic).key(&record.id).payload(line),
+                    Duration::from_secs(5),
+                )
+                .await
+                .map_err(|(e, _)| e)?;
+        }
+    }
     for s in &signals {
         let payload =
             serde_json::to_vec(s).map_err(|error| DemoError::Signals { line: 0, error })?;
@@ -255,7 +278,10 @@ fn print(
             "containd demo: {} sample signals through the seed rules (rule set {version}) on an in-process cluster\n",
             signals.len()
         );
-        say!("{:<18} {:<22} {:<44} RULE", "TARGET", "ACTION", "SUBJECT");
+        say!(
+            "{:<18} {:<22} {:<30} {:<34} RULE",
+            "TARGET", "ACTION", "SUBJECT", "AS (inventory principal)"
+        );
     }
     let mut outcomes: BTreeMap<&str, usize> = BTreeMap::new();
     let mut printed = 0;
@@ -275,16 +301,18 @@ fn print(
                     "rule_id": c.why.rule_id,
                     "command_id": c.command_id,
                     "signal_id": s.id,
+                    "principal_id": c.principal_id,
                     "parameters": c.parameters,
                     "expires_at": c.expires_at,
                 });
                 say!("{line}");
             } else {
                 say!(
-                    "{:<18} {:<22} {:<44} {}",
+                    "{:<18} {:<22} {:<30} {:<34} {}",
                     c.target,
                     c.action,
                     c.subject.id,
+                    c.principal_id.as_deref().unwrap_or("-"),
                     c.why.rule_id
                 );
             }
@@ -304,6 +332,19 @@ fn print(
                 .map(|c| c.target.as_str())
                 .collect::<std::collections::BTreeSet<_>>()
                 .len(),
+        );
+        let known = decisions.iter().filter(|d| d.identity.id.is_some()).count();
+        let ownerless: Vec<&str> = decisions
+            .iter()
+            .filter(|d| d.identity.ownerless)
+            .filter_map(|d| d.identity.id.as_deref())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        say!(
+            "identities: {known} decisions on inventory identities, {} on unknown ones; owner-less: {}",
+            decisions.len() - known,
+            if ownerless.is_empty() { "none".to_string() } else { ownerless.join(", ") },
         );
     }
 }
