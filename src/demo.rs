@@ -280,7 +280,10 @@ fn print(
         );
         say!(
             "{:<18} {:<22} {:<30} {:<34} RULE",
-            "TARGET", "ACTION", "SUBJECT", "AS (inventory principal)"
+            "TARGET",
+            "ACTION",
+            "SUBJECT",
+            "AS (inventory principal)"
         );
     }
     let mut outcomes: BTreeMap<&str, usize> = BTreeMap::new();

@@ -1,0 +1,174 @@
+//! Inventory and state at scale: memory for 1,000,000 identities and for 1,000,000 subjects
+//! with state, measured as the growth of the process's resident set; lookup and decide costs
+//! with criterion. `cargo bench --bench inventory` (docs/benchmarks.md has the figures).
+
+use containd::inventory::{Access, Criticality, IdentityKind, IdentityRecord, Inventory, Owner};
+use containd::signal::Subject;
+use containd::state::{Mark, Retention, StateStore, StateUpdate};
+use criterion::{criterion_group, criterion_main, Criterion};
+use std::hint::black_box;
+use std::time::Duration;
+
+/// A million in release builds (`cargo bench`); fewer in the debug build `cargo test
+/// --all-targets` compiles the benches into.
+const IDENTITIES: usize = if cfg!(debug_assertions) {
+    20_000
+} else {
+    1_000_000
+};
+
+fn rss_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
+    pages * 4096
+}
+
+/// A realistic record: one alias, an owner on most, three targets with ARN-like principals.
+fn record(i: usize) -> IdentityRecord {
+    IdentityRecord {
+        id: format!("svc-{i:07}"),
+        aliases: vec![format!("client-{i:07}.apps.acme.example")],
+        kind: IdentityKind::ServiceAccount,
+        owner: (i % 10 != 0).then(|| Owner {
+            team: format!("team-{}", i % 200),
+            contact: Some(format!("team-{}@acme.example", i % 200)),
+        }),
+        criticality: Some(Criticality::High),
+        environment: Some(["prod", "staging", "dev"][i % 3].into()),
+        access: vec![
+            Access {
+                target: "aws".into(),
+                principal_id: format!("arn:aws:iam::111122223333:role/svc-{i:07}"),
+            },
+            Access {
+                target: "github-actions".into(),
+                principal_id: format!("repo:acme/svc-{i:07}"),
+            },
+            Access {
+                target: "okta".into(),
+                principal_id: format!("0oa{i:017}"),
+            },
+        ],
+    }
+}
+
+fn opaque(id: &str) -> Subject {
+    serde_json::from_value(serde_json::json!({"format": "opaque", "identifiers": {"id": id}}))
+        .unwrap()
+}
+
+fn inventory(c: &mut Criterion) {
+    let before = rss_bytes();
+    let mut inv = Inventory::new();
+    for i in 0..IDENTITIES {
+        inv.upsert(record(i));
+    }
+    let grown = rss_bytes().saturating_sub(before);
+    println!(
+        "inventory: {} identities, resident set grew {:.0} MiB ({} bytes per identity)",
+        inv.len(),
+        grown as f64 / (1 << 20) as f64,
+        grown / IDENTITIES as u64
+    );
+    let hit = opaque("client-0500000.apps.acme.example");
+    let miss = opaque("nobody");
+    c.bench_function("inventory/lookup_alias_hit_1M", |b| {
+        b.iter(|| black_box(inv.lookup(black_box(&hit), "client-0500000.apps.acme.example")))
+    });
+    c.bench_function("inventory/lookup_miss_1M", |b| {
+        b.iter(|| black_box(inv.lookup(black_box(&miss), "nobody")))
+    });
+    c.bench_function("inventory/upsert_1M", |b| {
+        let r = record(42);
+        b.iter(|| inv.upsert(black_box(r.clone())))
+    });
+}
+
+fn state(c: &mut Criterion) {
+    let before = rss_bytes();
+    let mut store = StateStore::new(Retention {
+        horizon: Duration::from_secs(3600),
+        max_entries: 1024,
+    });
+    // Each subject: two window hits and one issued (held) command, 16 partitions.
+    for i in 0..IDENTITIES {
+        let subject = format!("svc-{i:07}");
+        let p = (i % 16) as i32;
+        let hit = StateUpdate {
+            hits: vec![(
+                "repeated-medium-risk-revoke".into(),
+                "https://schemas.openid.net/secevent/caep/event-type/risk-level-change".into(),
+            )],
+            ..StateUpdate::default()
+        };
+        store.apply(
+            "identity.signals.v1",
+            p,
+            &subject,
+            Mark {
+                offset: 2 * i as i64,
+                at: 0,
+            },
+            &hit,
+        );
+        let issued = StateUpdate {
+            issued: vec![(
+                "okta".into(),
+                "block_session".into(),
+                format!("{:032x}", i),
+                true,
+                None,
+            )],
+            ..hit
+        };
+        store.apply(
+            "identity.signals.v1",
+            p,
+            &subject,
+            Mark {
+                offset: 2 * i as i64 + 1,
+                at: 1,
+            },
+            &issued,
+        );
+    }
+    let grown = rss_bytes().saturating_sub(before);
+    let (_, subjects, entries) = store.size();
+    println!(
+        "state: {subjects} subjects, {entries} entries, resident set grew {:.0} MiB ({} bytes per subject)",
+        grown as f64 / (1 << 20) as f64,
+        grown / subjects.max(1) as u64
+    );
+    let mut offset = 10 * IDENTITIES as i64;
+    let update = StateUpdate {
+        hits: vec![("r".into(), "urn:e".into())],
+        ..StateUpdate::default()
+    };
+    let names: Vec<String> = (0..1024)
+        .map(|i| format!("svc-{:07}", i * 16 + 3))
+        .collect();
+    c.bench_function("state/apply_hit_1M_subjects", |b| {
+        b.iter(|| {
+            offset += 1;
+            let subject = &names[offset as usize % names.len()];
+            black_box(store.apply(
+                "identity.signals.v1",
+                3,
+                subject,
+                Mark { offset, at: 2 },
+                &update,
+            ))
+        })
+    });
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20).measurement_time(Duration::from_secs(3));
+    targets = inventory, state
+}
+criterion_main!(benches);
