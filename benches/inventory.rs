@@ -33,7 +33,7 @@ fn record(i: usize) -> IdentityRecord {
         id: format!("svc-{i:07}"),
         aliases: vec![format!("client-{i:07}.apps.acme.example")],
         kind: IdentityKind::ServiceAccount,
-        owner: (i % 10 != 0).then(|| Owner {
+        owner: (!i.is_multiple_of(10)).then(|| Owner {
             team: format!("team-{}", i % 200),
             contact: Some(format!("team-{}@acme.example", i % 200)),
         }),

@@ -90,7 +90,7 @@ impl Tail {
         while !self.is_loaded() {
             tokio::time::sleep(Duration::from_millis(20)).await;
             waited += 1;
-            if waited % 500 == 0 {
+            if waited.is_multiple_of(500) {
                 tracing::info!("still loading the inventory");
             }
         }
@@ -213,7 +213,7 @@ impl Follower {
 
     /// Reads what is there (up to a batch) and applies it under one write lock.
     fn poll_batch(&self, targets: &mut Vec<(i32, i64)>) {
-        let mut batch: Vec<(i32, i64, Option<Vec<u8>>, Option<Vec<u8>>)> = Vec::new();
+        let mut batch: Vec<Polled> = Vec::new();
         let mut timeout = POLL;
         while batch.len() < 10_000 {
             match self.consumer.poll(timeout) {
@@ -293,3 +293,6 @@ enum Change {
     Upsert(IdentityRecord),
     Remove(String),
 }
+
+/// (partition, offset, key, value) of a polled record.
+type Polled = (i32, i64, Option<Vec<u8>>, Option<Vec<u8>>);
