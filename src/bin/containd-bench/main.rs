@@ -149,6 +149,7 @@ async fn run(args: RunArgs) -> Result<()> {
     std::fs::create_dir_all(&work)?;
     let topics = Topics::new(&prefix);
     let kafka = Kafka::new(&bootstrap, args.partitions)?;
+    let load_before = report::load_average();
 
     // Workload, config, and containd's own processing of it.
     let all_templates = workload::load_templates(&args.repo)?;
@@ -179,14 +180,11 @@ async fn run(args: RunArgs) -> Result<()> {
     ));
 
     kafka
-        .create_topics(
-            &[
-                topics.preload.clone(),
-                topics.rate("containd"),
-                topics.rate("baseline"),
-            ],
-            false,
-        )
+        .create_topics(std::slice::from_ref(&topics.preload), false)
+        .await?;
+    // The rate topics and every output topic are stamped by the broker on arrival.
+    kafka
+        .create_topics(&[topics.rate("containd"), topics.rate("baseline")], true)
         .await?;
     let mut outputs = Vec::new();
     for sys in ["containd", "baseline"] {
@@ -310,6 +308,7 @@ async fn run(args: RunArgs) -> Result<()> {
             .unwrap_or_else(|| std::env::args().collect::<Vec<_>>().join(" ")),
         date: chrono::Utc::now().format("%Y-%m-%d").to_string(),
         machine: report::machine(),
+        load: (load_before, report::load_average()),
         format: match args.format {
             InputFormat::Avro => "Avro single-object",
             InputFormat::Json => "JSON",
@@ -404,8 +403,8 @@ fn measure_system(
             kafka, producer, &mut sys, spec, first, records, *rate, signal_of,
         )?;
         say(format!(
-            "{}: p50 {} p99 {} p99.9 {} max {} ms over {} commands; done {:.1} s after the last send",
-            sys.name, l.p50, l.p99, l.p999, l.max, l.commands, l.drain_secs
+            "{}: p50 {} p99 {} p99.9 {} max {} ms (broker to broker: p50 {} p99 {}) over {} commands; done {:.1} s after the last send",
+            sys.name, l.total.p50, l.total.p99, l.total.p999, l.total.max, l.hop.p50, l.hop.p99, l.commands, l.drain_secs
         ));
         latency.push(l);
         first += records.len() as u64;

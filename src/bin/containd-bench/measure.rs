@@ -176,6 +176,33 @@ pub fn drain(
     }
 }
 
+/// Percentiles of a latency sample, in milliseconds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Percentiles {
+    pub p50: i64,
+    pub p99: i64,
+    pub p999: i64,
+    pub max: i64,
+}
+
+impl Percentiles {
+    fn of(mut v: Vec<i64>) -> Self {
+        v.sort_unstable();
+        let pct = |p: f64| -> i64 {
+            if v.is_empty() {
+                return 0;
+            }
+            v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1]
+        };
+        Self {
+            p50: pct(0.50),
+            p99: pct(0.99),
+            p999: pct(0.999),
+            max: v.last().copied().unwrap_or(0),
+        }
+    }
+}
+
 /// One fixed-load phase.
 #[derive(Debug, Clone, Default)]
 pub struct Latency {
@@ -189,16 +216,16 @@ pub struct Latency {
     pub completed_rate: f64,
     /// From the last send to the last output: more than a second means the system fell behind.
     pub drain_secs: f64,
-    pub p50: i64,
-    pub p99: i64,
-    pub p999: i64,
-    pub max: i64,
+    /// From the signal's send time (its CreateTime) to the command's broker timestamp.
+    pub total: Percentiles,
+    /// From the signal's broker timestamp to the command's: the system's own hop.
+    pub hop: Percentiles,
 }
 
 /// Offers `records` (workload indices `first..`) at `rate` per second, waits until every
-/// output is written, then reads the command records back and measures, per command, from
-/// the signal's CreateTime to the command's broker timestamp. `signal_of` maps a command
-/// record to its signal's workload index.
+/// output is written, then reads the signal and command records back and measures, per
+/// command, from the signal's send time and from its broker timestamp to the command's
+/// broker timestamp. `signal_of` maps a command record to its signal's workload index.
 #[allow(clippy::too_many_arguments)]
 pub fn latency(
     kafka: &Kafka,
@@ -210,8 +237,9 @@ pub fn latency(
     rate: u64,
     signal_of: &dyn Fn(&rdkafka::message::BorrowedMessage<'_>) -> Option<u64>,
 ) -> Result<Latency> {
-    let start_wm: Vec<Vec<i64>> = sys
-        .outputs
+    let mut watched = sys.outputs.clone();
+    watched.push(sys.rate_topic.clone());
+    let start_wm: Vec<Vec<i64>> = watched
         .iter()
         .map(|t| kafka.watermarks(t))
         .collect::<Result<_>>()?;
@@ -226,40 +254,52 @@ pub fn latency(
     drain(kafka, sys, &base, &expected, Duration::from_secs(60))?;
     let drain_secs = sent.elapsed().as_secs_f64();
     let completed_rate = records.len() as f64 / started.elapsed().as_secs_f64();
-    let end_wm: Vec<Vec<i64>> = sys
-        .outputs
+    let end_wm: Vec<Vec<i64>> = watched
         .iter()
         .map(|t| kafka.watermarks(t))
         .collect::<Result<_>>()?;
-    let (samples, unmatched) =
-        kafka.read_back(&sys.outputs[1..], &start_wm[1..], &end_wm[1..], |m| {
-            signal_of(m)
-        })?;
-    let mut lat: Vec<i64> = Vec::with_capacity(samples.len());
-    let mut foreign = 0;
-    for (i, ts) in samples {
-        match i.checked_sub(first).and_then(|k| stamps.get(k as usize)) {
-            Some(sent) => lat.push(ts - sent),
-            None => foreign += 1,
+    let n = watched.len();
+    let (arrivals, _) = kafka.read_back(
+        &watched[n - 1..],
+        &start_wm[n - 1..],
+        &end_wm[n - 1..],
+        |m| crate::copier::index(m).map(|i| i as u64),
+    )?;
+    let mut arrived = vec![i64::MIN; records.len()];
+    for (i, ts) in arrivals {
+        if let Some(a) = i
+            .checked_sub(first)
+            .and_then(|k| arrived.get_mut(k as usize))
+        {
+            *a = ts;
         }
     }
-    lat.sort_unstable();
-    let pct = |p: f64| -> i64 {
-        if lat.is_empty() {
-            return 0;
+    let (samples, unmatched) = kafka.read_back(
+        &watched[1..n - 1],
+        &start_wm[1..n - 1],
+        &end_wm[1..n - 1],
+        |m| signal_of(m),
+    )?;
+    let (mut total, mut hop) = (Vec::with_capacity(samples.len()), Vec::new());
+    let mut foreign = 0;
+    for (i, ts) in samples {
+        let k = i.checked_sub(first).map(|k| k as usize);
+        match k.and_then(|k| stamps.get(k)) {
+            Some(sent) => total.push(ts - sent),
+            None => foreign += 1,
         }
-        lat[((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1]
-    };
+        if let Some(a) = k.and_then(|k| arrived.get(k)).filter(|a| **a != i64::MIN) {
+            hop.push(ts - a);
+        }
+    }
     Ok(Latency {
         offered: rate,
         sent_rate,
-        commands: lat.len() as u64,
+        commands: total.len() as u64,
         unmatched: unmatched + foreign,
         completed_rate,
         drain_secs,
-        p50: pct(0.50),
-        p99: pct(0.99),
-        p999: pct(0.999),
-        max: lat.last().copied().unwrap_or(0),
+        total: Percentiles::of(total),
+        hop: Percentiles::of(hop),
     })
 }

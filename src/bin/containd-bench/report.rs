@@ -1,7 +1,7 @@
 //! The results as a markdown section, printed and (with `--write-docs`) written into
 //! docs/benchmarks.md in place of the previous one.
 
-use crate::measure::{Latency, Throughput};
+use crate::measure::{Latency, Percentiles, Throughput};
 use crate::workload::Mix;
 use anyhow::Result;
 use std::fmt::Write as _;
@@ -20,6 +20,8 @@ pub struct Report {
     pub command: String,
     pub date: String,
     pub machine: String,
+    /// /proc/loadavg before and after the run: the machine is shared.
+    pub load: (String, String),
     pub format: &'static str,
     pub templates: usize,
     pub subjects: u64,
@@ -55,6 +57,16 @@ pub fn machine() -> String {
     )
 }
 
+/// The 1, 5 and 15 minute load averages.
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 fn thousands(n: f64) -> String {
     let s = format!("{:.0}", n);
     let mut out = String::new();
@@ -75,8 +87,12 @@ fn ratio(a: f64, b: f64) -> String {
     }
 }
 
+fn percentiles(p: &Percentiles) -> String {
+    format!("{} / {} / {} ms", p.p50, p.p99, p.p999)
+}
+
 fn latency_cell(l: &Latency) -> String {
-    let mut s = format!("{} / {} / {} ms", l.p50, l.p99, l.p999);
+    let mut s = percentiles(&l.total);
     if l.drain_secs > 1.0 {
         let _ = write!(
             s,
@@ -97,9 +113,10 @@ impl Report {
         let _ = writeln!(s, "{HEADING}\n");
         let _ = writeln!(
             s,
-            "`{}` on {}, {}. The broker (nisshi 0.8.1, memory storage) runs on the same machine on \
-             loopback; the two systems run one after the other against it, each as its own process.\n",
-            self.command, self.date, self.machine
+            "`{}` on {}, {}; load average {} before the run, {} after. The broker (nisshi 0.8.1, \
+             memory storage) runs on the same machine on loopback; the two systems run one after \
+             the other against it, each as its own process.\n",
+            self.command, self.date, self.machine, self.load.0, self.load.1
         );
         let _ = writeln!(
             s,
@@ -169,7 +186,14 @@ impl Report {
                 self.phase_secs,
                 latency_cell(lb),
                 latency_cell(lc),
-                ratio(lc.p99 as f64, lb.p99 as f64)
+                ratio(lc.total.p99 as f64, lb.total.p99 as f64)
+            );
+            let _ = writeln!(
+                s,
+                "| … of which broker to broker (signal stored → command stored) | {} | {} | {} (p99) |",
+                percentiles(&lb.hop),
+                percentiles(&lc.hop),
+                ratio(lc.hop.p99 as f64, lb.hop.p99 as f64)
             );
         }
         let _ = writeln!(
@@ -178,9 +202,13 @@ impl Report {
              last 20 ms watermark poll before the system's first output to the first poll that \
              sees every expected output record on the broker (all acknowledged); CPU is the \
              process's utime + stime over the same window (/proc/PID/stat). Latency: signals are \
-             produced at the fixed rate (1 ms pacing, linger 1 ms) stamped with their CreateTime; \
-             command topics use `LogAppendTime`, so each command's timestamp is when the broker \
-             stored it; every command record is one sample (millisecond resolution). Both systems' \
+             produced at the fixed rate (1 ms pacing, linger 1 ms); the send time (what the \
+             record's CreateTime would be) is kept by the harness, and signal and command topics \
+             use `LogAppendTime`, so each record's timestamp is when the broker stored it. The \
+             first latency row runs from the signal's send to its command being stored; the \
+             second from the signal being stored to its command being stored, which leaves out \
+             the load generator's own producer. Every command record is one sample (millisecond \
+             resolution). Both systems' \
              consumers run with `fetch.wait.max.ms = {}`: nisshi answers a waiting fetch by \
              re-reading storage at half the remaining wait rather than waking on new records, so \
              librdkafka's 500 ms default would put up to a quarter second of broker polling into \
