@@ -254,7 +254,13 @@ pub fn write_docs(path: &Path, section: &str) -> Result<()> {
             let end = rest
                 .find("\n## ")
                 .map_or(text.len(), |e| at + HEADING.len() + e + 1);
-            format!("{}{}{}", &text[..at], section, &text[end..])
+            let rest = &text[end..];
+            let gap = if rest.is_empty() { "\n" } else { "\n\n" };
+            format!(
+                "{}{}{gap}{rest}",
+                &text[..at],
+                section.trim_end_matches('\n')
+            )
         }
         None => format!(
             "{}\n{}",
