@@ -1,0 +1,89 @@
+//! Avro single-object encode and decode of the three bundled schemas (signal, enforcement
+//! command, decision record) with `AvroCodec`, on realistic records: the incident seed
+//! scenario decided by the example rules.
+//!
+//! `cargo bench --bench codec`; figures in docs/benchmarks.md.
+
+use containd::codec::{AvroCodec, Format, Schemas, SignalDecoder};
+use containd::emit::{DecisionRecord, EnforcementCommand};
+use containd::offline::OfflineDecider;
+use containd::signal::Signal;
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use std::hint::black_box;
+use std::path::Path;
+use std::sync::Arc;
+
+fn sample() -> (Signal, EnforcementCommand, DecisionRecord) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let seeds =
+        std::fs::read_to_string(root.join("examples/signals/seed-scenarios.jsonl")).unwrap();
+    // sig-0001: a device falls out of compliance with HIGH risk; it carries most fields.
+    let line = seeds.lines().next().unwrap();
+    let decider = OfflineDecider::load(
+        &root.join("examples/containd.toml"),
+        &root.join("examples/rules"),
+    )
+    .unwrap_or_else(|p| panic!("{p:?}"));
+    let decision = decider.decide_json(line.as_bytes(), 1).unwrap();
+    let signal: Signal = serde_json::from_str(line).unwrap();
+    let command = decision
+        .commands
+        .first()
+        .cloned()
+        .expect("the seed signal acts");
+    (signal, command, decision.record)
+}
+
+fn bench(c: &mut Criterion) {
+    let codec = AvroCodec::new(Arc::new(Schemas::bundled().unwrap()), &[]);
+    let decoder = SignalDecoder::new(codec.clone(), 1 << 20);
+    let (signal, command, decision) = sample();
+
+    let mut g = c.benchmark_group("avro/signal");
+    g.throughput(Throughput::Elements(1));
+    let bytes = codec.encode_signal(&signal).unwrap();
+    g.bench_function("encode", |b| {
+        b.iter(|| black_box(codec.encode_signal(black_box(&signal)).unwrap().len()))
+    });
+    g.bench_function("decode", |b| {
+        b.iter(|| {
+            black_box(
+                decoder
+                    .decode(Format::Avro, Some(black_box(&bytes)))
+                    .unwrap(),
+            )
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("avro/enforcement_command");
+    g.throughput(Throughput::Elements(1));
+    let bytes = codec.encode_command(&command).unwrap();
+    g.bench_function("encode", |b| {
+        b.iter(|| black_box(codec.encode_command(black_box(&command)).unwrap().len()))
+    });
+    g.bench_function("decode", |b| {
+        b.iter(|| {
+            let c: EnforcementCommand = codec.decode_command(black_box(&bytes)).unwrap();
+            black_box(c)
+        })
+    });
+    g.finish();
+
+    let mut g = c.benchmark_group("avro/decision_record");
+    g.throughput(Throughput::Elements(1));
+    let bytes = codec.encode_decision(&decision).unwrap();
+    g.bench_function("encode", |b| {
+        b.iter(|| black_box(codec.encode_decision(black_box(&decision)).unwrap().len()))
+    });
+    g.bench_function("decode", |b| {
+        b.iter(|| {
+            let d: DecisionRecord = codec.decode_decision(black_box(&bytes)).unwrap();
+            black_box(d)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
