@@ -19,7 +19,7 @@ fn sample() -> (Signal, EnforcementCommand, DecisionRecord) {
         std::fs::read_to_string(root.join("examples/signals/seed-scenarios.jsonl")).unwrap();
     // sig-0001: a device falls out of compliance with HIGH risk; it carries most fields.
     let line = seeds.lines().next().unwrap();
-    let decider = OfflineDecider::load(
+    let mut decider = OfflineDecider::load(
         &root.join("examples/containd.toml"),
         &root.join("examples/rules"),
     )

@@ -17,6 +17,8 @@ pub struct Condition {
     program: Program,
     /// The native form, when the expression has one of the common shapes.
     pub(super) fast: Option<super::fast::Fast>,
+    /// The native form as a parameter value (a field, a literal, or a conditional over them).
+    pub(super) fast_value: Option<super::fast::FastValue>,
 }
 
 impl std::fmt::Debug for Condition {
@@ -47,6 +49,7 @@ impl Condition {
         Ok(Self {
             source: source.into(),
             fast: super::fast::compile(program.expression()),
+            fast_value: super::fast::compile_value(program.expression()),
             program,
         })
     }
@@ -60,6 +63,16 @@ impl Condition {
     /// (no native form, or an evaluation error whose message the interpreter gives).
     pub fn eval_fast(&self, facts: &Facts<'_>) -> Option<bool> {
         self.fast.as_ref()?.eval(facts).ok()
+    }
+
+    /// [`Self::eval_string`] natively when the expression allows it; `None` means "use the
+    /// interpreter" (no native form, or an error whose message the interpreter gives).
+    pub fn eval_string_fast(&self, facts: &Facts<'_>) -> Option<Result<String, String>> {
+        match self.fast_value.as_ref()?.eval(facts) {
+            Ok(Some(s)) => Some(Ok(s.to_string())),
+            Ok(None) => Some(Err(format!("{:?} is null", self.source))),
+            Err(()) => None,
+        }
     }
 
     /// Whether the condition has a native form.

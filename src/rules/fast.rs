@@ -195,6 +195,47 @@ fn operand(e: &IdedExpr) -> Option<Operand> {
     }
 }
 
+/// A parameter value computed natively: a field or literal, or `cond ? a : b` over them (the
+/// shape rule packs use for fallbacks: `"k" in signal.attributes ? signal.attributes.k : "none"`).
+#[derive(Debug, Clone)]
+pub enum FastValue {
+    Operand(Operand),
+    Cond(Box<Fast>, Box<FastValue>, Box<FastValue>),
+}
+
+/// Compiles a parameter expression; `None` when it has no native form.
+pub fn compile_value(e: &IdedExpr) -> Option<FastValue> {
+    if let Expr::Call(call) = &e.expr {
+        if call.func_name == op::CONDITIONAL && call.target.is_none() && call.args.len() == 3 {
+            return Some(FastValue::Cond(
+                Box::new(compile(&call.args[0])?),
+                Box::new(compile_value(&call.args[1])?),
+                Box::new(compile_value(&call.args[2])?),
+            ));
+        }
+    }
+    operand(e).map(FastValue::Operand)
+}
+
+impl FastValue {
+    /// `Ok(None)` for null; `Err(())` where the interpreter would report an error.
+    pub fn eval<'a>(&'a self, f: &Facts<'a>) -> Result<Option<&'a str>, ()> {
+        match self {
+            FastValue::Operand(o) => match o.get(f)? {
+                V::Str(s) => Ok(Some(s)),
+                V::Null => Ok(None),
+            },
+            FastValue::Cond(c, a, b) => {
+                if c.eval(f)? {
+                    a.eval(f)
+                } else {
+                    b.eval(f)
+                }
+            }
+        }
+    }
+}
+
 /// Compiles the shapes above; `None` for anything else.
 pub fn compile(e: &IdedExpr) -> Option<Fast> {
     match &e.expr {
@@ -446,6 +487,36 @@ mod tests {
                         "{src} on {} with {:?}",
                         s.subject.format, identity.id
                     );
+                }
+            }
+        }
+        // Parameter values: where the native form answers, it answers as the interpreter does.
+        let values = [
+            "signal.subject.device.identifiers.id",
+            "signal.attributes.risk",
+            "signal.event.previous_status",
+            "signal.event.current_status",
+            r#""tag""#,
+            r#""risk" in signal.attributes ? signal.attributes.risk : "none""#,
+            r#"signal.event.previous_status != null ? signal.event.previous_status : "unspecified""#,
+            r#"identity.known ? identity.kind : "unknown-identity""#,
+            "identity.owner.team",
+        ];
+        for src in values {
+            let c = Condition::compile(src).unwrap();
+            assert!(
+                c.fast_value.is_some(),
+                "{src} should have a native value form"
+            );
+            for s in signals() {
+                for identity in identities() {
+                    let id = s.subject.id().unwrap();
+                    let facts = Facts::new(&s, &id, &identity, 0);
+                    let interpreted = c.eval_string(&ConditionInput::new(&facts).unwrap());
+                    match c.eval_string_fast(&facts) {
+                        Some(fast) => assert_eq!(fast, interpreted, "{src}"),
+                        None => assert!(interpreted.is_err(), "{src}: fast gave up on a value"),
+                    }
                 }
             }
         }

@@ -179,6 +179,15 @@ impl Evaluation<'_> {
                     out.insert(name.clone(), v.clone());
                 }
                 Param::Expr(expr) => {
+                    if let Some(result) = expr.eval_string_fast(facts) {
+                        match result {
+                            Ok(v) => {
+                                out.insert(name.clone(), v);
+                            }
+                            Err(e) => errors.push((name.clone(), e)),
+                        }
+                        continue;
+                    }
                     let input = self.input.get_or_insert_with(|| ConditionInput::new(facts));
                     match input
                         .as_ref()
