@@ -4,7 +4,7 @@
 
 use containd::inventory::{Access, Criticality, IdentityKind, IdentityRecord, Inventory, Owner};
 use containd::signal::Subject;
-use containd::state::{Mark, Retention, StateStore, StateUpdate};
+use containd::state::{Mark, NewHit, NewIssue, Retention, StateStore, StateUpdate};
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
 use std::time::Duration;
@@ -91,7 +91,7 @@ fn inventory(c: &mut Criterion) {
 fn state(c: &mut Criterion) {
     let before = rss_bytes();
     let mut store = StateStore::new(Retention {
-        horizon: Duration::from_secs(3600),
+        margin: Duration::from_secs(3600),
         max_entries: 1024,
     });
     // Each subject: two window hits and one issued (held) command, 16 partitions.
@@ -99,10 +99,12 @@ fn state(c: &mut Criterion) {
         let subject = format!("svc-{i:07}");
         let p = (i % 16) as i32;
         let hit = StateUpdate {
-            hits: vec![(
-                "repeated-medium-risk-revoke".into(),
-                "https://schemas.openid.net/secevent/caep/event-type/risk-level-change".into(),
-            )],
+            hits: vec![NewHit {
+                rule: "repeated-medium-risk-revoke".into(),
+                event_type: "https://schemas.openid.net/secevent/caep/event-type/risk-level-change"
+                    .into(),
+                within: Duration::from_secs(600),
+            }],
             ..StateUpdate::default()
         };
         store.apply(
@@ -116,13 +118,14 @@ fn state(c: &mut Criterion) {
             &hit,
         );
         let issued = StateUpdate {
-            issued: vec![(
-                "okta".into(),
-                "block_session".into(),
-                format!("{:032x}", i),
-                true,
-                None,
-            )],
+            issued: vec![NewIssue {
+                target: "okta".into(),
+                action: "block_session".into(),
+                command_id: format!("{:032x}", i),
+                holds: true,
+                expires_at: None,
+                suppress_for: Duration::from_secs(900),
+            }],
             ..hit
         };
         store.apply(
@@ -145,7 +148,11 @@ fn state(c: &mut Criterion) {
     );
     let mut offset = 10 * IDENTITIES as i64;
     let update = StateUpdate {
-        hits: vec![("r".into(), "urn:e".into())],
+        hits: vec![NewHit {
+            rule: "r".into(),
+            event_type: "urn:e".into(),
+            within: Duration::from_secs(600),
+        }],
         ..StateUpdate::default()
     };
     let names: Vec<String> = (0..1024)

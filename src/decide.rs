@@ -10,7 +10,7 @@ use crate::emit::{
 use crate::inventory::Identity;
 use crate::rules::{Action, Facts, RuleSet, TargetRef};
 use crate::signal::Signal;
-use crate::state::{StateUpdate, SubjectState};
+use crate::state::{NewHit, NewIssue, StateUpdate, SubjectState};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -82,9 +82,13 @@ pub fn decide(rules: &RuleSet, input: DecideInput<'_>) -> Decision {
         .map(|(id, e)| (id.to_string(), e.clone()))
         .collect();
     for rule in &evaluation.hits {
-        update
-            .hits
-            .push((rule.id.clone(), signal.event_type.clone()));
+        if let Some(w) = &rule.window {
+            update.hits.push(NewHit {
+                rule: rule.id.clone(),
+                event_type: signal.event_type.clone(),
+                within: w.within,
+            });
+        }
     }
     let matched = std::mem::take(&mut evaluation.matched);
     for rule in matched {
@@ -95,7 +99,7 @@ pub fn decide(rules: &RuleSet, input: DecideInput<'_>) -> Decision {
             let (i, actions) = e.step(state.triggers(&rule.id, e.within, o, t));
             step = Some(i as i32);
             ladder = actions;
-            update.triggers.push(rule.id.clone());
+            update.triggers.push((rule.id.clone(), e.within));
         }
         let mut ids = Vec::new();
         let mut suppressed = Vec::new();
@@ -164,13 +168,18 @@ pub fn decide(rules: &RuleSet, input: DecideInput<'_>) -> Decision {
                     continue;
                 }
                 let expires_at = action.expires_in.map(|d| t + d.as_millis() as i64);
-                update.issued.push((
-                    dest.target.to_string(),
-                    action.action.clone(),
-                    id.clone(),
-                    action.holds,
-                    expires_at,
-                ));
+                // State remembers only what it needs: containments to restore and commands
+                // whose repeats are suppressed.
+                if action.holds || !suppress_for.is_zero() {
+                    update.issued.push(NewIssue {
+                        target: dest.target.to_string(),
+                        action: action.action.clone(),
+                        command_id: id.clone(),
+                        holds: action.holds,
+                        expires_at,
+                        suppress_for,
+                    });
+                }
                 commands.push(EnforcementCommand {
                     command_id: id,
                     action: action.action.clone(),
@@ -330,7 +339,8 @@ fn restores(
         })
     };
     for i in state.open(o, t) {
-        if !wanted(&i.target) || !(action.lifts.is_empty() || action.lifts.contains(&i.action)) {
+        let lifted = action.lifts.is_empty() || action.lifts.iter().any(|l| **l == *i.action);
+        if !wanted(&i.target) || !lifted {
             continue;
         }
         if !rules.accepts(&i.target, "restore") {
@@ -341,14 +351,14 @@ fn restores(
             continue;
         }
         let r = by_target.entry(&i.target).or_insert_with(|| Restore {
-            target: i.target.clone(),
+            target: i.target.to_string(),
             actions: Vec::new(),
             command_ids: Vec::new(),
             lifted: Vec::new(),
         });
-        if !r.actions.contains(&i.action) {
-            r.actions.push(i.action.clone());
-            r.lifted.push((i.target.clone(), i.action.clone()));
+        if !r.actions.iter().any(|a| **a == *i.action) {
+            r.actions.push(i.action.to_string());
+            r.lifted.push((i.target.to_string(), i.action.to_string()));
         }
         r.command_ids.push(i.command_id.clone());
     }

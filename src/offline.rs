@@ -62,7 +62,7 @@ impl OfflineDecider {
         })?;
         let codec = AvroCodec::new(Arc::new(schemas), &[]);
         let settings = Arc::new(settings);
-        let state = StateStore::new(retention(&settings, &rules));
+        let state = StateStore::new(retention(&settings));
         Ok(Self {
             processor: Processor::new(settings.clone(), codec),
             rules,
@@ -79,7 +79,7 @@ impl OfflineDecider {
     /// Forgets all state and inventory (each test case starts from nothing).
     pub fn reset(&mut self) {
         self.inventory = Inventory::new();
-        self.state = StateStore::new(retention(&self.settings, &self.rules));
+        self.state = StateStore::new(retention(&self.settings));
     }
 
     pub fn add_identity(&mut self, record: IdentityRecord) {

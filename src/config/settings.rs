@@ -55,7 +55,7 @@ pub struct StateSettings {
     /// target for the same subject is not re-issued within it. `0s` turns it off.
     #[serde(default, with = "humantime_serde")]
     pub suppress_for: Duration,
-    /// State is kept this much longer than the longest rule period, so signals replayed
+    /// Each state entry is kept this much longer than its own period, so signals replayed
     /// after a crash decide as they did the first time.
     #[serde(default = "default_replay_margin", with = "humantime_serde")]
     pub replay_margin: Duration,

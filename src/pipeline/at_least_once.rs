@@ -5,8 +5,8 @@
 use super::kafka::{consumer_config, producer_config, AckContext, AckToken, RebalanceContext};
 use super::offsets::OffsetTracker;
 use super::{
-    current, ensure_shard, lock, observe, retention, Context, Incoming, OutKind, OutRecord,
-    PipelineError, Processor, RunSummary, Runtime, TopicNames,
+    current, ensure_shard, lock, observe, Context, Incoming, OutKind, OutRecord, PipelineError,
+    Processor, RunSummary, Runtime, TopicNames,
 };
 use crate::config::Settings;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -195,7 +195,6 @@ pub(super) async fn handle(
     let (processed, outputs) = {
         let inventory = ctx.inventory.read().unwrap_or_else(|p| p.into_inner());
         let mut state = lock(&ctx.state);
-        state.retention_for(rules.version(), || retention(&ctx.settings, &rules));
         processor.process(&rules, &inventory, &mut state, &msg)
     };
     if let super::Processed::Decided(d) = &processed {

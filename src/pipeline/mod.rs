@@ -17,7 +17,6 @@ use crate::codec::{AvroCodec, Schemas};
 use crate::config::{DeliveryMode, Settings};
 use crate::inventory::tail::{Tail, TailError};
 use crate::inventory::SharedInventory;
-use crate::rules::RuleSet;
 use crate::state::{Retention, StateStore};
 use crate::telemetry::http::Health;
 use crate::telemetry::Metrics;
@@ -91,9 +90,9 @@ pub(crate) struct Context {
 }
 
 /// How long state is kept under these rules and settings.
-pub fn retention(settings: &Settings, rules: &RuleSet) -> Retention {
+pub fn retention(settings: &Settings) -> Retention {
     Retention {
-        horizon: rules.lookback() + settings.state.replay_margin,
+        margin: settings.state.replay_margin,
         max_entries: settings.state.max_entries,
     }
 }
@@ -114,7 +113,7 @@ pub async fn run(
         runtime
             .metrics
             .rules_activated(rules.len(), rules.version());
-        retention(&settings, &rules)
+        retention(&settings)
     };
     tokio::pin!(shutdown);
     let inventory = SharedInventory::default();

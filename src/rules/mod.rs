@@ -243,24 +243,6 @@ impl RuleSet {
             .is_some_and(|a| a.iter().any(|x| x == action))
     }
 
-    /// The longest period any rule looks back (windows, ladders, suppression): state older
-    /// than this plus the replay margin can no longer change a decision.
-    pub fn lookback(&self) -> Duration {
-        let mut longest = Duration::ZERO;
-        for r in &self.rules {
-            let actions = r
-                .actions
-                .iter()
-                .chain(r.escalate.iter().flat_map(|e| e.steps.iter().flatten()));
-            for a in actions {
-                longest = longest.max(a.suppress_for.unwrap_or_default());
-            }
-            longest = longest.max(r.window.as_ref().map_or(Duration::ZERO, |w| w.within));
-            longest = longest.max(r.escalate.as_ref().map_or(Duration::ZERO, |e| e.within));
-        }
-        longest
-    }
-
     /// Content hash of the rule files: stamped on every decision and command.
     pub fn version(&self) -> &str {
         &self.version

@@ -16,14 +16,15 @@ pub use store::{Change, Shard, StateStore};
 
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
-/// How long entries are kept and how many, derived from the rules and the config.
+/// How long entries outlive their use and how many are kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
-    /// Entries older than this (relative to the newest signal) can no longer affect a
-    /// decision: the longest window, ladder or suppression period plus the replay margin.
-    pub horizon: Duration,
+    /// Each entry is kept until its own period (window, ladder, suppression) has passed, plus
+    /// this margin, so a signal replayed after a crash still sees what it saw.
+    pub margin: Duration,
     /// Cap per list (hits of a rule, triggers of a rule, issued commands); the oldest go first.
     pub max_entries: usize,
 }
@@ -31,7 +32,7 @@ pub struct Retention {
 impl Default for Retention {
     fn default() -> Self {
         Self {
-            horizon: Duration::from_secs(3600),
+            margin: Duration::from_secs(600),
             max_entries: 1024,
         }
     }
@@ -49,7 +50,18 @@ pub struct Mark {
 pub struct Hit {
     pub offset: i64,
     pub at: i64,
-    pub event_type: String,
+    /// Until when (ms) the hit can matter: its time plus the window.
+    pub until: i64,
+    pub event_type: Arc<str>,
+}
+
+/// A firing of a rule with an escalation ladder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Trigger {
+    pub offset: i64,
+    pub at: i64,
+    /// Its time plus the ladder's period.
+    pub until: i64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,16 +70,19 @@ pub struct RuleState {
     pub hits: Vec<Hit>,
     /// Times the rule fired, for escalation ladders.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub triggers: Vec<Mark>,
+    pub triggers: Vec<Trigger>,
 }
 
-/// A command containd emitted for this subject.
+/// A command containd emitted for this subject that state must remember: one that holds (an
+/// open containment) or one that suppresses repeats.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Issued {
     pub offset: i64,
     pub at: i64,
-    pub target: String,
-    pub action: String,
+    /// Its time plus its suppression period.
+    pub until: i64,
+    pub target: Arc<str>,
+    pub action: Arc<str>,
     pub command_id: String,
     /// The action stays in force until restored (a disable, a quarantine), so it is an open
     /// containment until a restore closes it or it expires.
@@ -110,14 +125,35 @@ pub struct WindowView {
 /// The changes one decision makes to its subject's state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StateUpdate {
-    /// (rule id, event type) for each window rule the signal hit.
-    pub hits: Vec<(String, String)>,
-    /// Rules with an escalation ladder that fired.
-    pub triggers: Vec<String>,
-    /// Commands emitted: (target, action, command id, holds, expires_at).
-    pub issued: Vec<(String, String, String, bool, Option<i64>)>,
+    /// Window rules the signal hit.
+    pub hits: Vec<NewHit>,
+    /// Rules with an escalation ladder that fired: (rule id, ladder period).
+    pub triggers: Vec<(String, Duration)>,
+    /// Commands emitted that hold or suppress repeats.
+    pub issued: Vec<NewIssue>,
     /// Containments closed by a restore: (target, action).
     pub closed: Vec<(String, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewHit {
+    pub rule: String,
+    pub event_type: String,
+    pub within: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewIssue {
+    pub target: String,
+    pub action: String,
+    pub command_id: String,
+    pub holds: bool,
+    pub expires_at: Option<i64>,
+    pub suppress_for: Duration,
+}
+
+fn plus(at: i64, d: Duration) -> i64 {
+    at.saturating_add(d.as_millis() as i64)
 }
 
 impl StateUpdate {
@@ -144,7 +180,7 @@ impl SubjectState {
         for h in self.rules.get(rule).map_or(&[][..], |r| &r.hits) {
             if h.offset < o && h.at >= from && h.at <= t {
                 view.count += 1;
-                view.event_types.insert(h.event_type.clone());
+                view.event_types.insert(h.event_type.to_string());
                 view.first_at = Some(view.first_at.map_or(h.at, |f| f.min(h.at)));
             }
         }
@@ -175,7 +211,7 @@ impl SubjectState {
         self.issued
             .iter()
             .rev()
-            .find(|i| i.offset < o && i.target == target && i.action == action)
+            .find(|i| i.offset < o && &*i.target == target && &*i.action == action)
             .filter(|i| i.at >= from)
     }
 
@@ -191,36 +227,47 @@ impl SubjectState {
             return false;
         }
         self.applied = at.offset;
-        for (rule, event_type) in &update.hits {
-            self.rules.entry(rule.clone()).or_default().hits.push(Hit {
+        for h in &update.hits {
+            self.rules
+                .entry(h.rule.clone())
+                .or_default()
+                .hits
+                .push(Hit {
+                    offset: at.offset,
+                    at: at.at,
+                    until: plus(at.at, h.within),
+                    event_type: Arc::from(h.event_type.as_str()),
+                });
+        }
+        for (rule, within) in &update.triggers {
+            let trigger = Trigger {
                 offset: at.offset,
                 at: at.at,
-                event_type: event_type.clone(),
-            });
-        }
-        for rule in &update.triggers {
+                until: plus(at.at, *within),
+            };
             self.rules
                 .entry(rule.clone())
                 .or_default()
                 .triggers
-                .push(at);
+                .push(trigger);
         }
         for (target, action) in &update.closed {
             for i in self.issued.iter_mut() {
-                if &i.target == target && &i.action == action && i.open_at(at.offset, at.at) {
+                if *i.target == **target && *i.action == **action && i.open_at(at.offset, at.at) {
                     i.closed = Some(at);
                 }
             }
         }
-        for (target, action, command_id, holds, expires_at) in &update.issued {
+        for n in &update.issued {
             self.issued.push(Issued {
                 offset: at.offset,
                 at: at.at,
-                target: target.clone(),
-                action: action.clone(),
-                command_id: command_id.clone(),
-                holds: *holds,
-                expires_at: *expires_at,
+                until: plus(at.at, n.suppress_for),
+                target: Arc::from(n.target.as_str()),
+                action: Arc::from(n.action.as_str()),
+                command_id: n.command_id.clone(),
+                holds: n.holds,
+                expires_at: n.expires_at,
                 closed: None,
             });
         }
@@ -228,15 +275,15 @@ impl SubjectState {
         true
     }
 
-    /// Drops what can no longer affect a decision at or after time `now`: hits, triggers and
-    /// settled commands older than the horizon. Open containments stay. Returns whether
-    /// anything was dropped.
+    /// Drops what can no longer affect a decision at or after time `now`: hits, firings and
+    /// settled commands whose period ended more than the margin ago. Open containments stay.
+    /// Returns whether anything was dropped.
     pub fn evict(&mut self, now: i64, retention: Retention) -> bool {
         let before = self.entries();
-        let from = now - retention.horizon.as_millis() as i64;
+        let from = now - retention.margin.as_millis() as i64;
         for r in self.rules.values_mut() {
-            r.hits.retain(|h| h.at >= from);
-            r.triggers.retain(|m| m.at >= from);
+            r.hits.retain(|h| h.until >= from);
+            r.triggers.retain(|m| m.until >= from);
             cap(&mut r.hits, retention.max_entries);
             cap(&mut r.triggers, retention.max_entries);
         }
@@ -244,7 +291,7 @@ impl SubjectState {
             .retain(|_, r| !r.hits.is_empty() || !r.triggers.is_empty());
         self.issued.retain(|i| {
             let open = i.holds && i.closed.is_none() && i.expires_at.is_none_or(|e| e > now);
-            let settled_at = i.closed.map_or(i.at, |c| c.at);
+            let settled_at = i.closed.map_or(i.until, |c| c.at.max(i.until));
             open || settled_at >= from
         });
         if self.issued.len() > retention.max_entries {

@@ -33,8 +33,6 @@ pub enum Change {
 pub struct StateStore {
     shards: HashMap<String, HashMap<i32, Shard>>,
     retention: Retention,
-    /// The rule-set version the retention was derived from.
-    rules_version: String,
 }
 
 impl StateStore {
@@ -47,14 +45,6 @@ impl StateStore {
 
     pub fn retention(&self) -> Retention {
         self.retention
-    }
-
-    /// The rules' periods decide the horizon; recomputed when the rule-set version changes.
-    pub fn retention_for(&mut self, rules_version: &str, retention: impl FnOnce() -> Retention) {
-        if self.rules_version != rules_version {
-            self.retention = retention();
-            self.rules_version = rules_version.to_string();
-        }
     }
 
     pub fn has_shard(&self, topic: &str, partition: i32) -> bool {

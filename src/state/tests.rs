@@ -4,21 +4,32 @@ const MIN: i64 = 60_000;
 
 fn retention() -> Retention {
     Retention {
-        horizon: Duration::from_secs(3600),
+        margin: Duration::from_secs(3600),
         max_entries: 100,
     }
 }
 
 fn hit(rule: &str) -> StateUpdate {
     StateUpdate {
-        hits: vec![(rule.into(), "urn:e".into())],
+        hits: vec![NewHit {
+            rule: rule.into(),
+            event_type: "urn:e".into(),
+            within: Duration::from_secs(600),
+        }],
         ..StateUpdate::default()
     }
 }
 
 fn issue(target: &str, action: &str, id: &str, holds: bool) -> StateUpdate {
     StateUpdate {
-        issued: vec![(target.into(), action.into(), id.into(), holds, None)],
+        issued: vec![NewIssue {
+            target: target.into(),
+            action: action.into(),
+            command_id: id.into(),
+            holds,
+            expires_at: None,
+            suppress_for: Duration::from_secs(900),
+        }],
         ..StateUpdate::default()
     }
 }
@@ -112,17 +123,17 @@ fn restore_closes_only_what_was_open_and_replays_see_it_open() {
 fn expired_containments_are_not_open() {
     let mut s = SubjectState::new();
     let mut u = issue("aws", "disable_credential", "d1", true);
-    u.issued[0].4 = Some(10 * MIN);
+    u.issued[0].expires_at = Some(10 * MIN);
     s.apply(Mark { offset: 1, at: 0 }, &u, retention());
     assert_eq!(s.open(2, 5 * MIN).count(), 1);
     assert_eq!(s.open(2, 10 * MIN).count(), 0);
 }
 
 #[test]
-fn eviction_keeps_open_containments_and_drops_the_rest_past_the_horizon() {
+fn eviction_keeps_open_containments_and_drops_the_rest_past_their_period_and_margin() {
     let mut s = SubjectState::new();
     let r = Retention {
-        horizon: Duration::from_secs(600),
+        margin: Duration::from_secs(600),
         max_entries: 100,
     };
     s.apply(Mark { offset: 1, at: 0 }, &hit("w"), r);
@@ -137,9 +148,13 @@ fn eviction_keeps_open_containments_and_drops_the_rest_past_the_horizon() {
         r,
     );
     assert_eq!(s.entries(), 3);
-    assert!(s.evict(11 * MIN, r));
+    // The hit's window (10m) + margin (10m) ends at 20m; the suppression (15m) + margin at 25m.
+    assert!(!s.evict(20 * MIN, r));
+    assert!(s.evict(21 * MIN, r));
+    assert_eq!(s.entries(), 2);
+    assert!(s.evict(26 * MIN, r));
     assert_eq!(s.entries(), 1);
-    assert_eq!(s.open(9, 11 * MIN).count(), 1);
+    assert_eq!(s.open(9, 26 * MIN).count(), 1);
     assert!(!s.is_empty());
 }
 
@@ -147,7 +162,7 @@ fn eviction_keeps_open_containments_and_drops_the_rest_past_the_horizon() {
 fn lists_are_capped() {
     let mut s = SubjectState::new();
     let r = Retention {
-        horizon: Duration::from_secs(3600),
+        margin: Duration::from_secs(3600),
         max_entries: 3,
     };
     for o in 0..10 {
@@ -204,7 +219,7 @@ fn the_store_reports_changes_for_the_changelog_and_restores_from_it() {
 #[test]
 fn sweep_evicts_by_stream_time_and_emits_tombstones() {
     let mut store = StateStore::new(Retention {
-        horizon: Duration::from_secs(600),
+        margin: Duration::from_secs(600),
         max_entries: 10,
     });
     store.apply("t", 0, "old", Mark { offset: 1, at: 0 }, &hit("w"));
@@ -214,7 +229,7 @@ fn sweep_evicts_by_stream_time_and_emits_tombstones() {
         "new",
         Mark {
             offset: 2,
-            at: 20 * MIN,
+            at: 21 * MIN,
         },
         &hit("w"),
     );

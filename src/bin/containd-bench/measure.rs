@@ -19,7 +19,7 @@ pub struct System {
     pub name: &'static str,
     pub child: Child,
     pub log: PathBuf,
-    /// Output topics: decisions first, then the command topics.
+    /// Output topics: decisions first, then the command topics, then the state changelog.
     pub outputs: Vec<String>,
     /// The topic its latency-phase signals go to.
     pub rate_topic: String,
@@ -274,10 +274,11 @@ pub fn latency(
             *a = ts;
         }
     }
+    // Command topics only: not the decisions (first), the changelog or the rate topic (last two).
     let (samples, unmatched) = kafka.read_back(
-        &watched[1..n - 1],
-        &start_wm[1..n - 1],
-        &end_wm[1..n - 1],
+        &watched[1..n - 2],
+        &start_wm[1..n - 2],
+        &end_wm[1..n - 2],
         |m| signal_of(m),
     )?;
     let (mut total, mut hop) = (Vec::with_capacity(samples.len()), Vec::new());

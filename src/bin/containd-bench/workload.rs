@@ -402,7 +402,7 @@ impl Offline {
             &settings.input.confluent_schema_ids,
         );
         let processor = Processor::new(Arc::new(settings.clone()), codec);
-        let state = StateStore::new(containd::pipeline::retention(&settings, &rules));
+        let state = StateStore::new(containd::pipeline::retention(&settings));
         Ok((
             Self {
                 processor,
