@@ -420,7 +420,7 @@ impl<'a> Checker<'a> {
                     }
                     ParamSpec::Expr { cel } => {
                         match Condition::compile(cel).and_then(|c| c.probe(false).map(|()| c)) {
-                            Ok(c) => parameters.push((name.clone(), Param::Expr(c))),
+                            Ok(c) => parameters.push((name.clone(), Param::Expr(Box::new(c)))),
                             Err(e) => report(
                                 name,
                                 &format!("{field}.parameters.{name}"),

@@ -121,7 +121,7 @@ pub struct Action {
 #[derive(Debug)]
 pub enum Param {
     Literal(String),
-    Expr(Condition),
+    Expr(Box<Condition>),
 }
 
 /// The loaded rules, in evaluation order, with an index by event type.
