@@ -58,3 +58,32 @@ fn pack_tests_pass() {
         "{last}"
     );
 }
+
+/// The shipped conditions and parameter expressions all run natively: one that falls back to
+/// the CEL interpreter costs ~25 µs per signal it sees (docs/benchmarks.md).
+#[test]
+fn pack_expressions_have_native_forms() {
+    let packs = packs();
+    let mut slow = Vec::new();
+    for rule in packs.rules() {
+        if let Some(c) = &rule.condition {
+            if !c.is_fast() {
+                slow.push(format!("{}: condition {}", rule.id, c.source));
+            }
+        }
+        let actions = rule
+            .actions
+            .iter()
+            .chain(rule.escalate.iter().flat_map(|e| e.steps.iter().flatten()));
+        for a in actions {
+            for (name, p) in &a.parameters {
+                if let containd::rules::Param::Expr(c) = p {
+                    if !c.has_native_value() {
+                        slow.push(format!("{}: parameter {name} {}", rule.id, c.source));
+                    }
+                }
+            }
+        }
+    }
+    assert!(slow.is_empty(), "interpreted expressions: {slow:#?}");
+}

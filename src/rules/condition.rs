@@ -75,6 +75,11 @@ impl Condition {
         }
     }
 
+    /// Whether the expression has a native form as a parameter value.
+    pub fn has_native_value(&self) -> bool {
+        self.fast_value.is_some()
+    }
+
     /// Whether the condition has a native form.
     pub fn is_fast(&self) -> bool {
         self.fast.is_some()
