@@ -106,74 +106,100 @@ pub async fn ensure_topic(settings: &Settings) -> Result<(), StateError> {
     }
 }
 
-/// Reads the changelog partition of input partition (`topic`, `partition`) to its end and
-/// returns the rebuilt shard. Blocking: run it off the async threads.
-pub fn restore(settings: &Settings, topic: &str, partition: i32) -> Result<Shard, StateError> {
-    let changelog_topic = &settings.state.changelog_topic;
-    let fail = |error: String| StateError::Restore {
-        topic: topic.to_string(),
-        partition,
-        changelog: changelog_topic.clone(),
-        error,
-    };
-    let mut config = base_config(settings);
-    config
-        .set(
-            "group.id",
-            format!("{}-state-restore", settings.input.group_id),
-        )
-        .set("enable.auto.commit", "false")
-        .set("isolation.level", "read_committed");
-    let consumer: BaseConsumer = config.create()?;
-    let (low, high) = consumer
-        .fetch_watermarks(changelog_topic, partition, METADATA_TIMEOUT)
-        .map_err(|e| {
-            fail(format!(
-                "no changelog partition {partition} ({e}); the changelog needs at least as many partitions as the input topic"
-            ))
-        })?;
-    let mut shard = Shard::default();
-    if high <= low {
-        return Ok(shard);
+/// Rebuilds partitions' state from the changelog with one long-lived consumer (no group; a
+/// partition is assigned for its rebuild only), so a rebuild costs a few round trips rather
+/// than a new client.
+pub struct Restorer {
+    consumer: BaseConsumer,
+    changelog: String,
+    timeout: Duration,
+}
+
+impl Restorer {
+    pub fn new(settings: &Settings) -> Result<Self, StateError> {
+        let mut config = base_config(settings);
+        config
+            .set(
+                "group.id",
+                format!("{}-state-restore", settings.input.group_id),
+            )
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed");
+        Ok(Self {
+            consumer: config.create()?,
+            changelog: settings.state.changelog_topic.clone(),
+            timeout: settings.state.restore_timeout,
+        })
     }
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(changelog_topic, partition, Offset::Offset(low))?;
-    consumer.assign(&tpl)?;
-    let prefix = changelog::prefix(topic, partition);
-    let deadline = Instant::now() + settings.state.restore_timeout;
-    loop {
-        if Instant::now() >= deadline {
-            return Err(fail(format!(
-                "not at the end ({high}) after {:?}",
-                settings.state.restore_timeout
-            )));
+
+    /// Reads the changelog partition of input partition (`topic`, `partition`) to its end and
+    /// returns the rebuilt shard. Blocking: run it off the async threads.
+    pub fn restore(&self, topic: &str, partition: i32) -> Result<Shard, StateError> {
+        let result = self.read(topic, partition);
+        // Nothing stays assigned between rebuilds.
+        let _ = self.consumer.unassign();
+        result
+    }
+
+    fn read(&self, topic: &str, partition: i32) -> Result<Shard, StateError> {
+        let fail = |error: String| StateError::Restore {
+            topic: topic.to_string(),
+            partition,
+            changelog: self.changelog.clone(),
+            error,
+        };
+        let (low, high) = self
+            .consumer
+            .fetch_watermarks(&self.changelog, partition, METADATA_TIMEOUT)
+            .map_err(|e| {
+                fail(format!(
+                    "no changelog partition {partition} ({e}); the changelog needs at least as many partitions as the input topic"
+                ))
+            })?;
+        let mut shard = Shard::default();
+        if high <= low {
+            return Ok(shard);
         }
-        match consumer.poll(Duration::from_millis(200)) {
-            Some(Ok(m)) => {
-                changelog::restore_record(
-                    &mut shard,
-                    &prefix,
-                    m.key().unwrap_or_default(),
-                    m.payload(),
-                )
-                .map_err(|e| fail(e.to_string()))?;
-                if m.offset() + 1 >= high {
-                    break;
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset(&self.changelog, partition, Offset::Offset(low))?;
+        self.consumer.assign(&tpl)?;
+        let prefix = changelog::prefix(topic, partition);
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            if Instant::now() >= deadline {
+                return Err(fail(format!(
+                    "not at the end ({high}) after {:?}",
+                    self.timeout
+                )));
+            }
+            match self.consumer.poll(Duration::from_millis(200)) {
+                Some(Ok(m)) => {
+                    changelog::restore_record(
+                        &mut shard,
+                        &prefix,
+                        m.key().unwrap_or_default(),
+                        m.payload(),
+                    )
+                    .map_err(|e| fail(e.to_string()))?;
+                    if m.offset() + 1 >= high {
+                        break;
+                    }
+                }
+                Some(Err(e)) => return Err(fail(e.to_string())),
+                None => {
+                    // Compaction or aborted transactions can leave the last offsets without a
+                    // record: the position tells whether the end was reached.
+                    let position = self
+                        .consumer
+                        .position()
+                        .ok()
+                        .and_then(|p| p.elements().first().map(|e| e.offset()));
+                    if matches!(position, Some(Offset::Offset(o)) if o >= high) {
+                        break;
+                    }
                 }
             }
-            Some(Err(e)) => return Err(fail(e.to_string())),
-            None => {
-                // Compaction or aborted transactions can leave the last offsets without a
-                // record: the position tells whether the end was reached.
-                let position = consumer
-                    .position()
-                    .ok()
-                    .and_then(|p| p.elements().first().map(|e| e.offset()));
-                if matches!(position, Some(Offset::Offset(o)) if o >= high) {
-                    break;
-                }
-            }
         }
+        Ok(shard)
     }
-    Ok(shard)
 }

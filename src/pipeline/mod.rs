@@ -87,6 +87,7 @@ pub(crate) struct Context {
     pub settings: Arc<Settings>,
     pub inventory: SharedInventory,
     pub state: Arc<Mutex<StateStore>>,
+    pub restorer: Arc<changelog::Restorer>,
 }
 
 /// How long state is kept under these rules and settings.
@@ -139,6 +140,7 @@ pub async fn run(
         settings: settings.clone(),
         inventory,
         state: Arc::new(Mutex::new(StateStore::new(retention))),
+        restorer: Arc::new(changelog::Restorer::new(&settings)?),
     };
     match settings.delivery.mode {
         DeliveryMode::AtLeastOnce => {
@@ -161,16 +163,15 @@ async fn ensure_shard(
         return Ok(());
     }
     let started = Instant::now();
-    let (settings, owned) = (ctx.settings.clone(), topic.to_string());
-    let shard =
-        tokio::task::spawn_blocking(move || changelog::restore(&settings, &owned, partition))
-            .await
-            .map_err(|e| changelog::StateError::Restore {
-                topic: topic.to_string(),
-                partition,
-                changelog: ctx.settings.state.changelog_topic.clone(),
-                error: e.to_string(),
-            })??;
+    let (restorer, owned) = (ctx.restorer.clone(), topic.to_string());
+    let shard = tokio::task::spawn_blocking(move || restorer.restore(&owned, partition))
+        .await
+        .map_err(|e| changelog::StateError::Restore {
+            topic: topic.to_string(),
+            partition,
+            changelog: ctx.settings.state.changelog_topic.clone(),
+            error: e.to_string(),
+        })??;
     let took = started.elapsed();
     metrics.state_restored(took);
     tracing::info!(

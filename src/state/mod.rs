@@ -289,7 +289,24 @@ impl SubjectState {
         }
         self.rules
             .retain(|_, r| !r.hits.is_empty() || !r.triggers.is_empty());
+        // An entry followed by a newer one for the same target and action is superseded: only
+        // the newest answers suppression, and a restore lifts them together. Superseded
+        // entries stay only while a replay could still decide before their successor.
+        let mut successor_at: Vec<Option<i64>> = vec![None; self.issued.len()];
+        let mut newest: std::collections::HashMap<(&str, &str), i64> =
+            std::collections::HashMap::new();
+        for (k, i) in self.issued.iter().enumerate().rev() {
+            let key = (&*i.target, &*i.action);
+            successor_at[k] = newest.get(&key).copied();
+            newest.insert(key, i.at);
+        }
+        let mut k = 0;
         self.issued.retain(|i| {
+            let successor = successor_at[k];
+            k += 1;
+            if successor.is_some_and(|at| at < from) {
+                return false;
+            }
             let open = i.holds && i.closed.is_none() && i.expires_at.is_none_or(|e| e > now);
             let settled_at = i.closed.map_or(i.until, |c| c.at.max(i.until));
             open || settled_at >= from

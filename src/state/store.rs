@@ -146,6 +146,17 @@ impl StateStore {
         out
     }
 
+    /// Size of the largest subject's changelog record (bytes).
+    pub fn largest_record(&self) -> usize {
+        self.shards
+            .values()
+            .flat_map(HashMap::values)
+            .flat_map(|s| s.subjects.values())
+            .map(|s| super::changelog::encode(s).len())
+            .max()
+            .unwrap_or(0)
+    }
+
     /// (shards, subjects, entries) for the state size metrics.
     pub fn size(&self) -> (usize, usize, usize) {
         let shards = || self.shards.values().flat_map(HashMap::values);

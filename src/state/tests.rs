@@ -238,3 +238,30 @@ fn sweep_evicts_by_stream_time_and_emits_tombstones() {
     assert_eq!(store.size(), (1, 1, 1));
     assert!(store.sweep().is_empty());
 }
+
+#[test]
+fn superseded_containments_go_once_replays_cannot_reach_them() {
+    let mut s = SubjectState::new();
+    let r = Retention {
+        margin: Duration::from_secs(600),
+        max_entries: 100,
+    };
+    s.apply(
+        Mark { offset: 1, at: 0 },
+        &issue("aws", "quarantine_workload", "q1", true),
+        r,
+    );
+    s.apply(
+        Mark { offset: 2, at: MIN },
+        &issue("aws", "quarantine_workload", "q2", true),
+        r,
+    );
+    // Within the margin a replay of offset 2 must still see q1 open.
+    assert_eq!(s.open(2, MIN).count(), 1);
+    assert_eq!(s.issued.len(), 2);
+    // Once q2 is older than the margin, q1 can no longer matter: only q2 stays, still open.
+    s.evict(12 * MIN, r);
+    let left: Vec<&str> = s.issued.iter().map(|i| i.command_id.as_str()).collect();
+    assert_eq!(left, ["q2"]);
+    assert_eq!(s.open(3, 12 * MIN).count(), 1);
+}

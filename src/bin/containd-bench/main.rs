@@ -230,6 +230,10 @@ async fn run(args: RunArgs) -> Result<()> {
         phases.push(recs);
         next += count;
     }
+    let (subjects, entries, largest) = offline.state_size();
+    say(format!(
+        "offline pass: state of {subjects} subjects, {entries} entries, largest changelog record {largest} B"
+    ));
     let spec_file = work.join("baseline.spec");
     spec.write(&spec_file, &topics.outputs("baseline"))?;
     drop(offline);

@@ -419,6 +419,13 @@ impl Offline {
         &self.rules
     }
 
+    /// (subjects, entries, bytes of the largest subject's changelog record) after the pass.
+    pub fn state_size(&self) -> (usize, usize, usize) {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (_, subjects, entries) = state.size();
+        (subjects, entries, state.largest_record())
+    }
+
     /// The outputs of one record, or `None` when containd would dead-letter it.
     pub fn outputs(&self, topic: &str, offset: i64, rec: &Record) -> Result<Option<Vec<Out>>> {
         let msg = Incoming {
