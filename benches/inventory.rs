@@ -4,7 +4,7 @@
 
 use containd::inventory::{Access, Criticality, IdentityKind, IdentityRecord, Inventory, Owner};
 use containd::signal::Subject;
-use containd::state::{Mark, NewHit, NewIssue, Retention, StateStore, StateUpdate};
+use containd::state::{CommandId, Mark, NewHit, NewIssue, Retention, StateStore, StateUpdate};
 use criterion::{criterion_group, criterion_main, Criterion};
 use std::hint::black_box;
 use std::time::Duration;
@@ -121,7 +121,7 @@ fn state(c: &mut Criterion) {
             issued: vec![NewIssue {
                 target: "okta".into(),
                 action: "block_session".into(),
-                command_id: format!("{:032x}", i),
+                command_id: CommandId::from((i as u128).to_be_bytes()),
                 holds: true,
                 expires_at: None,
                 suppress_for: Duration::from_secs(900),

@@ -3,6 +3,7 @@
 //! and rules always give the same commands, which is what makes replays after a crash
 //! harmless (state is read as of the signal's offset, see `state`).
 
+use crate::emit::command::command_id_bytes;
 use crate::emit::{
     command_id, DecisionRecord, EnforcementCommand, IdentitySummary, MatchedRule, Outcome,
     SourcePosition, Suppressed, TargetSubject, Timings, Why, WindowProgress,
@@ -10,7 +11,7 @@ use crate::emit::{
 use crate::inventory::Identity;
 use crate::rules::{Action, Facts, RuleSet, TargetRef};
 use crate::signal::Signal;
-use crate::state::{NewHit, NewIssue, StateUpdate, SubjectState};
+use crate::state::{CommandId, NewHit, NewIssue, StateUpdate, SubjectState};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -138,13 +139,14 @@ pub fn decide(rules: &RuleSet, input: DecideInput<'_>) -> Decision {
             }
             let suppress_for = action.suppress_for.unwrap_or(input.suppress_for);
             for dest in destinations(rules, action, input.identity, &mut notes) {
-                let id = command_id(
+                let raw = command_id_bytes(
                     &signal.id,
                     &rule.id,
                     &action.action,
                     dest.target,
                     dest.principal,
                 );
+                let id = hex::encode(raw);
                 if ids.contains(&id) {
                     continue;
                 }
@@ -156,7 +158,7 @@ pub fn decide(rules: &RuleSet, input: DecideInput<'_>) -> Decision {
                         any_suppressed = true;
                         suppressed.push(Suppressed {
                             command_id: id,
-                            earlier_command_id: earlier.command_id.clone(),
+                            earlier_command_id: earlier.command_id.to_string(),
                             action: action.action.clone(),
                             target: dest.target.to_string(),
                         });
@@ -174,7 +176,7 @@ pub fn decide(rules: &RuleSet, input: DecideInput<'_>) -> Decision {
                     update.issued.push(NewIssue {
                         target: dest.target.to_string(),
                         action: action.action.clone(),
-                        command_id: id.clone(),
+                        command_id: CommandId::from(raw),
                         holds: action.holds,
                         expires_at,
                         suppress_for,
@@ -360,7 +362,7 @@ fn restores(
             r.actions.push(i.action.to_string());
             r.lifted.push((i.target.to_string(), i.action.to_string()));
         }
-        r.command_ids.push(i.command_id.clone());
+        r.command_ids.push(i.command_id.to_string());
     }
     // Named targets without an open containment still get their restore (an explicit order).
     for r in &action.targets {

@@ -60,6 +60,19 @@ pub fn command_id(
     target: &str,
     principal: Option<&str>,
 ) -> String {
+    hex::encode(command_id_bytes(
+        signal_id, rule_id, action, target, principal,
+    ))
+}
+
+/// The 16 bytes [`command_id`] is the hex form of.
+pub fn command_id_bytes(
+    signal_id: &str,
+    rule_id: &str,
+    action: &str,
+    target: &str,
+    principal: Option<&str>,
+) -> [u8; 16] {
     let mut h = Sha256::new();
     for part in [signal_id, rule_id, action, target]
         .into_iter()
@@ -68,7 +81,9 @@ pub fn command_id(
         h.update((part.len() as u64).to_be_bytes());
         h.update(part.as_bytes());
     }
-    hex::encode(&h.finalize()[..16])
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&h.finalize()[..16]);
+    out
 }
 
 #[cfg(test)]

@@ -52,6 +52,7 @@ pub struct Hit {
     pub at: i64,
     /// Until when (ms) the hit can matter: its time plus the window.
     pub until: i64,
+    #[serde(deserialize_with = "interned")]
     pub event_type: Arc<str>,
 }
 
@@ -81,9 +82,11 @@ pub struct Issued {
     pub at: i64,
     /// Its time plus its suppression period.
     pub until: i64,
+    #[serde(deserialize_with = "interned")]
     pub target: Arc<str>,
+    #[serde(deserialize_with = "interned")]
     pub action: Arc<str>,
-    pub command_id: String,
+    pub command_id: CommandId,
     /// The action stays in force until restored (a disable, a quarantine), so it is an open
     /// containment until a restore closes it or it expires.
     pub holds: bool,
@@ -146,10 +149,78 @@ pub struct NewHit {
 pub struct NewIssue {
     pub target: String,
     pub action: String,
-    pub command_id: String,
+    pub command_id: CommandId,
     pub holds: bool,
     pub expires_at: Option<i64>,
     pub suppress_for: Duration,
+}
+
+/// A command id kept as its 16 bytes (the hex string is 32 characters plus an allocation);
+/// serialised as the hex string.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CommandId([u8; 16]);
+
+impl CommandId {
+    /// From the 32-hex-digit form.
+    pub fn parse(hex_id: &str) -> Option<Self> {
+        let mut b = [0u8; 16];
+        hex::decode_to_slice(hex_id, &mut b).ok()?;
+        Some(Self(b))
+    }
+}
+
+impl From<[u8; 16]> for CommandId {
+    fn from(b: [u8; 16]) -> Self {
+        Self(b)
+    }
+}
+
+impl std::fmt::Display for CommandId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&hex::encode(self.0))
+    }
+}
+
+impl std::fmt::Debug for CommandId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl Serialize for CommandId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for CommandId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Self::parse(&s).ok_or_else(|| serde::de::Error::custom("command id is not 32 hex digits"))
+    }
+}
+
+/// Shared copies of the few distinct names state entries repeat (targets, actions, event
+/// types), so a million entries do not hold a million copies. Bounded: past the cap, names
+/// are allocated per entry rather than remembered.
+fn intern(name: &str) -> Arc<str> {
+    static NAMES: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<Arc<str>>>> =
+        std::sync::OnceLock::new();
+    let names = NAMES.get_or_init(Default::default);
+    let mut names = names.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(n) = names.get(name) {
+        return n.clone();
+    }
+    let n: Arc<str> = Arc::from(name);
+    if names.len() < 10_000 {
+        names.insert(n.clone());
+    }
+    n
+}
+
+fn interned<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Arc<str>, D::Error> {
+    let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+    Ok(intern(&s))
 }
 
 fn plus(at: i64, d: Duration) -> i64 {
@@ -236,7 +307,7 @@ impl SubjectState {
                     offset: at.offset,
                     at: at.at,
                     until: plus(at.at, h.within),
-                    event_type: Arc::from(h.event_type.as_str()),
+                    event_type: intern(&h.event_type),
                 });
         }
         for (rule, within) in &update.triggers {
@@ -263,9 +334,9 @@ impl SubjectState {
                 offset: at.offset,
                 at: at.at,
                 until: plus(at.at, n.suppress_for),
-                target: Arc::from(n.target.as_str()),
-                action: Arc::from(n.action.as_str()),
-                command_id: n.command_id.clone(),
+                target: intern(&n.target),
+                action: intern(&n.action),
+                command_id: n.command_id,
                 holds: n.holds,
                 expires_at: n.expires_at,
                 closed: None,

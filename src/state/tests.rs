@@ -2,6 +2,13 @@ use super::*;
 
 const MIN: i64 = 60_000;
 
+/// A readable stand-in id: the label's bytes, zero-padded.
+fn cid(label: &str) -> CommandId {
+    let mut b = [0u8; 16];
+    b[..label.len()].copy_from_slice(label.as_bytes());
+    CommandId::from(b)
+}
+
 fn retention() -> Retention {
     Retention {
         margin: Duration::from_secs(3600),
@@ -25,7 +32,7 @@ fn issue(target: &str, action: &str, id: &str, holds: bool) -> StateUpdate {
         issued: vec![NewIssue {
             target: target.into(),
             action: action.into(),
-            command_id: id.into(),
+            command_id: cid(id),
             holds,
             expires_at: None,
             suppress_for: Duration::from_secs(900),
@@ -70,7 +77,7 @@ fn suppression_looks_at_the_latest_issue_before_the_signal() {
     );
     let period = Duration::from_secs(900);
     let found = s.recently_issued("okta", "revoke_sessions", period, 2, 10 * MIN);
-    assert_eq!(found.map(|i| i.command_id.as_str()), Some("c1"));
+    assert_eq!(found.map(|i| i.command_id), Some(cid("c1")));
     assert!(s
         .recently_issued("okta", "revoke_sessions", period, 2, 16 * MIN)
         .is_none());
@@ -97,8 +104,8 @@ fn restore_closes_only_what_was_open_and_replays_see_it_open() {
         &issue("okta", "revoke_sessions", "r1", false),
         retention(),
     );
-    let open: Vec<&str> = s.open(3, 2 * MIN).map(|i| i.command_id.as_str()).collect();
-    assert_eq!(open, ["q1"], "one-shot actions are not containments");
+    let open: Vec<CommandId> = s.open(3, 2 * MIN).map(|i| i.command_id).collect();
+    assert_eq!(open, [cid("q1")], "one-shot actions are not containments");
     let close = StateUpdate {
         closed: vec![("aws".into(), "quarantine_workload".into())],
         ..StateUpdate::default()
@@ -261,7 +268,7 @@ fn superseded_containments_go_once_replays_cannot_reach_them() {
     assert_eq!(s.issued.len(), 2);
     // Once q2 is older than the margin, q1 can no longer matter: only q2 stays, still open.
     s.evict(12 * MIN, r);
-    let left: Vec<&str> = s.issued.iter().map(|i| i.command_id.as_str()).collect();
-    assert_eq!(left, ["q2"]);
+    let left: Vec<CommandId> = s.issued.iter().map(|i| i.command_id).collect();
+    assert_eq!(left, [cid("q2")]);
     assert_eq!(s.open(3, 12 * MIN).count(), 1);
 }
