@@ -55,7 +55,7 @@ pub fn restore_record(
                 .issued
                 .iter()
                 .map(|i| i.closed.map_or(i.at, |c| c.at.max(i.at)))
-                .chain(state.rules.values().flat_map(|r| {
+                .chain(state.rules.iter().flat_map(|r| {
                     r.hits
                         .iter()
                         .map(|h| h.at)

@@ -15,7 +15,7 @@ pub mod store;
 pub use store::{Change, Shard, StateStore};
 
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -65,8 +65,12 @@ pub struct Trigger {
     pub until: i64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// One rule's hits and firings for a subject (a short list per subject, not a map: a map's
+/// node allocation cost more than the entries themselves).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RuleState {
+    #[serde(deserialize_with = "interned")]
+    pub rule: Arc<str>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub hits: Vec<Hit>,
     /// Times the rule fired, for escalation ladders.
@@ -111,8 +115,8 @@ impl Issued {
 pub struct SubjectState {
     /// Highest signal offset applied; a signal at or below it is a replay.
     pub applied: i64,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub rules: BTreeMap<String, RuleState>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RuleState>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub issued: Vec<Issued>,
 }
@@ -244,11 +248,30 @@ impl SubjectState {
         }
     }
 
+    fn rule(&self, rule: &str) -> Option<&RuleState> {
+        self.rules.iter().find(|r| &*r.rule == rule)
+    }
+
+    fn rule_mut(&mut self, rule: &str) -> &mut RuleState {
+        let i = match self.rules.iter().position(|r| &*r.rule == rule) {
+            Some(i) => i,
+            None => {
+                self.rules.push(RuleState {
+                    rule: intern(rule),
+                    hits: Vec::new(),
+                    triggers: Vec::new(),
+                });
+                self.rules.len() - 1
+            }
+        };
+        &mut self.rules[i]
+    }
+
     /// The rule's window as of the signal at (`o`, `t`).
     pub fn window(&self, rule: &str, within: Duration, o: i64, t: i64) -> WindowView {
         let from = t - within.as_millis() as i64;
         let mut view = WindowView::default();
-        for h in self.rules.get(rule).map_or(&[][..], |r| &r.hits) {
+        for h in self.rule(rule).map_or(&[][..], |r| &r.hits) {
             if h.offset < o && h.at >= from && h.at <= t {
                 view.count += 1;
                 view.event_types.insert(h.event_type.to_string());
@@ -261,8 +284,7 @@ impl SubjectState {
     /// How many times the rule fired before (`o`, `t`) within the ladder's period.
     pub fn triggers(&self, rule: &str, within: Duration, o: i64, t: i64) -> usize {
         let from = t - within.as_millis() as i64;
-        self.rules
-            .get(rule)
+        self.rule(rule)
             .map_or(&[][..], |r| &r.triggers)
             .iter()
             .filter(|m| m.offset < o && m.at >= from && m.at <= t)
@@ -299,16 +321,12 @@ impl SubjectState {
         }
         self.applied = at.offset;
         for h in &update.hits {
-            self.rules
-                .entry(h.rule.clone())
-                .or_default()
-                .hits
-                .push(Hit {
-                    offset: at.offset,
-                    at: at.at,
-                    until: plus(at.at, h.within),
-                    event_type: intern(&h.event_type),
-                });
+            self.rule_mut(&h.rule).hits.push(Hit {
+                offset: at.offset,
+                at: at.at,
+                until: plus(at.at, h.within),
+                event_type: intern(&h.event_type),
+            });
         }
         for (rule, within) in &update.triggers {
             let trigger = Trigger {
@@ -316,11 +334,7 @@ impl SubjectState {
                 at: at.at,
                 until: plus(at.at, *within),
             };
-            self.rules
-                .entry(rule.clone())
-                .or_default()
-                .triggers
-                .push(trigger);
+            self.rule_mut(rule).triggers.push(trigger);
         }
         for (target, action) in &update.closed {
             for i in self.issued.iter_mut() {
@@ -352,14 +366,14 @@ impl SubjectState {
     pub fn evict(&mut self, now: i64, retention: Retention) -> bool {
         let before = self.entries();
         let from = now - retention.margin.as_millis() as i64;
-        for r in self.rules.values_mut() {
+        for r in self.rules.iter_mut() {
             r.hits.retain(|h| h.until >= from);
             r.triggers.retain(|m| m.until >= from);
             cap(&mut r.hits, retention.max_entries);
             cap(&mut r.triggers, retention.max_entries);
         }
         self.rules
-            .retain(|_, r| !r.hits.is_empty() || !r.triggers.is_empty());
+            .retain(|r| !r.hits.is_empty() || !r.triggers.is_empty());
         // An entry followed by a newer one for the same target and action is superseded: only
         // the newest answers suppression, and a restore lifts them together. Superseded
         // entries stay only while a replay could still decide before their successor.
@@ -403,7 +417,7 @@ impl SubjectState {
         self.issued.len()
             + self
                 .rules
-                .values()
+                .iter()
                 .map(|r| r.hits.len() + r.triggers.len())
                 .sum::<usize>()
     }

@@ -175,8 +175,8 @@ fn lists_are_capped() {
     for o in 0..10 {
         s.apply(Mark { offset: o, at: o }, &hit("w"), r);
     }
-    assert_eq!(s.rules["w"].hits.len(), 3);
-    assert_eq!(s.rules["w"].hits[0].offset, 7);
+    assert_eq!(s.rules[0].hits.len(), 3);
+    assert_eq!(s.rules[0].hits[0].offset, 7);
 }
 
 #[test]
