@@ -124,7 +124,7 @@ fn state(c: &mut Criterion) {
                 command_id: CommandId::from((i as u128).to_be_bytes()),
                 holds: true,
                 expires_at: None,
-                suppress_for: Duration::from_secs(900),
+                remember_for: Duration::from_secs(900),
             }],
             ..hit
         };

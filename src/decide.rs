@@ -170,16 +170,17 @@ pub fn decide(rules: &RuleSet, input: DecideInput<'_>) -> Decision {
                     continue;
                 }
                 let expires_at = action.expires_in.map(|d| t + d.as_millis() as i64);
-                // State remembers only what it needs: containments to restore and commands
-                // whose repeats are suppressed.
-                if action.holds || !suppress_for.is_zero() {
+                // State remembers only what it needs: containments to restore, and commands
+                // some rule's suppression (or the global one) must see, for that long.
+                let remember = rules.suppression_of(&action.action).max(input.suppress_for);
+                if action.holds || !remember.is_zero() {
                     update.issued.push(NewIssue {
                         target: dest.target.to_string(),
                         action: action.action.clone(),
                         command_id: CommandId::from(raw),
                         holds: action.holds,
                         expires_at,
-                        suppress_for,
+                        remember_for: remember,
                     });
                 }
                 commands.push(EnforcementCommand {

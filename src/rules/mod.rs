@@ -133,6 +133,9 @@ pub struct RuleSet {
     version: String,
     /// Target name → actions it accepts, for targets chosen at decision time.
     accepts: HashMap<String, Vec<String>>,
+    /// Action → the longest suppression any rule gives it: how long an issued command of that
+    /// action must be remembered for another rule's suppression to see it.
+    suppression: HashMap<String, Duration>,
 }
 
 /// A window rule that counted this signal but has not fired yet.
@@ -227,13 +230,32 @@ impl RuleSet {
         for list in exact.values_mut() {
             list.dedup();
         }
+        let mut suppression: HashMap<String, Duration> = HashMap::new();
+        for r in &rules {
+            let actions = r
+                .actions
+                .iter()
+                .chain(r.escalate.iter().flat_map(|e| e.steps.iter().flatten()));
+            for a in actions {
+                if let Some(d) = a.suppress_for {
+                    let e = suppression.entry(a.action.clone()).or_default();
+                    *e = (*e).max(d);
+                }
+            }
+        }
         Self {
+            suppression,
             rules,
             exact,
             prefixes,
             version,
             accepts,
         }
+    }
+
+    /// The longest suppression period any rule gives `action` (zero when none does).
+    pub fn suppression_of(&self, action: &str) -> Duration {
+        self.suppression.get(action).copied().unwrap_or_default()
     }
 
     /// Whether a configured target accepts the action (false for unknown targets).

@@ -156,7 +156,8 @@ pub struct NewIssue {
     pub command_id: CommandId,
     pub holds: bool,
     pub expires_at: Option<i64>,
-    pub suppress_for: Duration,
+    /// How long suppression may look back at it (the longest any rule gives the action).
+    pub remember_for: Duration,
 }
 
 /// A command id kept as its 16 bytes (the hex string is 32 characters plus an allocation);
@@ -347,7 +348,7 @@ impl SubjectState {
             self.issued.push(Issued {
                 offset: at.offset,
                 at: at.at,
-                until: plus(at.at, n.suppress_for),
+                until: plus(at.at, n.remember_for),
                 target: intern(&n.target),
                 action: intern(&n.action),
                 command_id: n.command_id,

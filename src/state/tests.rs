@@ -35,7 +35,7 @@ fn issue(target: &str, action: &str, id: &str, holds: bool) -> StateUpdate {
             command_id: cid(id),
             holds,
             expires_at: None,
-            suppress_for: Duration::from_secs(900),
+            remember_for: Duration::from_secs(900),
         }],
         ..StateUpdate::default()
     }
