@@ -2,7 +2,9 @@
 //! only once all its outputs are acknowledged (see `offsets`). A crash replays from the last
 //! committed position, and deterministic command ids make the replay harmless.
 
-use super::kafka::{consumer_config, producer_config, AckContext, AckToken, RebalanceContext};
+use super::kafka::{
+    commit_positions, consumer_config, producer_config, AckContext, AckToken, RebalanceContext,
+};
 use super::offsets::OffsetTracker;
 use super::{
     current, ensure_shard, lock, observe, Context, Incoming, OutKind, OutRecord, PipelineError,
@@ -14,7 +16,6 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{Offset, TopicPartitionList};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -305,21 +306,8 @@ fn headers(out: &OutRecord) -> OwnedHeaders {
     })
 }
 
-/// Commits every position that moved. Async on the tick (a lost async commit only means a
-/// slightly older position, which replays harmlessly), sync at shutdown.
 fn commit(consumer: &SignalConsumer, tracker: &OffsetTracker, mode: CommitMode) {
-    let moved = match mode {
-        CommitMode::Async => tracker.take_commits(),
-        CommitMode::Sync => tracker.all_positions(),
-    };
-    if moved.is_empty() {
-        return;
-    }
-    let mut tpl = TopicPartitionList::new();
-    for (topic, partition, offset) in &moved {
-        let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset));
-    }
-    if let Err(e) = consumer.commit(&tpl, mode) {
+    if let Err(e) = commit_positions(consumer, tracker, mode) {
         tracing::warn!(error = %e, "offset commit failed; will retry with the next position");
     }
 }

@@ -63,6 +63,28 @@ fn set_default(c: &mut ClientConfig, settings: &Settings, key: &str, value: &str
     }
 }
 
+/// Commits every position that moved (`Async`: since the last call; `Sync`: all of them, for
+/// shutdown). A failed commit only leaves an older position, which replays harmlessly; the
+/// next commit carries the position again.
+pub fn commit_positions<C: ConsumerContext>(
+    consumer: &impl Consumer<C>,
+    tracker: &OffsetTracker,
+    mode: CommitMode,
+) -> rdkafka::error::KafkaResult<()> {
+    let moved = match mode {
+        CommitMode::Async => tracker.take_commits(),
+        CommitMode::Sync => tracker.all_positions(),
+    };
+    if moved.is_empty() {
+        return Ok(());
+    }
+    let mut tpl = TopicPartitionList::new();
+    for (topic, partition, offset) in &moved {
+        tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset))?;
+    }
+    consumer.commit(&tpl, mode)
+}
+
 /// Identifies the signal an output record belongs to, carried through librdkafka as the
 /// delivery opaque.
 #[derive(Debug)]

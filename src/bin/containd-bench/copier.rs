@@ -11,7 +11,7 @@
 use crate::spec::Spec;
 use crate::workload::INDEX_HEADER;
 use anyhow::{Context, Result};
-use containd::pipeline::kafka::{consumer_config, producer_config};
+use containd::pipeline::kafka::{commit_positions, consumer_config, producer_config};
 use containd::pipeline::offsets::{DeliveryFailure, OffsetTracker};
 use rdkafka::client::ClientContext;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
@@ -19,7 +19,6 @@ use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, DeliveryResult, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{Offset, TopicPartitionList};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -187,18 +186,8 @@ async fn send(
 }
 
 fn commit(consumer: &StreamConsumer, tracker: &OffsetTracker, mode: CommitMode) {
-    let moved = match mode {
-        CommitMode::Async => tracker.take_commits(),
-        CommitMode::Sync => tracker.all_positions(),
-    };
-    if moved.is_empty() {
-        return;
-    }
-    let mut tpl = TopicPartitionList::new();
-    for (topic, partition, offset) in &moved {
-        let _ = tpl.add_partition_offset(topic, *partition, Offset::Offset(*offset));
-    }
-    if let Err(e) = consumer.commit(&tpl, mode) {
+    // The same commit as containd's own.
+    if let Err(e) = commit_positions(consumer, tracker, mode) {
         eprintln!("copier: commit failed: {e}");
     }
 }
