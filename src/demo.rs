@@ -95,6 +95,38 @@ pub fn demo_settings(bootstrap: &str) -> Result<Settings, DemoError> {
     Ok(settings)
 }
 
+/// Creates every topic `settings` name on the mock cluster (it has no CreateTopics, so the
+/// state changelog cannot create itself): signal, changelog and output topics with
+/// `partitions`, the dead-letter and inventory topics with one.
+pub fn create_topics<C: rdkafka::ClientContext>(
+    mock: &MockCluster<'_, C>,
+    settings: &Settings,
+    partitions: i32,
+) -> Result<(), DemoError> {
+    let wide = settings
+        .input
+        .topics
+        .iter()
+        .chain([
+            &settings.state.changelog_topic,
+            &settings.output.decisions_topic,
+        ])
+        .chain(settings.targets.iter().map(|t| &t.topic));
+    for topic in wide {
+        mock.create_topic(topic, partitions, 1)?;
+    }
+    for topic in [
+        Some(&settings.output.dead_letter_topic),
+        settings.inventory.topic.as_ref(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        mock.create_topic(topic, 1, 1)?;
+    }
+    Ok(())
+}
+
 /// The embedded sample signals.
 pub fn sample_signals() -> Result<Vec<Signal>, DemoError> {
     SIGNALS
@@ -121,20 +153,8 @@ async fn demo(json: bool) -> Result<(), DemoError> {
     )
     .map_err(|p| DemoError::Rules(config::Problems(p)))?;
     let version = ruleset.version().to_string();
-    for topic in &settings.input.topics {
-        mock.create_topic(topic, 3, 1)?;
-    }
-    // The mock cluster has no CreateTopics: the state changelog is created here.
-    mock.create_topic(&settings.state.changelog_topic, 3, 1)?;
+    create_topics(&mock, &settings, 3)?;
     let inventory_topic = settings.inventory.topic.clone();
-    if let Some(topic) = &inventory_topic {
-        mock.create_topic(topic, 1, 1)?;
-    }
-    mock.create_topic(&settings.output.decisions_topic, 3, 1)?;
-    mock.create_topic(&settings.output.dead_letter_topic, 1, 1)?;
-    for t in &settings.targets {
-        mock.create_topic(&t.topic, 3, 1)?;
-    }
 
     let signals = sample_signals()?;
     let producer: FutureProducer = ClientConfig::new()

@@ -22,17 +22,7 @@ async fn a_refused_output_stops_the_daemon_without_committing_past_its_signal() 
     settings.delivery.drain_timeout = Duration::from_secs(2);
     settings.shutdown.grace = Duration::from_secs(2);
     let input = settings.input.topics[0].clone();
-    mock.create_topic(&input, 1, 1).unwrap();
-    // The mock cluster has no CreateTopics: the state changelog is created here.
-    mock.create_topic(&settings.state.changelog_topic, 1, 1)
-        .unwrap();
-    mock.create_topic(&settings.output.decisions_topic, 1, 1)
-        .unwrap();
-    mock.create_topic(&settings.output.dead_letter_topic, 1, 1)
-        .unwrap();
-    for t in &settings.targets {
-        mock.create_topic(&t.topic, 1, 1).unwrap();
-    }
+    containd::demo::create_topics(&mock, &settings, 1).unwrap();
     // The cyberark adapter's topic refuses writes: only the PAM signal (sig-0004, offset 3)
     // has an output there.
     let refused = settings.target("cyberark").unwrap().topic.clone();

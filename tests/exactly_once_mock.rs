@@ -72,17 +72,7 @@ async fn run_eos(
     settings.delivery.mode = DeliveryMode::ExactlyOnce;
     settings.delivery.transaction_max_signals = 3;
     settings.delivery.transactional_id = Some("containd-eos-test".into());
-    mock.create_topic(&settings.input.topics[0], 2, 1).unwrap();
-    // The mock cluster has no CreateTopics: the state changelog is created here.
-    mock.create_topic(&settings.state.changelog_topic, 2, 1)
-        .unwrap();
-    mock.create_topic(&settings.output.decisions_topic, 1, 1)
-        .unwrap();
-    mock.create_topic(&settings.output.dead_letter_topic, 1, 1)
-        .unwrap();
-    for t in &settings.targets {
-        mock.create_topic(&t.topic, 1, 1).unwrap();
-    }
+    containd::demo::create_topics(&mock, &settings, 2).unwrap();
     if let Some(api) = fault {
         // One abortable failure: the transaction containing it must abort and be redone.
         mock.request_errors(
