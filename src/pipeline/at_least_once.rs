@@ -246,11 +246,7 @@ pub(super) async fn sweep(
         return Ok(());
     }
     runtime.metrics.state_written("sweep", records.len());
-    for (topic, partition, subject, state) in records {
-        let change = match state {
-            Some(s) => crate::state::Change::Updated(s),
-            None => crate::state::Change::Removed,
-        };
+    for (topic, partition, subject, change) in records {
         if let Some(out) = processor.state_record(&topic, partition, &subject, change) {
             let token = Box::new(AckToken {
                 topic: Arc::from(topic.as_str()),

@@ -179,7 +179,7 @@ impl Processor {
     ) -> Option<OutRecord> {
         let payload = match change {
             Change::Unchanged => return None,
-            Change::Updated(s) => changelog::encode(&s),
+            Change::Updated(record) => record,
             Change::Removed => Vec::new(),
         };
         Some(OutRecord {

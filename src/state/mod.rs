@@ -378,14 +378,16 @@ impl SubjectState {
         // An entry followed by a newer one for the same target and action is superseded: only
         // the newest answers suppression, and a restore lifts them together. Superseded
         // entries stay only while a replay could still decide before their successor.
-        let mut successor_at: Vec<Option<i64>> = vec![None; self.issued.len()];
-        let mut newest: std::collections::HashMap<(&str, &str), i64> =
-            std::collections::HashMap::new();
-        for (k, i) in self.issued.iter().enumerate().rev() {
-            let key = (&*i.target, &*i.action);
-            successor_at[k] = newest.get(&key).copied();
-            newest.insert(key, i.at);
-        }
+        // Lists are short: a quadratic scan beats building a map on every change.
+        let successor_at: Vec<Option<i64>> = (0..self.issued.len())
+            .map(|k| {
+                let i = &self.issued[k];
+                self.issued[k + 1..]
+                    .iter()
+                    .find(|n| n.target == i.target && n.action == i.action)
+                    .map(|n| n.at)
+            })
+            .collect();
         let mut k = 0;
         self.issued.retain(|i| {
             let successor = successor_at[k];

@@ -22,8 +22,8 @@ impl Shard {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Change {
     Unchanged,
-    /// The subject's new state.
-    Updated(SubjectState),
+    /// The subject's new state, encoded as its changelog record.
+    Updated(Vec<u8>),
     /// Nothing left for the subject: a tombstone.
     Removed,
 }
@@ -115,12 +115,12 @@ impl StateStore {
             shard.subjects.remove(subject);
             return Change::Removed;
         }
-        Change::Updated(state.clone())
+        Change::Updated(super::changelog::encode(state))
     }
 
     /// Evicts expired entries in every shard by its stream time; returns the changelog records
-    /// to write: (topic, partition, subject, new state or `None` for a tombstone).
-    pub fn sweep(&mut self) -> Vec<(String, i32, String, Option<SubjectState>)> {
+    /// to write: (topic, partition, subject, what changed).
+    pub fn sweep(&mut self) -> Vec<(String, i32, String, Change)> {
         let retention = self.retention;
         let mut out = Vec::new();
         let shards = self
@@ -134,12 +134,12 @@ impl StateStore {
                     return true;
                 }
                 let keep = !state.is_empty();
-                out.push((
-                    topic.clone(),
-                    *partition,
-                    subject.clone(),
-                    keep.then(|| state.clone()),
-                ));
+                let change = if keep {
+                    Change::Updated(super::changelog::encode(state))
+                } else {
+                    Change::Removed
+                };
+                out.push((topic.clone(), *partition, subject.clone(), change));
                 keep
             });
         }
