@@ -271,24 +271,46 @@ impl Follower {
                 "inventory record rejected; the identity keeps its previous record");
             None
         };
-        let Some(value) = value.filter(|v| !v.is_empty()) else {
-            return match key.map(std::str::from_utf8) {
-                Some(Ok(id)) => Some(Change::Remove(id.to_string())),
-                _ => reject("tombstone without a UTF-8 key".into()),
-            };
-        };
-        let record: Result<IdentityRecord, String> = match self.format {
-            Format::Avro => self.codec.decode_identity(value).map_err(|e| e.to_string()),
-            _ => serde_json::from_slice(value).map_err(|e| e.to_string()),
-        };
-        match record {
-            Ok(r) if r.id.is_empty() => reject("empty id".into()),
-            Ok(r) => Some(Change::Upsert(r)),
-            Err(e) => reject(e),
+        match decode_record(self.format, &self.codec, key, value) {
+            Ok(change) => Some(change),
+            Err(reason) => reject(reason),
         }
     }
 }
 
+/// One inventory record as a change to the inventory: a null value removes the identity its
+/// key names; anything that is not a valid record for its key is an error saying why.
+fn decode_record(
+    format: Format,
+    codec: &AvroCodec,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+) -> Result<Change, String> {
+    let key = key
+        .map(std::str::from_utf8)
+        .transpose()
+        .map_err(|_| "key is not UTF-8".to_string())?;
+    let Some(value) = value.filter(|v| !v.is_empty()) else {
+        return key
+            .map(|id| Change::Remove(id.to_string()))
+            .ok_or_else(|| "tombstone without a key".to_string());
+    };
+    let record: IdentityRecord = match format {
+        Format::Avro => codec.decode_identity(value).map_err(|e| e.to_string())?,
+        _ => serde_json::from_slice(value).map_err(|e| e.to_string())?,
+    };
+    if record.id.is_empty() {
+        return Err("empty id".into());
+    }
+    if let Some(k) = key.filter(|k| *k != record.id) {
+        // Compaction and tombstones go by key: a record under another key would never be
+        // replaced or removed.
+        return Err(format!("key {k:?} is not the record's id {:?}", record.id));
+    }
+    Ok(Change::Upsert(record))
+}
+
+#[derive(Debug, PartialEq, Eq)]
 enum Change {
     Upsert(IdentityRecord),
     Remove(String),
@@ -296,3 +318,45 @@ enum Change {
 
 /// (partition, offset, key, value) of a polled record.
 type Polled = (i32, i64, Option<Vec<u8>>, Option<Vec<u8>>);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec::Schemas;
+
+    fn codec() -> AvroCodec {
+        AvroCodec::new(Arc::new(Schemas::bundled().unwrap()), &[])
+    }
+
+    #[test]
+    fn records_tombstones_and_bad_input() {
+        let c = codec();
+        let json = br#"{"id": "svc-a", "kind": "workload"}"#;
+        let Ok(Change::Upsert(r)) = decode_record(Format::Json, &c, Some(b"svc-a"), Some(json))
+        else {
+            panic!("a valid record upserts");
+        };
+        assert_eq!(r.id, "svc-a");
+        assert_eq!(
+            decode_record(Format::Json, &c, Some(b"svc-a"), None),
+            Ok(Change::Remove("svc-a".into()))
+        );
+        let err = |key: Option<&[u8]>, value: &[u8]| {
+            decode_record(Format::Json, &c, key, Some(value)).unwrap_err()
+        };
+        assert!(err(Some(b"svc-b"), json).contains("not the record's id"));
+        assert!(err(Some(b"x"), b"{not json").contains("key must be a string"));
+        assert!(err(None, br#"{"id": ""}"#).contains("empty id"));
+        assert!(err(None, br#"{"id": "a", "kind": "robot"}"#).contains("unknown variant"));
+        assert_eq!(
+            decode_record(Format::Json, &c, None, None),
+            Err("tombstone without a key".into())
+        );
+        let avro = c.encode_identity(&r).unwrap();
+        assert_eq!(
+            decode_record(Format::Avro, &c, Some(b"svc-a"), Some(&avro)),
+            Ok(Change::Upsert(r))
+        );
+        assert!(decode_record(Format::Avro, &c, None, Some(json)).is_err());
+    }
+}
