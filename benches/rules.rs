@@ -86,6 +86,7 @@ fn bench(c: &mut Criterion) {
         let rules = ruleset(n, false);
         let s = signal(n / PER_TYPE / 2);
         let unknown = Identity::unknown();
+        let source = containd::trust::Source::unrestricted(&s.source.issuer);
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
             b.iter(|| {
                 let d = decide(
@@ -104,6 +105,8 @@ fn bench(c: &mut Criterion) {
                         identity: &unknown,
                         state: None,
                         suppress_for: std::time::Duration::ZERO,
+                        source: &source,
+                        dedup_window: std::time::Duration::from_secs(86_400),
                     },
                 );
                 black_box(d.commands.len())

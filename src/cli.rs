@@ -7,6 +7,7 @@ use crate::pipeline::{self, Runtime, SharedRules};
 use crate::rules::{self, RuleSet};
 use crate::telemetry::http::{self, Health};
 use crate::telemetry::{logging, Metrics};
+use crate::trust::Trust;
 use clap::{Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -135,7 +136,7 @@ fn print_problems(problems: &[Problem]) {
 
 /// Loads settings and rules, or every problem of both: a config that parses but has
 /// semantic problems still has its rules checked, so one run shows everything to fix.
-pub fn load(path: &std::path::Path) -> Result<(Settings, RuleSet), Vec<Problem>> {
+pub fn load(path: &std::path::Path) -> Result<(Settings, RuleSet, Trust), Vec<Problem>> {
     let text = config::read(path).map_err(|p| p.0)?;
     let settings = config::parse(path, &text).map_err(|p| p.0)?;
     let mut problems = config::validate(&settings, path, &text);
@@ -144,19 +145,23 @@ pub fn load(path: &std::path::Path) -> Result<(Settings, RuleSet), Vec<Problem>>
         &settings.targets,
         &settings.extra_actions,
     );
-    match rules {
-        Ok(rules) if problems.is_empty() => Ok((settings, rules)),
-        Ok(_) => Err(problems),
-        Err(mut rule_problems) => {
+    let trust = Trust::load(&settings, path);
+    if let Err(trust_problems) = &trust {
+        problems.extend(trust_problems.iter().cloned());
+    }
+    match (rules, trust) {
+        (Ok(rules), Ok(trust)) if problems.is_empty() => Ok((settings, rules, trust)),
+        (Err(mut rule_problems), _) => {
             problems.append(&mut rule_problems);
             Err(problems)
         }
+        _ => Err(problems),
     }
 }
 
 fn check(path: &std::path::Path) -> ExitCode {
     match load(path) {
-        Ok((settings, rules)) => {
+        Ok((settings, rules, _trust)) => {
             say!(
                 "ok: {} targets, {} rules (version {}) from {}",
                 settings.targets.len(),
@@ -255,7 +260,7 @@ fn replay(
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
     {
-        match decider.decide_json(line.as_bytes(), i as i64 + 1) {
+        match decider.decide_line(line.as_bytes(), i as i64 + 1) {
             Ok(d) => {
                 decided += 1;
                 if json {
@@ -305,7 +310,7 @@ fn replay(
 }
 
 async fn run(path: PathBuf) -> ExitCode {
-    let (settings, rules) = match load(&path) {
+    let (settings, rules, trust) = match load(&path) {
         Ok(ok) => ok,
         Err(problems) => {
             print_problems(&problems);
@@ -352,6 +357,7 @@ async fn run(path: PathBuf) -> ExitCode {
     let result = pipeline::run(
         Arc::new(settings),
         Runtime {
+            trust: Arc::new(trust),
             rules: shared,
             metrics,
             health,

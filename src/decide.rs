@@ -1,17 +1,21 @@
-//! Decide: turn one valid signal, the identity it names and its subject's state into commands,
-//! a decision record and the state changes. Pure: the same signal, position, identity, state
-//! and rules always give the same commands, which is what makes replays after a crash
-//! harmless (state is read as of the signal's offset, see `state`).
+//! Decide: turn one trusted signal, the identity it names and its subject's state into
+//! commands, a decision record and the state changes. Pure: the same signal, position,
+//! identity, state and rules always give the same commands, which is what makes replays after
+//! a crash harmless (state is read as of the signal's offset, see `state`).
+//!
+//! The source's authority bounds what a decision may cause: a command for an action the
+//! source may not cause is refused (listed in the record), never emitted, and changes no state.
+//! Signals that may not act at all (untrusted, duplicate) get a record from [`refuse`].
 
-use crate::emit::command::command_id_bytes;
 use crate::emit::{
-    command_id, DecisionRecord, EnforcementCommand, IdentitySummary, MatchedRule, Outcome,
-    SourcePosition, Suppressed, TargetSubject, Timings, Why, WindowProgress,
+    CommandKey, DecisionRecord, EnforcementCommand, IdentitySummary, MatchedRule, Outcome, Refused,
+    SourcePosition, Suppressed, TargetSubject, Timings, TrustVerdict, Verdict, Why, WindowProgress,
 };
 use crate::inventory::Identity;
-use crate::rules::{Action, Facts, RuleSet, TargetRef};
+use crate::rules::{Action, Evaluation, Facts, Rule, RuleSet, TargetRef};
 use crate::signal::Signal;
 use crate::state::{CommandId, NewHit, NewIssue, StateUpdate, SubjectState};
+use crate::trust::Source;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -43,6 +47,10 @@ pub struct DecideInput<'a> {
     pub state: Option<&'a SubjectState>,
     /// Suppression period for actions that do not set one (`state.suppress_for`).
     pub suppress_for: Duration,
+    /// The configured source the signal came from: what it may cause.
+    pub source: &'a Source,
+    /// How long the signal's (issuer, id) is remembered for duplicate detection.
+    pub dedup_window: Duration,
 }
 
 /// One command about to be built: where it goes and as whom.
@@ -51,215 +59,410 @@ struct Dest<'a> {
     principal: Option<&'a str>,
 }
 
+/// What one decision accumulates while its matched rules act.
+struct Acting<'a, 'r> {
+    rules: &'r RuleSet,
+    input: &'a DecideInput<'a>,
+    facts: Facts<'a>,
+    state: &'a SubjectState,
+    subject: TargetSubject,
+    commands: Vec<EnforcementCommand>,
+    update: StateUpdate,
+    notes: Vec<String>,
+    refused: Vec<Refused>,
+    condition_errors: Vec<(String, String)>,
+    any_dry_run: bool,
+    any_suppressed: bool,
+}
+
 pub fn decide(rules: &RuleSet, input: DecideInput<'_>) -> Decision {
     let started = std::time::Instant::now();
-    let signal = input.signal;
-    let (o, t) = (input.position.offset, input.decided_at);
+    let empty = SubjectState::new();
     let facts = Facts {
-        signal,
+        signal: input.signal,
         subject_id: input.subject_id,
         identity: input.identity,
-        now: t,
+        now: input.decided_at,
         state: input.state,
-        offset: o,
+        offset: input.position.offset,
     };
     let mut evaluation = rules.evaluate(&facts);
-    let target_subject = TargetSubject {
-        id: input.subject_id.to_string(),
-        format: signal.subject.id_format().to_string(),
-        identifiers: signal.subject.id_identifiers(),
+    let mut acting = Acting {
+        rules,
+        input: &input,
+        facts,
+        state: input.state.unwrap_or(&empty),
+        subject: TargetSubject {
+            id: input.subject_id.to_string(),
+            format: input.signal.subject.id_format().to_string(),
+            identifiers: input.signal.subject.id_identifiers(),
+        },
+        commands: Vec::new(),
+        update: StateUpdate::default(),
+        notes: Vec::new(),
+        refused: Vec::new(),
+        condition_errors: evaluation
+            .condition_errors
+            .iter()
+            .map(|(id, e)| (id.to_string(), e.clone()))
+            .collect(),
+        any_dry_run: false,
+        any_suppressed: false,
     };
-    let empty = SubjectState::new();
-    let state = input.state.unwrap_or(&empty);
-    let mut update = StateUpdate::default();
-    let mut commands = Vec::new();
-    let mut matched_rules = Vec::with_capacity(evaluation.matched.len());
-    let mut notes = Vec::new();
-    let mut any_dry_run = false;
-    let mut any_suppressed = false;
-    let mut condition_errors: Vec<(String, String)> = evaluation
-        .condition_errors
-        .iter()
-        .map(|(id, e)| (id.to_string(), e.clone()))
-        .collect();
     for rule in &evaluation.hits {
         if let Some(w) = &rule.window {
-            update.hits.push(NewHit {
+            acting.update.hits.push(NewHit {
                 rule: rule.id.clone(),
-                event_type: signal.event_type.clone(),
+                event_type: input.signal.event_type.clone(),
                 within: w.within,
             });
         }
     }
     let matched = std::mem::take(&mut evaluation.matched);
-    for rule in matched {
-        let dry_run = input.global_dry_run || rule.dry_run;
+    let matched_rules: Vec<MatchedRule> = matched
+        .into_iter()
+        .map(|rule| acting.rule(rule, &mut evaluation))
+        .collect();
+    acting.finish(&evaluation, matched_rules, started)
+}
+
+impl<'a> Acting<'a, '_> {
+    /// Runs one matched rule's actions (and its escalation step's).
+    fn rule(&mut self, rule: &'a Rule, evaluation: &mut Evaluation<'_>) -> MatchedRule {
+        let (o, t) = (self.input.position.offset, self.input.decided_at);
+        let dry_run = self.input.global_dry_run || rule.dry_run;
         let mut step = None;
         let mut ladder: &[Action] = &[];
         if let Some(e) = &rule.escalate {
-            let (i, actions) = e.step(state.triggers(&rule.id, e.within, o, t));
+            let (i, actions) = e.step(self.state.triggers(&rule.id, e.within, o, t));
             step = Some(i as i32);
             ladder = actions;
-            update.triggers.push((rule.id.clone(), e.within));
+            self.update.triggers.push((rule.id.clone(), e.within));
         }
         let mut ids = Vec::new();
         let mut suppressed = Vec::new();
         for action in rule.actions.iter().chain(ladder) {
-            let (parameters, errors) = evaluation.parameters(action, &facts);
+            let (parameters, errors) = evaluation.parameters(action, &self.facts);
             for (name, e) in errors {
-                condition_errors.push((rule.id.clone(), format!("parameter {name}: {e}")));
+                self.condition_errors
+                    .push((rule.id.clone(), format!("parameter {name}: {e}")));
             }
             if action.action == "restore" {
-                for r in restores(rules, action, state, o, t, &mut notes) {
-                    let id = command_id(&signal.id, &rule.id, &action.action, &r.target, None);
-                    ids.push(id.clone());
-                    if dry_run {
-                        any_dry_run = true;
-                        continue;
-                    }
-                    for (target, action) in &r.lifted {
-                        update.closed.push((target.clone(), action.clone()));
-                    }
-                    let mut parameters = parameters.clone();
-                    parameters.insert("restores".into(), r.actions.join(","));
-                    parameters.insert("restores_command_ids".into(), r.command_ids.join(","));
-                    commands.push(EnforcementCommand {
-                        command_id: id,
-                        action: action.action.clone(),
-                        target: r.target.clone(),
-                        principal_id: None,
-                        subject: target_subject.clone(),
-                        parameters,
-                        issued_at: t,
-                        expires_at: action.expires_in.map(|d| t + d.as_millis() as i64),
-                        why: why(rules, rule, signal),
-                    });
-                }
-                continue;
-            }
-            let suppress_for = action.suppress_for.unwrap_or(input.suppress_for);
-            for dest in destinations(rules, action, input.identity, &mut notes) {
-                let raw = command_id_bytes(
-                    &signal.id,
-                    &rule.id,
-                    &action.action,
-                    dest.target,
-                    dest.principal,
-                );
-                let id = hex::encode(raw);
-                if ids.contains(&id) {
-                    continue;
-                }
-                ids.push(id.clone());
-                if !suppress_for.is_zero() {
-                    if let Some(earlier) =
-                        state.recently_issued(dest.target, &action.action, suppress_for, o, t)
-                    {
-                        any_suppressed = true;
-                        suppressed.push(Suppressed {
-                            command_id: id,
-                            earlier_command_id: earlier.command_id.to_string(),
-                            action: action.action.clone(),
-                            target: dest.target.to_string(),
-                        });
-                        continue;
-                    }
-                }
-                if dry_run {
-                    any_dry_run = true;
-                    continue;
-                }
-                let expires_at = action.expires_in.map(|d| t + d.as_millis() as i64);
-                // State remembers only what it needs: containments to restore, and commands
-                // some rule's suppression (or the global one) must see, for that long.
-                let remember = rules.suppression_of(&action.action).max(input.suppress_for);
-                if action.holds || !remember.is_zero() {
-                    update.issued.push(NewIssue {
-                        target: dest.target.to_string(),
-                        action: action.action.clone(),
-                        command_id: CommandId::from(raw),
-                        holds: action.holds,
-                        expires_at,
-                        remember_for: remember,
-                    });
-                }
-                commands.push(EnforcementCommand {
-                    command_id: id,
-                    action: action.action.clone(),
-                    target: dest.target.to_string(),
-                    principal_id: dest.principal.map(str::to_string),
-                    subject: target_subject.clone(),
-                    parameters: parameters.clone(),
-                    issued_at: t,
-                    expires_at,
-                    why: why(rules, rule, signal),
-                });
+                self.restore(rule, action, parameters, dry_run, &mut ids);
+            } else {
+                self.contain(rule, action, parameters, dry_run, &mut ids, &mut suppressed);
             }
         }
-        matched_rules.push(MatchedRule {
+        MatchedRule {
             rule_id: rule.id.clone(),
             dry_run,
             command_ids: ids,
             escalation_step: step,
             suppressed,
-        });
+        }
     }
-    let pending: Vec<WindowProgress> = evaluation
-        .pending
-        .iter()
-        .map(|p| WindowProgress {
-            rule_id: p.rule.id.clone(),
-            count: p.count as i32,
-            needed: p.needed as i32,
-            missing_event_types: p.missing.clone(),
-        })
-        .collect();
-    let outcome = if !commands.is_empty() {
-        Outcome::Acted
-    } else if any_dry_run {
-        Outcome::DryRun
-    } else if any_suppressed {
-        Outcome::Suppressed
-    } else if !matched_rules.is_empty() {
-        Outcome::MatchedNoAction
-    } else if !pending.is_empty() {
-        Outcome::Pending
-    } else {
-        Outcome::NoMatch
-    };
-    let record = DecisionRecord {
-        signal_id: signal.id.clone(),
-        event_type: signal.event_type.clone(),
-        subject_id: input.subject_id.to_string(),
-        outcome,
-        matched_rules,
-        command_ids: commands.iter().map(|c| c.command_id.clone()).collect(),
-        ruleset_version: rules.version().to_string(),
-        source: input.position,
-        decided_at: t,
-        identity: IdentitySummary::of(input.identity),
-        pending,
-        notes,
-        timings: Timings {
-            decode_micros: input.decode_micros,
-            evaluate_micros: started.elapsed().as_micros() as i64,
-        },
-    };
-    Decision {
-        record,
-        commands,
-        condition_errors,
-        update,
+
+    /// Whether the source may cause the action; if not, every destination is refused.
+    fn authorised(&mut self, action: &str, targets: &[&str]) -> bool {
+        if self.input.source.allows_action(action) {
+            return true;
+        }
+        for target in targets {
+            self.refused.push(Refused {
+                action: action.to_string(),
+                target: target.to_string(),
+                reason: format!(
+                    "source {:?} may not cause {action}",
+                    self.input.source.issuer
+                ),
+            });
+        }
+        false
+    }
+
+    fn key<'k>(&'k self, rule: &'k Rule, action: &'k str, dest: &Dest<'k>) -> CommandKey<'k> {
+        CommandKey {
+            issuer: &self.input.signal.source.issuer,
+            signal_id: &self.input.signal.id,
+            subject_id: self.input.subject_id,
+            rule_id: &rule.id,
+            action,
+            target: dest.target,
+            principal: dest.principal,
+        }
+    }
+
+    fn restore(
+        &mut self,
+        rule: &Rule,
+        action: &Action,
+        parameters: BTreeMap<String, String>,
+        dry_run: bool,
+        ids: &mut Vec<String>,
+    ) {
+        let (o, t) = (self.input.position.offset, self.input.decided_at);
+        let found = restores(self.rules, action, self.state, o, t, &mut self.notes);
+        let targets: Vec<&str> = found.iter().map(|r| r.target.as_str()).collect();
+        if found.is_empty() || !self.authorised(&action.action, &targets) {
+            return;
+        }
+        for r in found {
+            let dest = Dest {
+                target: &r.target,
+                principal: None,
+            };
+            let id = self.key(rule, &action.action, &dest).id();
+            ids.push(id.clone());
+            if dry_run {
+                self.any_dry_run = true;
+                continue;
+            }
+            for (target, lifted) in &r.lifted {
+                self.update.closed.push((target.clone(), lifted.clone()));
+            }
+            let mut parameters = parameters.clone();
+            parameters.insert("restores".into(), r.actions.join(","));
+            parameters.insert("restores_command_ids".into(), r.command_ids.join(","));
+            let command = self.command(rule, action, id, &dest, parameters);
+            self.commands.push(command);
+        }
+    }
+
+    fn contain(
+        &mut self,
+        rule: &Rule,
+        action: &Action,
+        parameters: BTreeMap<String, String>,
+        dry_run: bool,
+        ids: &mut Vec<String>,
+        suppressed: &mut Vec<Suppressed>,
+    ) {
+        let (o, t) = (self.input.position.offset, self.input.decided_at);
+        let dests = destinations(self.rules, action, self.input.identity, &mut self.notes);
+        let targets: Vec<&str> = dests.iter().map(|d| d.target).collect();
+        if dests.is_empty() || !self.authorised(&action.action, &targets) {
+            return;
+        }
+        let suppress_for = action.suppress_for.unwrap_or(self.input.suppress_for);
+        for dest in dests {
+            let raw = self.key(rule, &action.action, &dest).bytes();
+            let id = hex::encode(raw);
+            if ids.contains(&id) {
+                continue;
+            }
+            ids.push(id.clone());
+            if !suppress_for.is_zero() {
+                if let Some(earlier) =
+                    self.state
+                        .recently_issued(dest.target, &action.action, suppress_for, o, t)
+                {
+                    self.any_suppressed = true;
+                    suppressed.push(Suppressed {
+                        command_id: id,
+                        earlier_command_id: earlier.command_id.to_string(),
+                        action: action.action.clone(),
+                        target: dest.target.to_string(),
+                    });
+                    continue;
+                }
+            }
+            if dry_run {
+                self.any_dry_run = true;
+                continue;
+            }
+            self.remember(action, &dest, raw);
+            let command = self.command(rule, action, id, &dest, parameters.clone());
+            self.commands.push(command);
+        }
+    }
+
+    /// State remembers only what it needs: containments to restore, and commands some rule's
+    /// suppression (or the global one) must see, for that long.
+    fn remember(&mut self, action: &Action, dest: &Dest<'_>, raw: [u8; 16]) {
+        let t = self.input.decided_at;
+        let remember = self
+            .rules
+            .suppression_of(&action.action)
+            .max(self.input.suppress_for);
+        if action.holds || !remember.is_zero() {
+            self.update.issued.push(NewIssue {
+                target: dest.target.to_string(),
+                action: action.action.clone(),
+                command_id: CommandId::from(raw),
+                holds: action.holds,
+                expires_at: action.expires_in.map(|d| t + d.as_millis() as i64),
+                remember_for: remember,
+            });
+        }
+    }
+
+    fn command(
+        &self,
+        rule: &Rule,
+        action: &Action,
+        command_id: String,
+        dest: &Dest<'_>,
+        parameters: BTreeMap<String, String>,
+    ) -> EnforcementCommand {
+        let t = self.input.decided_at;
+        let signal = self.input.signal;
+        EnforcementCommand {
+            command_id,
+            action: action.action.clone(),
+            target: dest.target.to_string(),
+            principal_id: dest.principal.map(str::to_string),
+            subject: self.subject.clone(),
+            parameters,
+            issued_at: t,
+            expires_at: action.expires_in.map(|d| t + d.as_millis() as i64),
+            why: Why {
+                rule_id: rule.id.clone(),
+                ruleset_version: self.rules.version().to_string(),
+                signal_ids: vec![signal.id.clone()],
+                event_type: signal.event_type.clone(),
+                description: rule.description.clone(),
+            },
+        }
+    }
+
+    fn finish(
+        mut self,
+        evaluation: &Evaluation<'_>,
+        matched_rules: Vec<MatchedRule>,
+        started: std::time::Instant,
+    ) -> Decision {
+        let pending: Vec<WindowProgress> = evaluation
+            .pending
+            .iter()
+            .map(|p| WindowProgress {
+                rule_id: p.rule.id.clone(),
+                count: p.count as i32,
+                needed: p.needed as i32,
+                missing_event_types: p.missing.clone(),
+            })
+            .collect();
+        let outcome = if !self.commands.is_empty() {
+            Outcome::Acted
+        } else if self.any_dry_run {
+            Outcome::DryRun
+        } else if self.any_suppressed {
+            Outcome::Suppressed
+        } else if !self.refused.is_empty() {
+            Outcome::Refused
+        } else if !matched_rules.is_empty() {
+            Outcome::MatchedNoAction
+        } else if !pending.is_empty() {
+            Outcome::Pending
+        } else {
+            Outcome::NoMatch
+        };
+        let input = self.input;
+        if outcome != Outcome::NoMatch {
+            // Remembered so a redelivery decides nothing. A signal no rule matched changed
+            // nothing, so its redelivery is harmless and costs no state write.
+            self.update.seen = Some((
+                crate::trust::seen_key(&input.signal.source.issuer, &input.signal.id),
+                input.dedup_window,
+            ));
+        }
+        let mut record = record(
+            input,
+            outcome,
+            verdict(input.signal, Verdict::Trusted, None),
+        );
+        record.matched_rules = matched_rules;
+        record.command_ids = self.commands.iter().map(|c| c.command_id.clone()).collect();
+        record.ruleset_version = self.rules.version().to_string();
+        record.pending = pending;
+        record.notes = self.notes;
+        record.refused = self.refused;
+        record.timings.evaluate_micros = started.elapsed().as_micros() as i64;
+        Decision {
+            record,
+            commands: self.commands,
+            condition_errors: self.condition_errors,
+            update: self.update,
+        }
     }
 }
 
-fn why(rules: &RuleSet, rule: &crate::rules::Rule, signal: &Signal) -> Why {
-    Why {
-        rule_id: rule.id.clone(),
-        ruleset_version: rules.version().to_string(),
-        signal_ids: vec![signal.id.clone()],
-        event_type: signal.event_type.clone(),
-        description: rule.description.clone(),
+/// Why a signal may not act at all.
+#[derive(Debug, Clone)]
+pub enum Refusal {
+    /// Not a configured source, or beyond its authority: (reason kind, reason).
+    Untrusted(&'static str, String),
+    /// Already decided from another position.
+    Duplicate(SourcePosition),
+}
+
+/// The record of a signal that decides nothing: no rule evaluated, no state read or changed.
+pub fn refuse(input: &DecideInput<'_>, refusal: Refusal, ruleset_version: &str) -> Decision {
+    let (outcome, trust, duplicate_of) = match refusal {
+        Refusal::Untrusted(kind, reason) => (
+            Outcome::Untrusted,
+            verdict(input.signal, Verdict::Untrusted, Some((kind, reason))),
+            None,
+        ),
+        Refusal::Duplicate(first) => {
+            let reason = format!(
+                "already decided from {}/{}@{}",
+                first.topic, first.partition, first.offset
+            );
+            (
+                Outcome::Duplicate,
+                verdict(
+                    input.signal,
+                    Verdict::Duplicate,
+                    Some(("duplicate", reason)),
+                ),
+                Some(first),
+            )
+        }
+    };
+    let mut record = record(input, outcome, trust);
+    record.ruleset_version = ruleset_version.to_string();
+    record.duplicate_of = duplicate_of;
+    Decision {
+        record,
+        commands: Vec::new(),
+        condition_errors: Vec::new(),
+        update: StateUpdate::default(),
+    }
+}
+
+fn verdict(signal: &Signal, verdict: Verdict, why: Option<(&str, String)>) -> TrustVerdict {
+    let (reason_kind, reason) = why.map_or((None, None), |(k, r)| (Some(k.to_string()), Some(r)));
+    TrustVerdict {
+        issuer: signal.source.issuer.clone(),
+        transmitter: signal.source.transmitter.clone(),
+        verdict,
+        reason_kind,
+        reason,
+    }
+}
+
+/// A record with the signal's facts and nothing decided yet.
+fn record(input: &DecideInput<'_>, outcome: Outcome, trust: TrustVerdict) -> DecisionRecord {
+    DecisionRecord {
+        signal_id: input.signal.id.clone(),
+        event_type: input.signal.event_type.clone(),
+        subject_id: input.subject_id.to_string(),
+        outcome,
+        matched_rules: Vec::new(),
+        command_ids: Vec::new(),
+        ruleset_version: String::new(),
+        source: input.position.clone(),
+        decided_at: input.decided_at,
+        trust,
+        refused: Vec::new(),
+        duplicate_of: None,
+        identity: IdentitySummary::of(input.identity),
+        pending: Vec::new(),
+        notes: Vec::new(),
+        timings: Timings {
+            decode_micros: input.decode_micros,
+            evaluate_micros: 0,
+        },
     }
 }
 
@@ -323,6 +526,17 @@ struct Restore {
     lifted: Vec<(String, String)>,
 }
 
+impl Restore {
+    fn new(target: &str) -> Self {
+        Self {
+            target: target.to_string(),
+            actions: Vec::new(),
+            command_ids: Vec::new(),
+            lifted: Vec::new(),
+        }
+    }
+}
+
 /// Restores for the targets the action names (`contained`: every target with an open
 /// containment), lifting the open containments there (only `lifts` actions, when listed).
 fn restores(
@@ -353,12 +567,9 @@ fn restores(
             ));
             continue;
         }
-        let r = by_target.entry(&i.target).or_insert_with(|| Restore {
-            target: i.target.to_string(),
-            actions: Vec::new(),
-            command_ids: Vec::new(),
-            lifted: Vec::new(),
-        });
+        let r = by_target
+            .entry(&i.target)
+            .or_insert_with(|| Restore::new(&i.target));
         if !r.actions.iter().any(|a| **a == *i.action) {
             r.actions.push(i.action.to_string());
             r.lifted.push((i.target.to_string(), i.action.to_string()));
@@ -368,12 +579,7 @@ fn restores(
     // Named targets without an open containment still get their restore (an explicit order).
     for r in &action.targets {
         if let TargetRef::Named(n) = r {
-            by_target.entry(n).or_insert_with(|| Restore {
-                target: n.clone(),
-                actions: Vec::new(),
-                command_ids: Vec::new(),
-                lifted: Vec::new(),
-            });
+            by_target.entry(n).or_insert_with(|| Restore::new(n));
         }
     }
     by_target.into_values().collect()

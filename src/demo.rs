@@ -192,6 +192,10 @@ async fn demo(json: bool) -> Result<(), DemoError> {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let shared: SharedRules = Arc::new(RwLock::new(Arc::new(ruleset)));
     let runtime = Runtime {
+        trust: Arc::new(
+            crate::trust::Trust::load(&settings, std::path::Path::new("containd.toml"))
+                .expect("trust"),
+        ),
         rules: shared,
         metrics: Arc::new(Metrics::new()),
         health: Arc::new(Health::default()),

@@ -4,6 +4,8 @@
 //!
 //! - [`codec`] decodes bytes (Avro single-object, Confluent wire format, JSON) into a
 //!   [`signal::Signal`], which [`signal::validate`] checks against CAEP/RISC and RFC 9493;
+//! - [`trust`] admits only configured sources, within their authority, verifies raw SSF
+//!   SETs and recognises redelivered signals;
 //! - [`rules`] holds the loaded containment rules and evaluates them;
 //! - [`decide`] turns a signal and the matching rules into commands and a decision record;
 //! - [`emit`] defines what leaves containd: commands, decision records, dead letters;
@@ -26,3 +28,4 @@ pub mod rules;
 pub mod signal;
 pub mod state;
 pub mod telemetry;
+pub mod trust;

@@ -2,7 +2,7 @@
 //! the rules, and `containd replay` prints what the rules would decide for recorded signals.
 //! Both use the same ingest and decide code as the pipeline.
 
-use crate::codec::{AvroCodec, Schemas};
+use crate::codec::{AvroCodec, Format, Schemas};
 use crate::config::{self, Problem, Settings};
 use crate::decide::Decision;
 use crate::emit::EnforcementCommand;
@@ -43,6 +43,10 @@ pub struct OfflineDecider {
     settings: Arc<Settings>,
     inventory: Inventory,
     state: StateStore,
+    /// The topic signals are taken to arrive on (sources may be bound to topics): the
+    /// config's first signal topic unless a test case names one.
+    topic: String,
+    default_topic: String,
 }
 
 impl OfflineDecider {
@@ -61,10 +65,19 @@ impl OfflineDecider {
             }]
         })?;
         let codec = AvroCodec::new(Arc::new(schemas), &[]);
+        let trust = Arc::new(crate::trust::Trust::load(&settings, config_path)?);
         let settings = Arc::new(settings);
         let state = StateStore::new(retention(&settings));
+        let topic = settings
+            .input
+            .topics
+            .first()
+            .cloned()
+            .unwrap_or_else(|| "offline".into());
         Ok(Self {
-            processor: Processor::new(settings.clone(), codec),
+            default_topic: topic.clone(),
+            topic,
+            processor: Processor::new(settings.clone(), codec, trust),
             rules,
             settings,
             inventory: Inventory::new(),
@@ -80,22 +93,49 @@ impl OfflineDecider {
     pub fn reset(&mut self) {
         self.inventory = Inventory::new();
         self.state = StateStore::new(retention(&self.settings));
+        self.topic = self.default_topic.clone();
     }
 
     pub fn add_identity(&mut self, record: IdentityRecord) {
         self.inventory.upsert(record);
     }
 
+    /// Sets the topic the next signals arrive on (a test case's `topic`).
+    pub fn set_topic(&mut self, topic: &str) {
+        self.topic = topic.to_string();
+    }
+
+    /// Decides one line of a signals file: a JSON signal, or a raw SET (a compact JWS),
+    /// verified exactly as on the wire.
+    pub fn decide_line(&mut self, line: &[u8], position: i64) -> Result<Decision, String> {
+        let format = if line.trim_ascii_start().starts_with(b"{") {
+            Format::Json
+        } else {
+            Format::Set
+        };
+        self.decide_as(format, line, position)
+    }
+
     /// Decides one signal in its JSON form at `position` (increasing: it is the offset state
     /// is kept by); `Err` carries the dead-letter reason.
     pub fn decide_json(&mut self, json: &[u8], position: i64) -> Result<Decision, String> {
+        self.decide_as(Format::Json, json, position)
+    }
+
+    fn decide_as(
+        &mut self,
+        format: Format,
+        bytes: &[u8],
+        position: i64,
+    ) -> Result<Decision, String> {
         let msg = Incoming {
-            topic: "offline",
+            topic: &self.topic,
             partition: 0,
             offset: position,
             timestamp: None,
             key: None,
-            payload: Some(json),
+            payload: Some(bytes),
+            format: Some(format),
         };
         match self
             .processor
@@ -121,7 +161,12 @@ pub struct TestFile {
 #[serde(deny_unknown_fields)]
 pub struct TestCase {
     pub name: String,
+    /// The topic the signals arrive on (default: the config's first signal topic), for
+    /// sources bound to topics.
+    #[serde(default)]
+    pub topic: Option<String>,
     /// Signals in their JSON form, decided in order (state carries from one to the next).
+    /// A signal whose `source.issuer` is not a configured source decides `untrusted`.
     pub signals: Vec<serde_json::Value>,
     /// Inventory records (their JSON form) known during the case.
     #[serde(default)]
@@ -162,6 +207,9 @@ pub struct ExpectedCommand {
 /// Result of one test case: `Ok` or the lines of its diff.
 pub fn run_case(decider: &mut OfflineDecider, case: &TestCase) -> Result<(), Vec<String>> {
     decider.reset();
+    if let Some(topic) = &case.topic {
+        decider.set_topic(topic);
+    }
     for r in &case.inventory {
         decider.add_identity(r.clone());
     }

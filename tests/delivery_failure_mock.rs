@@ -55,6 +55,10 @@ async fn a_refused_output_stops_the_daemon_without_committing_past_its_signal() 
         containd::rules::load_dir(&dir, &settings.targets, &settings.extra_actions).unwrap();
     let group = settings.input.group_id.clone();
     let runtime = Runtime {
+        trust: Arc::new(
+            containd::trust::Trust::load(&settings, std::path::Path::new("containd.toml"))
+                .expect("trust"),
+        ),
         rules: containd::rules::shared(rules),
         metrics: Arc::new(Metrics::new()),
         health: Arc::new(Health::default()),

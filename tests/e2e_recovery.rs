@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use containd::emit::command_id;
+use containd::emit::CommandKey;
 use containd::signal::Signal;
 use futures::future::join_all;
 use rdkafka::producer::FutureRecord;
@@ -78,7 +78,16 @@ fn stream(n: usize, subjects: usize) -> (Vec<Signal>, BTreeSet<String>) {
             s.subject.identifiers.insert("id".into(), subject);
         }
         for (rule, action, target) in commands {
-            expected.insert(command_id(&s.id, rule, action, target, None));
+            let key = CommandKey {
+                issuer: &s.source.issuer,
+                signal_id: &s.id,
+                subject_id: &s.subject.id().unwrap(),
+                rule_id: rule,
+                action,
+                target,
+                principal: None,
+            };
+            expected.insert(key.id());
         }
         signals.push(s);
     }

@@ -5,7 +5,7 @@ mod common;
 
 use common::*;
 use containd::codec::{AvroCodec, Schemas};
-use containd::emit::{command_id, Outcome};
+use containd::emit::{CommandKey, Outcome};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
@@ -214,13 +214,16 @@ async fn seed_scenarios_yield_exactly_the_expected_commands_and_one_decision_per
         );
         assert_eq!(
             c.command_id,
-            command_id(
-                &signal.id,
-                &c.why.rule_id,
-                &c.action,
-                &c.target,
-                c.principal_id.as_deref()
-            ),
+            CommandKey {
+                issuer: &signal.source.issuer,
+                signal_id: &signal.id,
+                subject_id: &signal.subject.id().unwrap(),
+                rule_id: &c.why.rule_id,
+                action: &c.action,
+                target: &c.target,
+                principal: c.principal_id.as_deref(),
+            }
+            .id(),
             "deterministic id"
         );
         let subject = signal.subject.id().unwrap();

@@ -172,7 +172,16 @@ async fn suppression_and_restore_survive_a_restart() {
     send(&topics, "r-2", "urn:test:contain", "svc-r").await;
     let d = wait_decisions(&topics, 2);
     // The latest revoke_sessions to okta before r-3 is r-2's (contain also revokes).
-    let okta = containd::emit::command_id("r-2", "contain", "revoke_sessions", "okta", None);
+    let okta = containd::emit::CommandKey {
+        issuer: "https://test",
+        signal_id: "r-2",
+        subject_id: "svc-r",
+        rule_id: "contain",
+        action: "revoke_sessions",
+        target: "okta",
+        principal: None,
+    }
+    .id();
     assert!(d[1].command_ids.contains(&okta));
     assert!(first.terminate().success());
 

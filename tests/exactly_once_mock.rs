@@ -101,6 +101,10 @@ async fn run_eos(
     let settings = Arc::new(settings);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let runtime = Runtime {
+        trust: Arc::new(
+            containd::trust::Trust::load(&settings, std::path::Path::new("containd.toml"))
+                .expect("trust"),
+        ),
         rules: rules(&settings),
         metrics: metrics.clone(),
         health: Arc::new(Health::default()),

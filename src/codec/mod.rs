@@ -23,6 +23,9 @@ pub enum Format {
     /// The JSON form of the record (docs/json.md).
     #[default]
     Json,
+    /// A raw SSF Security Event Token (RFC 8417): one compact JWS per record, verified
+    /// against its source's keys before it becomes a signal.
+    Set,
 }
 
 /// Why bytes could not become a signal.
@@ -49,6 +52,8 @@ pub enum DecodeError {
     BadJson(String),
     #[error("JSON record is missing a required field: {0}")]
     MissingField(String),
+    #[error(transparent)]
+    Set(#[from] crate::trust::SetError),
 }
 
 impl DecodeError {
@@ -63,23 +68,46 @@ impl DecodeError {
             Self::BadAvro(_) | Self::TrailingBytes(_) => "malformed_avro",
             Self::BadJson(_) => "malformed_json",
             Self::MissingField(_) => "missing_field",
+            Self::Set(e) => e.kind(),
         }
     }
 }
 
-/// Decodes signals in any of the three formats with the schemas it was built with.
+/// Decodes signals in any of the formats with the schemas and SET keys it was built with.
 #[derive(Debug, Clone)]
 pub struct SignalDecoder {
     avro: AvroCodec,
     max_bytes: usize,
+    sets: crate::trust::SetVerifier,
 }
 
 impl SignalDecoder {
+    /// A decoder without SET keys: every SET is refused as `unknown_issuer`.
     pub fn new(avro: AvroCodec, max_bytes: usize) -> Self {
-        Self { avro, max_bytes }
+        Self {
+            avro,
+            max_bytes,
+            sets: crate::trust::SetVerifier::default(),
+        }
+    }
+
+    /// The decoder verifying SETs with these sources' keys.
+    pub fn with_sets(mut self, sets: crate::trust::SetVerifier) -> Self {
+        self.sets = sets;
+        self
     }
 
     pub fn decode(&self, format: Format, bytes: Option<&[u8]>) -> Result<Signal, DecodeError> {
+        self.decode_at(format, bytes, crate::trust::now_ms())
+    }
+
+    /// Decodes at wall-clock time `now_ms` (which a SET's `iat` is checked against).
+    pub fn decode_at(
+        &self,
+        format: Format,
+        bytes: Option<&[u8]>,
+        now_ms: i64,
+    ) -> Result<Signal, DecodeError> {
         let bytes = bytes.filter(|b| !b.is_empty()).ok_or(DecodeError::Empty)?;
         if bytes.len() > self.max_bytes {
             return Err(DecodeError::Oversized {
@@ -91,6 +119,7 @@ impl SignalDecoder {
             Format::Avro => self.avro.decode_single_object(bytes),
             Format::Confluent => self.avro.decode_confluent(bytes),
             Format::Json => json::decode_signal(bytes),
+            Format::Set => Ok(self.sets.signal(bytes, now_ms)?),
         }
     }
 }

@@ -4,9 +4,11 @@
 
 mod locate;
 mod settings;
+pub mod trust;
 mod validate;
 
 pub use settings::*;
+pub use trust::{SourceSettings, SsfPushSettings, TransmitterSettings, TrustSettings};
 pub use validate::validate;
 
 use std::fmt;

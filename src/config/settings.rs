@@ -34,6 +34,16 @@ pub struct Settings {
     /// The NHI inventory topic (identity enrichment and blast radius).
     #[serde(default)]
     pub inventory: InventorySettings,
+    /// Systems whose signals may act, each within its authority (event types, actions,
+    /// topics) and, for raw SETs, with the keys that verify them.
+    #[serde(default)]
+    pub sources: Vec<super::trust::SourceSettings>,
+    /// Duplicates, clocks and SET verification.
+    #[serde(default)]
+    pub trust: super::trust::TrustSettings,
+    /// The SSF push receiver (RFC 8935); unset: off.
+    #[serde(default)]
+    pub ssf_push: Option<super::trust::SsfPushSettings>,
     #[serde(default)]
     pub telemetry: TelemetrySettings,
     #[serde(default)]
@@ -321,6 +331,7 @@ impl Settings {
                 self.rules.dir = parent.join(&self.rules.dir);
             }
         }
+        super::trust::normalize(self, config_path);
         // Environment keys arrive as `bootstrap_servers` (librdkafka names have no `_`) and
         // override the file's `bootstrap.servers`.
         let (env, file): (Vec<_>, Vec<_>) = std::mem::take(&mut self.kafka)

@@ -16,6 +16,11 @@ name = "aws"
 topic = "containment.commands.aws.v1"
 kind = "cloud"
 actions = ["revoke_sessions", "sync_policy"]
+
+[[sources]]
+issuer = "https://idp.example"
+event_types = ["*"]
+actions = ["revoke_sessions"]
 "#;
 
 fn problems(text: &str) -> Vec<Problem> {
@@ -75,4 +80,47 @@ fn wrong_type_and_syntax_errors_carry_a_line() {
     assert_eq!(p.len(), 1);
     assert_eq!(p[0].line, Some(8), "{}", p[0]);
     assert!(p[0].message.starts_with("TOML syntax"), "{}", p[0]);
+}
+
+#[test]
+fn no_sources_fails_with_a_reason() {
+    let i = VALID.find("[[sources]]").unwrap();
+    let p = problems(&VALID[..i]);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].field, "sources");
+    assert!(p[0].message.contains("listed issuers"), "{}", p[0].message);
+}
+
+#[test]
+fn source_authority_and_set_keys_are_checked() {
+    let text = format!(
+        "{VALID}\n[[sources]]\nissuer = \"https://mdm\"\nactions = [\"disable_evrything\"]\njwks_url = \"http://keys.example/jwks\"\nalgorithms = [\"HS256\", \"none\"]\n"
+    );
+    let p = problems(&text);
+    let fields: Vec<&str> = p.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "sources[1].event_types",
+            "sources[1].actions",
+            "sources[1].jwks_url",
+            "sources[1].audience",
+            "sources[1].algorithms",
+            "sources[1].algorithms"
+        ],
+        "{p:?}"
+    );
+    assert_eq!(
+        p[1].line,
+        Some(
+            text.lines()
+                .position(|l| l.starts_with("actions = [\"disable_evrything"))
+                .unwrap()
+                + 1
+        )
+    );
+    // Plain HTTP only to loopback.
+    assert!(trust::check_jwks_url("http://127.0.0.1:8080/jwks").is_ok());
+    assert!(trust::check_jwks_url("https://idp.example/jwks").is_ok());
+    assert!(trust::check_jwks_url("http://idp.example/jwks").is_err());
 }

@@ -132,7 +132,10 @@ pub fn validate(settings: &Settings, file: &Path, text: &str) -> Vec<Problem> {
         if topic.is_empty() {
             problem("inventory.topic".into(), "must not be empty".into());
         }
-        if settings.inventory.format == crate::codec::Format::Confluent {
+        if matches!(
+            settings.inventory.format,
+            crate::codec::Format::Confluent | crate::codec::Format::Set
+        ) {
             problem(
                 "inventory.format".into(),
                 "inventory records are `json` or `avro` (single-object)".into(),
@@ -191,6 +194,9 @@ pub fn validate(settings: &Settings, file: &Path, text: &str) -> Vec<Problem> {
                 format!("topic {:?} is also an input or output topic", t.topic),
             );
         }
+    }
+    for (field, message) in super::trust::validate(settings) {
+        problem(field, message);
     }
     problems
 }

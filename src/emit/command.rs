@@ -50,62 +50,89 @@ pub struct Why {
     pub description: Option<String>,
 }
 
-/// Deterministic command id: the first 128 bits of SHA-256 over (signal id, rule id, action,
-/// target, and the principal when the command names one), hex. A replay of the same signal
-/// yields the same id, which is what adapters deduplicate on.
-pub fn command_id(
-    signal_id: &str,
-    rule_id: &str,
-    action: &str,
-    target: &str,
-    principal: Option<&str>,
-) -> String {
-    hex::encode(command_id_bytes(
-        signal_id, rule_id, action, target, principal,
-    ))
+/// What a command id is derived from: the signal (issuer, id), the subject it concerns, and
+/// what is done where as whom. Ids never collide across issuers (ids are unique per issuer
+/// only) or subjects.
+#[derive(Debug, Clone, Copy)]
+pub struct CommandKey<'a> {
+    pub issuer: &'a str,
+    pub signal_id: &'a str,
+    pub subject_id: &'a str,
+    pub rule_id: &'a str,
+    pub action: &'a str,
+    pub target: &'a str,
+    pub principal: Option<&'a str>,
 }
 
-/// The 16 bytes [`command_id`] is the hex form of.
-pub fn command_id_bytes(
-    signal_id: &str,
-    rule_id: &str,
-    action: &str,
-    target: &str,
-    principal: Option<&str>,
-) -> [u8; 16] {
-    let mut h = Sha256::new();
-    for part in [signal_id, rule_id, action, target]
-        .into_iter()
-        .chain(principal)
-    {
-        h.update((part.len() as u64).to_be_bytes());
-        h.update(part.as_bytes());
+impl CommandKey<'_> {
+    /// Deterministic id: the first 128 bits of SHA-256 over the length-prefixed parts, hex.
+    /// A replay of the same signal yields the same id, which is what adapters deduplicate on.
+    pub fn id(&self) -> String {
+        hex::encode(self.bytes())
     }
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&h.finalize()[..16]);
-    out
+
+    /// The 16 bytes [`Self::id`] is the hex form of.
+    pub fn bytes(&self) -> [u8; 16] {
+        let mut h = Sha256::new();
+        let parts = [
+            self.issuer,
+            self.signal_id,
+            self.subject_id,
+            self.rule_id,
+            self.action,
+            self.target,
+        ];
+        for part in parts.into_iter().chain(self.principal) {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part.as_bytes());
+        }
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&h.finalize()[..16]);
+        out
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn key<'a>(
+        issuer: &'a str,
+        signal: &'a str,
+        subject: &'a str,
+        target: &'a str,
+        principal: Option<&'a str>,
+    ) -> CommandKey<'a> {
+        CommandKey {
+            issuer,
+            signal_id: signal,
+            subject_id: subject,
+            rule_id: "r1",
+            action: "block_session",
+            target,
+            principal,
+        }
+    }
+
     #[test]
     fn id_is_deterministic_and_separates_fields() {
-        let a = command_id("s1", "r1", "block_session", "aws", None);
-        assert_eq!(a, command_id("s1", "r1", "block_session", "aws", None));
+        let a = key("https://idp", "s1", "svc", "aws", None).id();
+        assert_eq!(a, key("https://idp", "s1", "svc", "aws", None).id());
         assert_eq!(a.len(), 32);
-        assert_ne!(a, command_id("s1", "r1", "block_session", "gcp", None));
-        let p1 = command_id("s1", "r1", "block_session", "aws", Some("arn:1"));
+        assert_ne!(a, key("https://idp", "s1", "svc", "gcp", None).id());
+        let p1 = key("https://idp", "s1", "svc", "aws", Some("arn:1")).id();
         assert_ne!(a, p1);
         assert_ne!(
             p1,
-            command_id("s1", "r1", "block_session", "aws", Some("arn:2"))
+            key("https://idp", "s1", "svc", "aws", Some("arn:2")).id()
         );
+        // Same signal id from another issuer, or about another subject: another command.
+        assert_ne!(a, key("https://other", "s1", "svc", "aws", None).id());
+        assert_ne!(a, key("https://idp", "s1", "svc-2", "aws", None).id());
         // Length-prefixing keeps ("ab","c") and ("a","bc") apart.
         assert_ne!(
-            command_id("ab", "c", "x", "y", None),
-            command_id("a", "bc", "x", "y", None)
+            key("i", "ab", "c", "x", None).id(),
+            key("i", "a", "bc", "x", None).id()
         );
     }
 }

@@ -14,6 +14,12 @@ pub struct DecisionRecord {
     pub ruleset_version: String,
     pub source: SourcePosition,
     pub decided_at: i64,
+    /// Who asserted the signal and whether containd trusted it.
+    pub trust: TrustVerdict,
+    /// Commands the matched rules wanted that the source has no authority for.
+    pub refused: Vec<Refused>,
+    /// For a duplicate: where the signal was first read.
+    pub duplicate_of: Option<SourcePosition>,
     /// Who the inventory says the subject is (or that it does not know it).
     pub identity: IdentitySummary,
     /// Window rules this signal counted towards that have not fired yet.
@@ -21,6 +27,34 @@ pub struct DecisionRecord {
     /// What a reader should know: blast-radius targets skipped, restores without a target.
     pub notes: Vec<String>,
     pub timings: Timings,
+}
+
+/// The trust verdict on a signal: its issuer and transmitter, and why it was not acted on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrustVerdict {
+    pub issuer: String,
+    pub transmitter: Option<String>,
+    pub verdict: Verdict,
+    /// Bounded reason kind (`unknown_issuer`, `topic_not_allowed`, `event_type_not_allowed`,
+    /// `future_timestamp`, `duplicate`), when not trusted.
+    pub reason_kind: Option<String>,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Trusted,
+    Untrusted,
+    Duplicate,
+}
+
+/// A command the rules wanted but the signal's source may not cause.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refused {
+    pub action: String,
+    pub target: String,
+    pub reason: String,
 }
 
 /// The inventory facts a decision used.
@@ -86,6 +120,12 @@ pub enum Outcome {
     Suppressed,
     /// Only window rules counted the signal; none is full yet.
     Pending,
+    /// The source is not configured, or asserted beyond its authority: nothing decided.
+    Untrusted,
+    /// The same (issuer, id) was already decided from another position: nothing decided.
+    Duplicate,
+    /// Rules matched, but every command was beyond the source's authority.
+    Refused,
 }
 
 impl Outcome {
@@ -97,6 +137,9 @@ impl Outcome {
             Self::MatchedNoAction => "matched_no_action",
             Self::Suppressed => "suppressed",
             Self::Pending => "pending",
+            Self::Untrusted => "untrusted",
+            Self::Duplicate => "duplicate",
+            Self::Refused => "refused",
         }
     }
 }

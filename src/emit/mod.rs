@@ -5,9 +5,9 @@ pub mod command;
 pub mod deadletter;
 pub mod decision;
 
-pub use command::{command_id, EnforcementCommand, TargetSubject, Why, VOCABULARY};
+pub use command::{CommandKey, EnforcementCommand, TargetSubject, Why, VOCABULARY};
 pub use deadletter::{DeadLetter, DeadLetterReason};
 pub use decision::{
-    DecisionRecord, IdentitySummary, MatchedRule, Outcome, SourcePosition, Suppressed, Timings,
-    WindowProgress,
+    DecisionRecord, IdentitySummary, MatchedRule, Outcome, Refused, SourcePosition, Suppressed,
+    Timings, TrustVerdict, Verdict, WindowProgress,
 };

@@ -80,6 +80,7 @@ pub async fn run(
                         timestamp: m.timestamp().to_millis(),
                         key: m.key(),
                         payload: m.payload(),
+                        format: None,
                     };
                     let span = tracing::debug_span!("signal", topic = incoming.topic,
                         partition = incoming.partition, offset = incoming.offset,

@@ -80,6 +80,7 @@ pub async fn run(
                 timestamp: m.timestamp().to_millis(),
                 key: m.key(),
                 payload: m.payload(),
+                format: None,
             };
             batch
                 .entry((names.get(incoming.topic), incoming.partition))

@@ -78,6 +78,8 @@ pub struct RunSummary {
 /// Everything a run needs besides the settings.
 pub struct Runtime {
     pub rules: SharedRules,
+    /// Sources, their authority and SET keys ([`crate::trust::Trust::load`]).
+    pub trust: Arc<crate::trust::Trust>,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
 }
@@ -108,7 +110,7 @@ pub async fn run(
         Arc::new(Schemas::bundled()?),
         &settings.input.confluent_schema_ids,
     );
-    let processor = Processor::new(settings.clone(), codec.clone());
+    let processor = Processor::new(settings.clone(), codec.clone(), runtime.trust.clone());
     let retention = {
         let rules = current(&runtime.rules);
         runtime

@@ -4,7 +4,7 @@
 
 use crate::codec::{AvroCodec, DecodeError, SignalDecoder};
 use crate::config::{OutputFormat, Settings};
-use crate::decide::{decide, DecideInput, Decision};
+use crate::decide::{decide, refuse, DecideInput, Decision, Refusal};
 use crate::emit::deadletter::headers;
 use crate::emit::{DeadLetter, DeadLetterReason, SourcePosition};
 use crate::inventory::{Identity, Inventory};
@@ -12,6 +12,8 @@ use crate::rules::RuleSet;
 use crate::signal::{validate, Signal};
 use crate::state::store::Change;
 use crate::state::{changelog, Mark, StateStore};
+use crate::trust::authority::NOBODY;
+use crate::trust::{seen_key, Trust};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,6 +28,8 @@ pub struct Incoming<'a> {
     pub timestamp: Option<i64>,
     pub key: Option<&'a [u8]>,
     pub payload: Option<&'a [u8]>,
+    /// Encoding override (`replay` mixes JSON and SET lines); `None`: the topic's format.
+    pub format: Option<crate::codec::Format>,
 }
 
 /// What an output record is, for metrics and acknowledgement accounting.
@@ -60,9 +64,21 @@ pub enum Processed {
     DeadLettered(DeadLetter),
 }
 
+/// A decoded signal and what the decision about it depends on besides state and rules.
+struct Judged<'a> {
+    signal: &'a Signal,
+    subject_id: &'a str,
+    identity: &'a Identity,
+    decided_at: i64,
+    /// The daemon's clock (ms), for future-dated signals.
+    now: i64,
+    decode_micros: i64,
+}
+
 /// Turns records into outputs with the configured encodings and topics.
 pub struct Processor {
     settings: Arc<Settings>,
+    trust: Arc<Trust>,
     decoder: SignalDecoder,
     codec: AvroCodec,
     target_topics: HashMap<String, Arc<str>>,
@@ -72,14 +88,16 @@ pub struct Processor {
 }
 
 impl Processor {
-    pub fn new(settings: Arc<Settings>, codec: AvroCodec) -> Self {
+    pub fn new(settings: Arc<Settings>, codec: AvroCodec, trust: Arc<Trust>) -> Self {
         let target_topics = settings
             .targets
             .iter()
             .map(|t| (t.name.clone(), Arc::from(t.topic.as_str())))
             .collect();
         Self {
-            decoder: SignalDecoder::new(codec.clone(), settings.input.max_message_bytes),
+            decoder: SignalDecoder::new(codec.clone(), settings.input.max_message_bytes)
+                .with_sets(trust.sets.clone()),
+            trust,
             decisions_topic: Arc::from(settings.output.decisions_topic.as_str()),
             dead_letter_topic: Arc::from(settings.output.dead_letter_topic.as_str()),
             changelog_topic: Arc::from(settings.state.changelog_topic.as_str()),
@@ -90,9 +108,15 @@ impl Processor {
     }
 
     /// Decodes and validates; on success returns the signal and its canonical subject id.
-    pub fn ingest(&self, msg: &Incoming<'_>) -> Result<(Signal, String), DeadLetterReason> {
-        let format = self.settings.input.format_of(msg.topic);
-        let mut signal = self.decoder.decode(format, msg.payload)?;
+    pub fn ingest(
+        &self,
+        msg: &Incoming<'_>,
+        now: i64,
+    ) -> Result<(Signal, String), DeadLetterReason> {
+        let format = msg
+            .format
+            .unwrap_or_else(|| self.settings.input.format_of(msg.topic));
+        let mut signal = self.decoder.decode_at(format, msg.payload, now)?;
         validate(&signal)?;
         if signal.received_at == 0 {
             signal.received_at = msg.timestamp.unwrap_or(signal.occurred_at);
@@ -115,7 +139,8 @@ impl Processor {
         msg: &Incoming<'_>,
     ) -> (Processed, Vec<OutRecord>) {
         let started = Instant::now();
-        let (signal, subject_id) = match self.ingest(msg) {
+        let now = crate::trust::now_ms();
+        let (signal, subject_id) = match self.ingest(msg, now) {
             Ok(ok) => ok,
             Err(reason) => return self.dead_letter(msg, reason),
         };
@@ -123,22 +148,17 @@ impl Processor {
             .lookup(&signal.subject, &subject_id)
             .unwrap_or_else(Identity::unknown);
         let decided_at = msg.timestamp.unwrap_or(signal.received_at);
-        let decision = decide(
+        let decision = self.judge(
             rules,
-            DecideInput {
+            state,
+            msg,
+            Judged {
                 signal: &signal,
                 subject_id: &subject_id,
-                position: SourcePosition {
-                    topic: msg.topic.to_string(),
-                    partition: msg.partition,
-                    offset: msg.offset,
-                },
-                decided_at,
-                global_dry_run: self.settings.rules.dry_run,
-                decode_micros: started.elapsed().as_micros() as i64,
                 identity: &identity,
-                state: state.subject(msg.topic, msg.partition, &subject_id),
-                suppress_for: self.settings.state.suppress_for,
+                decided_at,
+                now,
+                decode_micros: started.elapsed().as_micros() as i64,
             },
         );
         let change = state.apply(
@@ -166,6 +186,57 @@ impl Processor {
                     "output does not encode: {e}"
                 ))),
             ),
+        }
+    }
+
+    /// Trust, then duplicates, then the rules: an untrusted or redelivered signal decides
+    /// nothing and reads no rule.
+    fn judge(
+        &self,
+        rules: &RuleSet,
+        state: &StateStore,
+        msg: &Incoming<'_>,
+        j: Judged<'_>,
+    ) -> Decision {
+        let signal = j.signal;
+        let subject_state = state.subject(msg.topic, msg.partition, j.subject_id);
+        let admitted = self
+            .trust
+            .authority
+            .admit(signal, msg.topic, j.decided_at, j.now);
+        let input = DecideInput {
+            signal,
+            subject_id: j.subject_id,
+            position: SourcePosition {
+                topic: msg.topic.to_string(),
+                partition: msg.partition,
+                offset: msg.offset,
+            },
+            decided_at: j.decided_at,
+            global_dry_run: self.settings.rules.dry_run,
+            decode_micros: j.decode_micros,
+            identity: j.identity,
+            state: subject_state,
+            suppress_for: self.settings.state.suppress_for,
+            source: admitted.as_ref().map_or(&NOBODY, |s| *s),
+            dedup_window: self.trust.dedup_window,
+        };
+        let key = seen_key(&signal.source.issuer, &signal.id);
+        let first_seen = subject_state.and_then(|s| s.first_seen(&key, msg.offset));
+        match (admitted, first_seen) {
+            (Err(why), _) => refuse(
+                &input,
+                Refusal::Untrusted(why.kind(), why.to_string()),
+                rules.version(),
+            ),
+            (Ok(_), Some(offset)) => {
+                let first = SourcePosition {
+                    offset,
+                    ..input.position.clone()
+                };
+                refuse(&input, Refusal::Duplicate(first), rules.version())
+            }
+            (Ok(_), None) => decide(rules, input),
         }
     }
 

@@ -105,9 +105,21 @@ impl Issued {
     fn open_at(&self, o: i64, t: i64) -> bool {
         self.holds
             && self.offset < o
+            && self.at <= t
             && self.closed.is_none_or(|c| c.offset >= o)
             && self.expires_at.is_none_or(|e| e > t)
     }
+}
+
+/// A signal decided for this subject, remembered by (issuer, id) for duplicate detection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seen {
+    /// [`crate::trust::seen_key`] of (issuer, signal id).
+    pub key: CommandId,
+    pub offset: i64,
+    pub at: i64,
+    /// Its time plus the dedup window.
+    pub until: i64,
 }
 
 /// What one subject's signals have left behind.
@@ -119,6 +131,9 @@ pub struct SubjectState {
     pub rules: Vec<RuleState>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub issued: Vec<Issued>,
+    /// Signals decided (issuer, id), for duplicate detection.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub seen: Vec<Seen>,
 }
 
 /// A window as a condition sees it: the hits before this signal within the duration.
@@ -140,6 +155,8 @@ pub struct StateUpdate {
     pub issued: Vec<NewIssue>,
     /// Containments closed by a restore: (target, action).
     pub closed: Vec<(String, String)>,
+    /// The signal's (issuer, id) key and how long to remember it.
+    pub seen: Option<([u8; 16], Duration)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -238,6 +255,7 @@ impl StateUpdate {
             && self.triggers.is_empty()
             && self.issued.is_empty()
             && self.closed.is_empty()
+            && self.seen.is_none()
     }
 }
 
@@ -305,8 +323,19 @@ impl SubjectState {
         self.issued
             .iter()
             .rev()
-            .find(|i| i.offset < o && &*i.target == target && &*i.action == action)
+            .find(|i| i.offset < o && i.at <= t && &*i.target == target && &*i.action == action)
             .filter(|i| i.at >= from)
+    }
+
+    /// The offset at which the signal with this (issuer, id) key was first decided, when that
+    /// was before `o`: a later read of the same signal is a duplicate. The record at `o`
+    /// itself (a re-read after a crash) is not.
+    pub fn first_seen(&self, key: &[u8; 16], o: i64) -> Option<i64> {
+        self.seen
+            .iter()
+            .filter(|s| s.key.0 == *key && s.offset < o)
+            .map(|s| s.offset)
+            .min()
     }
 
     /// Containments in force as of (`o`, `t`), in issue order.
@@ -344,6 +373,14 @@ impl SubjectState {
                 }
             }
         }
+        if let Some((key, window)) = update.seen {
+            self.seen.push(Seen {
+                key: CommandId(key),
+                offset: at.offset,
+                at: at.at,
+                until: plus(at.at, window),
+            });
+        }
         for n in &update.issued {
             self.issued.push(Issued {
                 offset: at.offset,
@@ -375,6 +412,8 @@ impl SubjectState {
         }
         self.rules
             .retain(|r| !r.hits.is_empty() || !r.triggers.is_empty());
+        self.seen.retain(|s| s.until >= from);
+        cap(&mut self.seen, retention.max_entries);
         // An entry followed by a newer one for the same target and action is superseded: only
         // the newest answers suppression, and a restore lifts them together. Superseded
         // entries stay only while a replay could still decide before their successor.
@@ -418,6 +457,7 @@ impl SubjectState {
     /// Entries held, for the state size metric.
     pub fn entries(&self) -> usize {
         self.issued.len()
+            + self.seen.len()
             + self
                 .rules
                 .iter()
@@ -426,7 +466,7 @@ impl SubjectState {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rules.is_empty() && self.issued.is_empty()
+        self.rules.is_empty() && self.issued.is_empty() && self.seen.is_empty()
     }
 }
 

@@ -388,7 +388,7 @@ pub struct Offline {
 
 impl Offline {
     pub fn load(config: &Path, output_topics: Vec<String>) -> Result<(Self, Settings)> {
-        let (settings, rules) = containd::cli::load(config).map_err(|p| {
+        let (settings, rules, trust) = containd::cli::load(config).map_err(|p| {
             anyhow::anyhow!(
                 "{}",
                 p.iter()
@@ -401,7 +401,7 @@ impl Offline {
             Arc::new(Schemas::bundled()?),
             &settings.input.confluent_schema_ids,
         );
-        let processor = Processor::new(Arc::new(settings.clone()), codec);
+        let processor = Processor::new(Arc::new(settings.clone()), codec, Arc::new(trust));
         let state = StateStore::new(containd::pipeline::retention(&settings));
         Ok((
             Self {
@@ -435,6 +435,7 @@ impl Offline {
             timestamp: Some(chrono::Utc::now().timestamp_millis()),
             key: Some(rec.key.as_bytes()),
             payload: Some(&rec.payload),
+            format: None,
         };
         let (processed, outs) = {
             let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
