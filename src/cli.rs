@@ -341,6 +341,22 @@ async fn run(path: PathBuf) -> ExitCode {
             }
         }
     }
+    if let Some(push) = &settings.ssf_push {
+        let mut rx = stop_rx.clone();
+        let stopped = async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        match crate::trust::push::serve(&settings, push, trust.sets.clone(), stopped).await {
+            Ok((local, server)) => {
+                tracing::info!(%local, topic = %push.topic, "serving SSF push at /ssf/events");
+                tokio::spawn(server);
+            }
+            Err(e) => {
+                eprintln!("error: {}: {e}", path.display());
+                return ExitCode::from(EXIT_CONFIG);
+            }
+        }
+    }
     let shared: SharedRules = rules::shared(rules);
     tokio::spawn(
         rules::Reloader {

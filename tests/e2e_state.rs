@@ -47,7 +47,11 @@ async fn deploy(name: &str, sections: &str) -> (tempfile::TempDir, Topics, std::
     let dir = tempfile::tempdir().unwrap();
     let topics = Topics::new(&unique(name));
     create_topics(&all_topics(&topics)).await;
-    let config = write_config_with(dir.path(), &topics, &unique("g"), "", sections);
+    // The test's own issuer, allowed everything (trust is tested in e2e_trust).
+    let sections = format!(
+        "[[sources]]\nissuer = \"https://test\"\nevent_types = [\"*\"]\nactions = [\"*\"]\n\n{sections}"
+    );
+    let config = write_config_with(dir.path(), &topics, &unique("g"), "", &sections);
     let rules = dir.path().join("rules");
     for f in std::fs::read_dir(&rules).unwrap() {
         std::fs::remove_file(f.unwrap().path()).unwrap();

@@ -230,6 +230,7 @@ fn observe(
             for s in d.record.matched_rules.iter().flat_map(|r| &r.suppressed) {
                 metrics.command_suppressed(&s.target, &s.action);
             }
+            observe_trust(metrics, &d.record);
             let identity = &d.record.identity;
             metrics.identity_decided(match (&identity.id, identity.ownerless) {
                 (None, _) => "unknown",
@@ -248,5 +249,25 @@ fn observe(
             tracing::warn!(topic = %dl.topic, partition = dl.partition, offset = dl.offset,
                 reason = %dl.reason, "dead-lettered");
         }
+    }
+}
+
+/// Untrusted and duplicate signals and refused commands, in the metrics and (rate-bounded by
+/// the debug level) the log.
+fn observe_trust(metrics: &Metrics, record: &crate::emit::DecisionRecord) {
+    use crate::emit::Verdict;
+    let trust = &record.trust;
+    if trust.verdict != Verdict::Trusted {
+        let reason = trust.reason_kind.as_deref().unwrap_or("unknown");
+        let configured = reason != "unknown_issuer";
+        metrics.signal_untrusted(reason, configured.then_some(trust.issuer.as_str()));
+        tracing::debug!(
+            reason,
+            detail = trust.reason.as_deref().unwrap_or_default(),
+            "signal not acted on"
+        );
+    }
+    for r in &record.refused {
+        metrics.command_refused(&r.target, &r.action);
     }
 }

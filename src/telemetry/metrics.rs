@@ -29,6 +29,13 @@ struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UntrustedLabels {
+    reason: String,
+    /// A configured issuer, or `unlisted`: signal content never becomes a label.
+    issuer: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CommandLabels {
     target: String,
     action: String,
@@ -84,6 +91,8 @@ pub struct Metrics {
     inventory_identities: Gauge,
     inventory_records: Family<ReasonLabel, Counter>,
     identities_seen: Family<ReasonLabel, Counter>,
+    untrusted: Family<UntrustedLabels, Counter>,
+    refused: Family<CommandLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -122,6 +131,8 @@ impl Metrics {
             inventory_identities: Gauge::default(),
             inventory_records: Family::default(),
             identities_seen: Family::default(),
+            untrusted: Family::default(),
+            refused: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -248,6 +259,17 @@ impl Metrics {
             "decided_identities",
             "Decided signals by what the inventory knew of the subject (known, unknown, ownerless)",
             m.identities_seen.clone(),
+        );
+        registry.register(
+            "untrusted_signals",
+            "Signals refused before any rule ran, by reason (unknown_issuer, topic_not_allowed, \
+             event_type_not_allowed, future_timestamp, duplicate) and configured issuer",
+            m.untrusted.clone(),
+        );
+        registry.register(
+            "commands_refused",
+            "Commands matched rules wanted that the signal's source has no authority for",
+            m.refused.clone(),
         );
         registry.register(
             "build",
@@ -416,6 +438,26 @@ impl Metrics {
         self.identities_seen
             .get_or_create(&ReasonLabel {
                 reason: what.into(),
+            })
+            .inc();
+    }
+
+    /// A signal that may not act. `issuer` is the configured issuer, or `None` when the
+    /// signal's issuer is not configured (reported as `unlisted`).
+    pub fn signal_untrusted(&self, reason: &str, issuer: Option<&str>) {
+        self.untrusted
+            .get_or_create(&UntrustedLabels {
+                reason: reason.into(),
+                issuer: issuer.unwrap_or("unlisted").into(),
+            })
+            .inc();
+    }
+
+    pub fn command_refused(&self, target: &str, action: &str) {
+        self.refused
+            .get_or_create(&CommandLabels {
+                target: target.into(),
+                action: action.into(),
             })
             .inc();
     }

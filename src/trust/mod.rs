@@ -11,9 +11,10 @@
 
 pub mod authority;
 pub mod jwks;
-// push receiver: added below
+pub mod push;
 pub mod set;
 pub mod set_map;
+pub mod signer;
 
 pub use authority::{Authority, Source, Untrusted};
 pub use set::{SetError, SetVerifier};

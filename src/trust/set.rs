@@ -6,7 +6,7 @@
 //! subject). A verified SET becomes the normalized [`Signal`] (see [`super::set_map`]).
 
 use super::jwks::{Key, KeyOrigin, KeySet};
-use crate::config::{Problem, Settings};
+use crate::config::{Problem, Settings, SourceSettings, TrustSettings};
 use crate::signal::Signal;
 use base64::Engine;
 use jsonwebtoken::{Algorithm, Validation};
@@ -89,10 +89,17 @@ impl SetVerifier {
     /// configuration problem; an unreachable JWKS URL is not (it is fetched again on demand),
     /// but is logged.
     pub fn load(settings: &Settings, config_file: &std::path::Path) -> Result<Self, Vec<Problem>> {
+        Self::from_sources(&settings.sources, &settings.trust, config_file)
+    }
+
+    pub fn from_sources(
+        sources: &[SourceSettings],
+        t: &TrustSettings,
+        config_file: &std::path::Path,
+    ) -> Result<Self, Vec<Problem>> {
         let mut issuers = HashMap::new();
         let mut problems = Vec::new();
-        let t = &settings.trust;
-        for (i, s) in settings.sources.iter().enumerate() {
+        for (i, s) in sources.iter().enumerate() {
             let origin = match (&s.jwks_file, &s.jwks_url) {
                 (Some(p), _) => KeyOrigin::File(p.clone()),
                 (None, Some(u)) => KeyOrigin::Url(u.clone()),
@@ -141,7 +148,7 @@ impl SetVerifier {
             .map_err(|_| SetError::Malformed("not UTF-8 text".into()))?
             .trim();
         let parts: Vec<&str> = token.split('.').collect();
-        if parts.len() != 3 || parts.iter().any(|p| p.is_empty()) {
+        if parts.len() != 3 || parts[0].is_empty() || parts[1].is_empty() {
             return Err(SetError::Malformed(
                 "not a compact JWS (three base64url parts)".into(),
             ));
@@ -289,3 +296,7 @@ fn check_claims(
     }
     Ok(())
 }
+
+#[cfg(test)]
+#[path = "set_tests.rs"]
+mod tests;
