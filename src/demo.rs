@@ -71,6 +71,106 @@ pub enum DemoError {
     Timeout { got: usize, want: usize, secs: u64 },
     #[error("output does not decode: {0}")]
     Decode(#[from] crate::codec::DecodeError),
+    #[error("demo SET: {0}")]
+    Set(String),
+    #[error("trust: {0}")]
+    Trust(config::Problems),
+}
+
+/// The issuer whose SETs the demo signs and verifies, and the topic they travel on.
+const SET_ISSUER: &str = "https://mdm.acme.example";
+const SET_TOPIC: &str = "identity.signals.set.v1";
+const SET_AUDIENCE: &str = "https://containd.acme.example";
+
+/// The demo's transmitter: a fresh ES256 key whose JWKS the MDM source is configured with,
+/// a SET it signs (device non-compliant), and a JSON signal from an unlisted issuer.
+struct TrustDemo {
+    jwks_file: PathBuf,
+    set: String,
+    untrusted: Vec<u8>,
+}
+
+impl TrustDemo {
+    fn new(settings: &mut Settings) -> Result<Self, DemoError> {
+        let signer =
+            crate::trust::signer::SetSigner::generate("mdm-demo-1").map_err(DemoError::Set)?;
+        let jwks_file =
+            std::env::temp_dir().join(format!("containd-demo-jwks-{}.json", std::process::id()));
+        std::fs::write(&jwks_file, signer.jwks()).map_err(|e| DemoError::Set(e.to_string()))?;
+        if let Some(s) = settings.sources.iter_mut().find(|s| s.issuer == SET_ISSUER) {
+            s.jwks_file = Some(jwks_file.clone());
+            s.audience = Some(SET_AUDIENCE.into());
+        }
+        settings.input.topics.push(SET_TOPIC.into());
+        settings
+            .input
+            .formats
+            .insert(SET_TOPIC.into(), crate::codec::Format::Set);
+        let now = crate::trust::now_ms() / 1000;
+        let set = signer
+            .sign(&serde_json::json!({
+                "iss": SET_ISSUER, "aud": SET_AUDIENCE, "iat": now, "jti": "set-0001",
+                "sub_id": {"format": "complex",
+                    "device": {"format": "opaque", "id": "dev-laptop-19"},
+                    "application": {"format": "opaque", "id": "agent-expense-bot"}},
+                "events": {"https://schemas.openid.net/secevent/caep/event-type/device-compliance-change": {
+                    "previous_status": "compliant", "current_status": "not-compliant",
+                    "event_timestamp": now}}
+            }))
+            .map_err(DemoError::Set)?;
+        let untrusted = serde_json::to_vec(&serde_json::json!({
+            "id": "sig-forged-1", "source": {"issuer": "https://attacker.example"},
+            "event_type": "https://schemas.openid.net/secevent/risc/event-type/account-purged",
+            "occurred_at": now * 1000,
+            "subject": {"format": "opaque", "identifiers": {"id": "svc-payments-api"}}
+        }))
+        .map_err(|error| DemoError::Signals { line: 0, error })?;
+        Ok(Self {
+            jwks_file,
+            set,
+            untrusted,
+        })
+    }
+
+    /// The two demo inputs as signals (for the table), in the order they are sent.
+    fn signals(&self, settings: &Settings) -> Result<Vec<Signal>, DemoError> {
+        let verifier =
+            crate::trust::SetVerifier::load(settings, Path::new("examples/containd.toml"))
+                .map_err(|p| DemoError::Trust(config::Problems(p)))?;
+        let set = verifier
+            .signal(self.set.as_bytes(), crate::trust::now_ms())
+            .map_err(|e| DemoError::Set(e.to_string()))?;
+        let untrusted = serde_json::from_slice(&self.untrusted)
+            .map_err(|error| DemoError::Signals { line: 0, error })?;
+        Ok(vec![set, untrusted])
+    }
+
+    async fn send(&self, producer: &FutureProducer, settings: &Settings) -> Result<(), DemoError> {
+        let sends = [
+            (SET_TOPIC, "agent-expense-bot", self.set.as_bytes()),
+            (
+                settings.input.topics[0].as_str(),
+                "svc-payments-api",
+                self.untrusted.as_slice(),
+            ),
+        ];
+        for (topic, key, payload) in sends {
+            producer
+                .send(
+                    FutureRecord::to(topic).key(key).payload(payload),
+                    Duration::from_secs(5),
+                )
+                .await
+                .map_err(|(e, _)| e)?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for TrustDemo {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.jwks_file);
+    }
 }
 
 pub async fn run(json: bool) -> ExitCode {
@@ -142,7 +242,8 @@ pub fn sample_signals() -> Result<Vec<Signal>, DemoError> {
 async fn demo(json: bool) -> Result<(), DemoError> {
     let mock = MockCluster::new(1)?;
     let bootstrap = mock.bootstrap_servers();
-    let settings = demo_settings(&bootstrap)?;
+    let mut settings = demo_settings(&bootstrap)?;
+    let trust_demo = TrustDemo::new(&mut settings)?;
     let ruleset = rules::load_sources(
         RULES
             .iter()
@@ -156,7 +257,7 @@ async fn demo(json: bool) -> Result<(), DemoError> {
     create_topics(&mock, &settings, 3)?;
     let inventory_topic = settings.inventory.topic.clone();
 
-    let signals = sample_signals()?;
+    let mut signals = sample_signals()?;
     let producer: FutureProducer = ClientConfig::new()
         .set("bootstrap.servers", &bootstrap)
         .create()?;
@@ -188,14 +289,15 @@ async fn demo(json: bool) -> Result<(), DemoError> {
             .map_err(|(e, _)| e)?;
     }
 
+    trust_demo.send(&producer, &settings).await?;
+    signals.extend(trust_demo.signals(&settings)?);
+    let trust = crate::trust::Trust::load(&settings, Path::new("examples/containd.toml"))
+        .map_err(|p| DemoError::Trust(config::Problems(p)))?;
     let settings = Arc::new(settings);
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let shared: SharedRules = Arc::new(RwLock::new(Arc::new(ruleset)));
     let runtime = Runtime {
-        trust: Arc::new(
-            crate::trust::Trust::load(&settings, std::path::Path::new("containd.toml"))
-                .expect("trust"),
-        ),
+        trust: Arc::new(trust),
         rules: shared,
         metrics: Arc::new(Metrics::new()),
         health: Arc::new(Health::default()),
@@ -373,5 +475,28 @@ fn print(
             decisions.len() - known,
             if ownerless.is_empty() { "none".to_string() } else { ownerless.join(", ") },
         );
+        print_trust(decisions);
+    }
+}
+
+/// What trust did: SETs verified, signals refused and why.
+fn print_trust(decisions: &[DecisionRecord]) {
+    for d in decisions {
+        match (&d.trust.verdict, d.source.topic.as_str()) {
+            (crate::emit::Verdict::Trusted, SET_TOPIC) => say!(
+                "trust: SET {} from {} verified (ES256, JWKS file) -> {}",
+                d.signal_id,
+                d.trust.issuer,
+                d.outcome.name()
+            ),
+            (crate::emit::Verdict::Trusted, _) => {}
+            _ => say!(
+                "trust: {} from {} refused: {} ({}); no command, no state change",
+                d.signal_id,
+                d.trust.issuer,
+                d.trust.reason_kind.as_deref().unwrap_or_default(),
+                d.trust.reason.as_deref().unwrap_or_default()
+            ),
+        }
     }
 }
