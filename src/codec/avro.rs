@@ -355,4 +355,49 @@ mod tests {
             "oversized"
         );
     }
+
+    #[test]
+    fn decision_with_trust_fields_round_trips() {
+        use crate::emit::*;
+        let position = SourcePosition {
+            topic: "t".into(),
+            partition: 1,
+            offset: 7,
+        };
+        let record = DecisionRecord {
+            signal_id: "s".into(),
+            event_type: "urn:x:y".into(),
+            subject_id: "svc".into(),
+            outcome: Outcome::Duplicate,
+            matched_rules: vec![],
+            command_ids: vec![],
+            ruleset_version: "v".into(),
+            source: position.clone(),
+            decided_at: 1,
+            trust: TrustVerdict {
+                issuer: "https://i".into(),
+                transmitter: Some("tx".into()),
+                verdict: Verdict::Duplicate,
+                reason_kind: Some("duplicate".into()),
+                reason: Some("already decided".into()),
+            },
+            refused: vec![Refused {
+                action: "disable_account".into(),
+                target: "okta".into(),
+                reason: "no authority".into(),
+            }],
+            duplicate_of: Some(SourcePosition {
+                offset: 3,
+                ..position
+            }),
+            identity: IdentitySummary::of(&crate::inventory::Identity::unknown()),
+            pending: vec![],
+            notes: vec![],
+            timings: Timings::default(),
+        };
+        let c = codec();
+        let bytes = c.encode_decision(&record).unwrap();
+        let back: DecisionRecord = c.decode_decision(&bytes).unwrap();
+        assert_eq!(back, record);
+    }
 }
