@@ -160,7 +160,15 @@ fn demo_prints_commands_for_all_five_scenarios() {
     assert!(has("pam-high-risk-session", "revoke_access"));
     assert!(has("incident-quarantine-agent", "quarantine_workload"));
     assert!(has("policy-changed-sync", "sync_policy"));
-    assert_eq!(lines.len(), 18, "every command of the seed scenarios, once");
+    // 18 for the seed scenarios, 2 for the demo's verified SET (step-up on okta and the
+    // agent gateway); the untrusted signal adds none.
+    assert_eq!(lines.len(), 20, "every command of the seed scenarios, once");
+    let from_set: Vec<&serde_json::Value> = lines
+        .iter()
+        .filter(|l| l["signal_id"] == "set-0001")
+        .collect();
+    assert_eq!(from_set.len(), 2, "the verified SET acted");
+    assert!(!lines.iter().any(|l| l["signal_id"] == "sig-forged-1"));
     for l in &lines {
         for field in ["target", "action", "subject_id", "rule_id", "command_id"] {
             assert!(
@@ -277,4 +285,88 @@ fn config_and_rules_problems_are_reported_together() {
         "{err}"
     );
     assert!(err.contains("2 problem(s)"), "{err}");
+}
+
+#[test]
+fn check_refuses_a_config_without_sources_and_an_unreadable_jwks_file() {
+    let dir = deployment(|c| c[..c.find("[[sources]]").unwrap()].to_string(), None);
+    let o = check(&dir);
+    assert_eq!(o.status.code(), Some(78), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("sources: no [[sources]]"),
+        "{}",
+        stderr(&o)
+    );
+    let dir = deployment(
+        |c| {
+            c.replace(
+                "issuer = \"https://idp.acme.example\"\n",
+                "issuer = \"https://idp.acme.example\"\njwks_file = \"missing-jwks.json\"\naudience = \"https://containd\"\n",
+            )
+        },
+        None,
+    );
+    let o = check(&dir);
+    assert_eq!(o.status.code(), Some(78), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("jwks_file: cannot read JWKS file"),
+        "{}",
+        stderr(&o)
+    );
+}
+
+/// `replay` verifies raw SET lines exactly as on the wire, beside JSON signals.
+#[test]
+fn replay_verifies_set_lines_beside_json_signals() {
+    let signer = containd::trust::signer::SetSigner::generate("k1").unwrap();
+    let dir = deployment(
+        |c| {
+            c.replace(
+                "issuer = \"https://mdm.acme.example\"\n",
+                "issuer = \"https://mdm.acme.example\"\njwks_file = \"jwks.json\"\naudience = \"https://containd\"\n",
+            )
+        },
+        None,
+    );
+    std::fs::write(dir.path().join("jwks.json"), signer.jwks()).unwrap();
+    let now = containd::trust::now_ms() / 1000;
+    let claims = serde_json::json!({
+        "iss": "https://mdm.acme.example", "aud": "https://containd", "iat": now, "jti": "set-1",
+        "sub_id": {"format": "complex", "device": {"format": "opaque", "id": "dev-1"},
+                   "application": {"format": "opaque", "id": "agent-1"}},
+        "events": {"https://schemas.openid.net/secevent/caep/event-type/device-compliance-change":
+                   {"previous_status": "compliant", "current_status": "not-compliant"}}
+    });
+    let set = signer.sign(&claims).unwrap();
+    let forged = containd::trust::signer::SetSigner::generate("k1")
+        .unwrap()
+        .sign(&claims)
+        .unwrap();
+    let json = r#"{"id":"j-1","source":{"issuer":"https://attacker.example"},"event_type":"urn:containd:event:policy:changed","occurred_at":1,"subject":{"format":"opaque","identifiers":{"id":"p"}}}"#;
+    let signals = dir.path().join("signals.jsonl");
+    std::fs::write(&signals, format!("{set}\n{forged}\n{json}\n")).unwrap();
+    let o = containd(&[
+        "replay",
+        "--rules",
+        dir.path().join("rules").to_str().unwrap(),
+        "--signals",
+        signals.to_str().unwrap(),
+        "--config",
+        dir.path().join("containd.toml").to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].contains("set-1 acted"), "{out}");
+    assert!(lines[0].contains("require_step_up→okta"), "{out}");
+    assert!(
+        lines[1].contains("dead-letter") && lines[1].contains("bad_signature"),
+        "{out}"
+    );
+    assert!(lines[2].contains("j-1 untrusted"), "{out}");
+    assert!(
+        stderr(&o).contains("replayed 2 signals (1 would be dead-lettered)"),
+        "{}",
+        stderr(&o)
+    );
 }
