@@ -341,21 +341,9 @@ async fn run(path: PathBuf) -> ExitCode {
             }
         }
     }
-    if let Some(push) = &settings.ssf_push {
-        let mut rx = stop_rx.clone();
-        let stopped = async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
-        match crate::trust::push::serve(&settings, push, trust.sets.clone(), stopped).await {
-            Ok((local, server)) => {
-                tracing::info!(%local, topic = %push.topic, "serving SSF push at /ssf/events");
-                tokio::spawn(server);
-            }
-            Err(e) => {
-                eprintln!("error: {}: {e}", path.display());
-                return ExitCode::from(EXIT_CONFIG);
-            }
-        }
+    if let Err(e) = start_push(&settings, &trust, stop_rx.clone()).await {
+        eprintln!("error: {}: {e}", path.display());
+        return ExitCode::from(EXIT_CONFIG);
     }
     let shared: SharedRules = rules::shared(rules);
     tokio::spawn(
@@ -390,6 +378,25 @@ async fn run(path: PathBuf) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Starts the SSF push receiver when `[ssf_push]` is configured; it stops with the daemon.
+async fn start_push(
+    settings: &Settings,
+    trust: &Trust,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), crate::trust::push::PushError> {
+    let Some(push) = &settings.ssf_push else {
+        return Ok(());
+    };
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    let (local, server) =
+        crate::trust::push::serve(settings, push, trust.sets.clone(), stopped).await?;
+    tracing::info!(%local, topic = %push.topic, "serving SSF push at /ssf/events");
+    tokio::spawn(server);
+    Ok(())
 }
 
 /// Resolves on the first SIGTERM/SIGINT. A second signal, or the grace period running out,

@@ -165,6 +165,9 @@ pub struct TestCase {
     /// sources bound to topics.
     #[serde(default)]
     pub topic: Option<String>,
+    /// The issuer of the case's signals that name no `source` themselves.
+    #[serde(default)]
+    pub source: Option<String>,
     /// Signals in their JSON form, decided in order (state carries from one to the next).
     /// A signal whose `source.issuer` is not a configured source decides `untrusted`.
     pub signals: Vec<serde_json::Value>,
@@ -217,7 +220,8 @@ pub fn run_case(decider: &mut OfflineDecider, case: &TestCase) -> Result<(), Vec
     let mut outcomes = Vec::new();
     let mut last = None;
     for (i, s) in case.signals.iter().enumerate() {
-        let bytes = serde_json::to_vec(s).map_err(|e| vec![format!("signal {i}: {e}")])?;
+        let s = with_source(s, case.source.as_deref());
+        let bytes = serde_json::to_vec(&s).map_err(|e| vec![format!("signal {i}: {e}")])?;
         match decider.decide_json(&bytes, i as i64) {
             Ok(d) => {
                 commands.extend(d.commands.iter().cloned());
@@ -298,6 +302,16 @@ pub fn run_case(decider: &mut OfflineDecider, case: &TestCase) -> Result<(), Vec
     } else {
         Err(diff)
     }
+}
+
+/// The signal with `source.issuer` = `issuer` when it names no source itself.
+fn with_source(signal: &serde_json::Value, issuer: Option<&str>) -> serde_json::Value {
+    let mut signal = signal.clone();
+    if let (Some(issuer), Some(obj)) = (issuer, signal.as_object_mut()) {
+        obj.entry("source")
+            .or_insert_with(|| serde_json::json!({"issuer": issuer}));
+    }
+    signal
 }
 
 /// Reads inventory records, one JSON object per line; errors name the file and line.

@@ -106,6 +106,10 @@ pub struct SsfPushSettings {
 pub struct TransmitterSettings {
     /// Name recorded as the signal's transmitter.
     pub name: String,
+    /// The bearer token itself (prefer `token_file` or `token_env`: a config file is often
+    /// readable by more people than a secret should be). Never logged or printed.
+    #[serde(default)]
+    pub token: Option<Secret>,
     /// File holding the bearer token (relative to the config file); never logged.
     #[serde(default)]
     pub token_file: Option<PathBuf>,
@@ -114,6 +118,23 @@ pub struct TransmitterSettings {
     pub token_env: Option<String>,
     /// Issuers whose SETs this transmitter may deliver (`access_denied` otherwise).
     pub issuers: Vec<String>,
+}
+
+/// A secret from the config: deserialises from a string, prints as `<redacted>`.
+#[derive(Clone, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 /// The algorithm names containd accepts for SETs at all.
@@ -184,44 +205,13 @@ pub(crate) fn validate(settings: &Settings) -> Vec<(String, String)> {
         .collect();
     let mut issuers = HashSet::new();
     for (i, s) in settings.sources.iter().enumerate() {
-        let at = |f: &str| format!("sources[{i}].{f}");
-        if s.issuer.is_empty() {
-            problem(at("issuer"), "must not be empty".into());
-        } else if !issuers.insert(s.issuer.as_str()) {
+        if !s.issuer.is_empty() && !issuers.insert(s.issuer.as_str()) {
             problem(
-                at("issuer"),
+                format!("sources[{i}].issuer"),
                 format!("issuer {:?} is listed twice", s.issuer),
             );
         }
-        if s.event_types.is_empty() {
-            problem(
-                at("event_types"),
-                "list the event types this source may assert (exact, `prefix*`, or `*`)".into(),
-            );
-        }
-        if s.event_types.iter().any(|e| e.is_empty()) {
-            problem(at("event_types"), "an event type must not be empty".into());
-        }
-        if s.actions.is_empty() {
-            problem(
-                at("actions"),
-                "list the actions this source's signals may cause (or `*`)".into(),
-            );
-        }
-        for a in s.actions.iter().filter(|a| *a != "*") {
-            if !actions.contains(a.as_str()) {
-                problem(at("actions"), format!("unknown action {a:?}"));
-            }
-        }
-        if let Some(topics) = &s.topics {
-            if topics.is_empty() {
-                problem(
-                    at("topics"),
-                    "an empty list admits no topic; omit it for any".into(),
-                );
-            }
-        }
-        validate_set_source(s, &at, &mut problem);
+        validate_source(i, s, &actions, &mut problem);
     }
     for a in &settings.trust.algorithms {
         check_algorithm("trust.algorithms".into(), a, &mut problem);
@@ -236,6 +226,46 @@ pub(crate) fn validate(settings: &Settings) -> Vec<(String, String)> {
         validate_push(settings, push, &mut problem);
     }
     problems
+}
+
+/// One source's authority: issuer, event types, actions, topics, and its SET keys.
+fn validate_source(
+    i: usize,
+    s: &SourceSettings,
+    actions: &HashSet<&str>,
+    problem: &mut dyn FnMut(String, String),
+) {
+    let at = |f: &str| format!("sources[{i}].{f}");
+    if s.issuer.is_empty() {
+        problem(at("issuer"), "must not be empty".into());
+    }
+    if s.event_types.is_empty() {
+        problem(
+            at("event_types"),
+            "list the event types this source may assert (exact, `prefix*`, or `*`)".into(),
+        );
+    }
+    if s.event_types.iter().any(|e| e.is_empty()) {
+        problem(at("event_types"), "an event type must not be empty".into());
+    }
+    if s.actions.is_empty() {
+        problem(
+            at("actions"),
+            "list the actions this source's signals may cause (or `*`)".into(),
+        );
+    }
+    for a in s.actions.iter().filter(|a| *a != "*") {
+        if !actions.contains(a.as_str()) {
+            problem(at("actions"), format!("unknown action {a:?}"));
+        }
+    }
+    if s.topics.as_ref().is_some_and(Vec::is_empty) {
+        problem(
+            at("topics"),
+            "an empty list admits no topic; omit it for any".into(),
+        );
+    }
+    validate_set_source(s, &at, problem);
 }
 
 fn validate_set_source(
@@ -327,10 +357,15 @@ fn validate_push(
     }
     for (i, t) in push.transmitters.iter().enumerate() {
         let at = |f: &str| format!("ssf_push.transmitters[{i}].{f}");
-        if t.token_file.is_some() == t.token_env.is_some() {
+        let given = [
+            t.token.is_some(),
+            t.token_file.is_some(),
+            t.token_env.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() != 1 {
             problem(
                 at("token_file"),
-                "set exactly one of token_file and token_env".into(),
+                "set exactly one of token, token_file and token_env".into(),
             );
         }
         for iss in &t.issuers {

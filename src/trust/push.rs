@@ -90,16 +90,17 @@ pub async fn serve(
 fn transmitters(push: &SsfPushSettings) -> Result<Vec<Transmitter>, PushError> {
     let mut out = Vec::new();
     for (index, t) in push.transmitters.iter().enumerate() {
-        let token = match (&t.token_file, &t.token_env) {
-            (Some(p), _) => std::fs::read_to_string(p).map_err(|e| PushError::Token {
+        let token = match (&t.token, &t.token_file, &t.token_env) {
+            (Some(secret), _, _) => secret.expose().to_string(),
+            (None, Some(p), _) => std::fs::read_to_string(p).map_err(|e| PushError::Token {
                 index,
                 reason: format!("{}: {e}", p.display()),
             })?,
-            (None, Some(var)) => std::env::var(var).map_err(|_| PushError::Token {
+            (None, None, Some(var)) => std::env::var(var).map_err(|_| PushError::Token {
                 index,
                 reason: format!("environment variable {var} is not set"),
             })?,
-            (None, None) => String::new(),
+            (None, None, None) => String::new(),
         };
         let token = token.trim();
         if token.is_empty() {
