@@ -31,6 +31,7 @@ fn source(jwks: Option<std::path::PathBuf>) -> SourceSettings {
         jwks_url: None,
         audience: Some(AUD.into()),
         algorithms: None,
+        require_signed: None,
     }
 }
 
@@ -90,7 +91,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             black_box(
                 authority
-                    .admit(black_box(&signal), "identity.signals.v1", now, now)
+                    .admit(black_box(&signal), "identity.signals.v1", false, (now, now))
                     .is_ok(),
             )
         })

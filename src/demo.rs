@@ -100,6 +100,9 @@ impl TrustDemo {
         if let Some(s) = settings.sources.iter_mut().find(|s| s.issuer == SET_ISSUER) {
             s.jwks_file = Some(jwks_file.clone());
             s.audience = Some(SET_AUDIENCE.into());
+            // The demo's MDM feeds the bus both ways: normalized signals (the seed scenarios)
+            // and signed SETs. A production source with keys would act through SETs only.
+            s.require_signed = Some(false);
         }
         settings.input.topics.push(SET_TOPIC.into());
         settings

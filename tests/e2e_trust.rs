@@ -469,6 +469,8 @@ async fn authority_bounds_what_signals_cause() {
             4_070_908_800_000,
         ),
         ("https://test", "a-9", "urn:test:recovered", "svc-q", now),
+        // The SET issuer's name on an unsigned signal: it acts only through verified SETs.
+        (URL_ISS, "a-10", SESSION_REVOKED, "svc-critical", now),
     ];
     for (issuer, id, event_type, subject, at) in signals {
         let payload = json_signal(issuer, id, event_type, subject, at);
@@ -520,6 +522,7 @@ async fn authority_bounds_what_signals_cause() {
         );
     }
     assert_eq!(why("a-8"), (Outcome::Untrusted, "future_timestamp".into()));
+    assert_eq!(why("a-10"), (Outcome::Untrusted, "unsigned".into()));
     let mut got: Vec<(String, &str, &str)> = commands
         .iter()
         .map(|c| {

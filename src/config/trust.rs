@@ -41,11 +41,20 @@ pub struct SourceSettings {
     /// Raw SETs: signature algorithms accepted from this issuer; default `trust.algorithms`.
     #[serde(default)]
     pub algorithms: Option<Vec<String>>,
+    /// Act only on this issuer's verified SETs, never on a normalized (unsigned) signal that
+    /// merely claims the issuer. Default: true when the source has keys.
+    #[serde(default)]
+    pub require_signed: Option<bool>,
 }
 
 impl SourceSettings {
     pub fn verifies_sets(&self) -> bool {
         self.jwks_file.is_some() || self.jwks_url.is_some()
+    }
+
+    /// Whether only verified SETs of this issuer may act.
+    pub fn requires_signed(&self) -> bool {
+        self.require_signed.unwrap_or(self.verifies_sets())
     }
 }
 
@@ -280,6 +289,12 @@ fn validate_set_source(
         if let Err(e) = check_jwks_url(url) {
             problem(at("jwks_url"), e);
         }
+    }
+    if s.require_signed == Some(true) && !s.verifies_sets() {
+        problem(
+            at("require_signed"),
+            "a source that must sign needs jwks_file or jwks_url".into(),
+        );
     }
     if s.verifies_sets() && s.audience.as_deref().is_none_or(str::is_empty) {
         problem(

@@ -35,8 +35,8 @@ pub struct TrustVerdict {
     pub issuer: String,
     pub transmitter: Option<String>,
     pub verdict: Verdict,
-    /// Bounded reason kind (`unknown_issuer`, `topic_not_allowed`, `event_type_not_allowed`,
-    /// `future_timestamp`, `duplicate`), when not trusted.
+    /// Bounded reason kind (`unknown_issuer`, `unsigned`, `topic_not_allowed`,
+    /// `event_type_not_allowed`, `future_timestamp`, `duplicate`), when not trusted.
     pub reason_kind: Option<String>,
     pub reason: Option<String>,
 }

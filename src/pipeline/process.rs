@@ -2,7 +2,7 @@
 //! (inventory) → decide (rules + state) → encode (commands, decision, changelog record). No
 //! Kafka here, so both delivery modes, `replay`, `rules test` and the tests share it.
 
-use crate::codec::{AvroCodec, DecodeError, SignalDecoder};
+use crate::codec::{AvroCodec, DecodeError, Format, SignalDecoder};
 use crate::config::{OutputFormat, Settings};
 use crate::decide::{decide, refuse, DecideInput, Decision, Refusal};
 use crate::emit::deadletter::headers;
@@ -72,6 +72,8 @@ struct Judged<'a> {
     decided_at: i64,
     /// The daemon's clock (ms), for future-dated signals.
     now: i64,
+    /// It arrived as a SET whose signature verified.
+    signed: bool,
     decode_micros: i64,
 }
 
@@ -107,15 +109,19 @@ impl Processor {
         }
     }
 
+    /// The record's encoding: the override, else its topic's.
+    fn format_of(&self, msg: &Incoming<'_>) -> Format {
+        msg.format
+            .unwrap_or_else(|| self.settings.input.format_of(msg.topic))
+    }
+
     /// Decodes and validates; on success returns the signal and its canonical subject id.
     pub fn ingest(
         &self,
         msg: &Incoming<'_>,
         now: i64,
     ) -> Result<(Signal, String), DeadLetterReason> {
-        let format = msg
-            .format
-            .unwrap_or_else(|| self.settings.input.format_of(msg.topic));
+        let format = self.format_of(msg);
         let mut signal = self.decoder.decode_at(format, msg.payload, now)?;
         validate(&signal)?;
         if signal.received_at == 0 {
@@ -158,6 +164,7 @@ impl Processor {
                 identity: &identity,
                 decided_at,
                 now,
+                signed: self.format_of(msg) == Format::Set,
                 decode_micros: started.elapsed().as_micros() as i64,
             },
         );
@@ -200,10 +207,10 @@ impl Processor {
     ) -> Decision {
         let signal = j.signal;
         let subject_state = state.subject(msg.topic, msg.partition, j.subject_id);
-        let admitted = self
-            .trust
-            .authority
-            .admit(signal, msg.topic, j.decided_at, j.now);
+        let admitted =
+            self.trust
+                .authority
+                .admit(signal, msg.topic, j.signed, (j.decided_at, j.now));
         let input = DecideInput {
             signal,
             subject_id: j.subject_id,

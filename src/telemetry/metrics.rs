@@ -263,7 +263,7 @@ impl Metrics {
         registry.register(
             "untrusted_signals",
             "Signals refused before any rule ran, by reason (unknown_issuer, topic_not_allowed, \
-             event_type_not_allowed, future_timestamp, duplicate) and configured issuer",
+             event_type_not_allowed, unsigned, future_timestamp, duplicate) and configured issuer",
             m.untrusted.clone(),
         );
         registry.register(

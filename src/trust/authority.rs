@@ -19,6 +19,8 @@ pub enum Untrusted {
         "signal is dated {ahead_ms} ms ahead of the daemon's clock (more than the allowed skew)"
     )]
     FutureTimestamp { ahead_ms: i64 },
+    #[error("source {0:?} acts only through signed SETs; this signal is not one")]
+    Unsigned(String),
 }
 
 impl Untrusted {
@@ -29,6 +31,7 @@ impl Untrusted {
             Self::TopicNotAllowed { .. } => "topic_not_allowed",
             Self::EventTypeNotAllowed { .. } => "event_type_not_allowed",
             Self::FutureTimestamp { .. } => "future_timestamp",
+            Self::Unsigned(_) => "unsigned",
         }
     }
 }
@@ -40,6 +43,7 @@ pub struct Source {
     topics: Option<Vec<String>>,
     event_types: Vec<Pattern>,
     actions: Vec<Pattern>,
+    requires_signed: bool,
 }
 
 /// `*` (anything), `prefix*`, or an exact name.
@@ -74,6 +78,7 @@ pub static NOBODY: Source = Source {
     topics: None,
     event_types: Vec::new(),
     actions: Vec::new(),
+    requires_signed: false,
 };
 
 impl Source {
@@ -83,6 +88,7 @@ impl Source {
             topics: s.topics.clone(),
             event_types: s.event_types.iter().map(|p| Pattern::parse(p)).collect(),
             actions: s.actions.iter().map(|p| Pattern::parse(p)).collect(),
+            requires_signed: s.requires_signed(),
         }
     }
 
@@ -94,6 +100,7 @@ impl Source {
             topics: None,
             event_types: vec![Pattern::Any],
             actions: vec![Pattern::Any],
+            requires_signed: false,
         }
     }
 
@@ -134,21 +141,24 @@ impl Authority {
     }
 
     /// Admits a signal read from `topic` and decided at bus time `at` when the daemon's clock
-    /// reads `now` (all ms), or says why not. A signal dated ahead of the bus time, or a bus
-    /// time ahead of the clock, by more than the skew is refused: such a date would make state
-    /// (suppression, windows) look into the future.
+    /// reads `now` (all ms), or says why not. `signed`: it arrived as a verified SET. A signal
+    /// dated ahead of the bus time, or a bus time ahead of the clock, by more than the skew is
+    /// refused: such a date would make state (suppression, windows) look into the future.
     pub fn admit(
         &self,
         signal: &Signal,
         topic: &str,
-        at: i64,
-        now: i64,
+        signed: bool,
+        (at, now): (i64, i64),
     ) -> Result<&Source, Untrusted> {
         let issuer = &signal.source.issuer;
         let source = self
             .sources
             .get(issuer)
             .ok_or_else(|| Untrusted::UnknownIssuer(issuer.clone()))?;
+        if source.requires_signed && !signed {
+            return Err(Untrusted::Unsigned(issuer.clone()));
+        }
         if let Some(topics) = &source.topics {
             if !topics.iter().any(|t| t == topic) {
                 return Err(Untrusted::TopicNotAllowed {
@@ -185,6 +195,7 @@ mod tests {
             jwks_url: None,
             audience: None,
             algorithms: None,
+            require_signed: None,
         }
     }
 
@@ -208,10 +219,10 @@ mod tests {
         );
         let a = Authority::from_sources(&[s], Duration::from_secs(300));
         let ok = signal("https://mdm", &format!("{CAEP}session-revoked"), 1000);
-        let src = a.admit(&ok, "t1", 1000, 1000).unwrap();
+        let src = a.admit(&ok, "t1", false, (1000, 1000)).unwrap();
         assert!(src.allows_action("restore"));
         assert!(!src.allows_action("disable_account"));
-        let e = a.admit(&ok, "t2", 1000, 1000).unwrap_err();
+        let e = a.admit(&ok, "t2", false, (1000, 1000)).unwrap_err();
         assert_eq!(e.kind(), "topic_not_allowed");
         let risc = signal(
             "https://mdm",
@@ -219,7 +230,9 @@ mod tests {
             1000,
         );
         assert_eq!(
-            a.admit(&risc, "t1", 1000, 1000).unwrap_err().kind(),
+            a.admit(&risc, "t1", false, (1000, 1000))
+                .unwrap_err()
+                .kind(),
             "event_type_not_allowed"
         );
         let other = signal(
@@ -228,7 +241,9 @@ mod tests {
             1000,
         );
         assert_eq!(
-            a.admit(&other, "t1", 1000, 1000).unwrap_err().kind(),
+            a.admit(&other, "t1", false, (1000, 1000))
+                .unwrap_err()
+                .kind(),
             "unknown_issuer"
         );
     }
@@ -239,21 +254,34 @@ mod tests {
         let a = Authority::from_sources(&[s], Duration::from_secs(300));
         let now = 1_800_000_000_000;
         let soon = signal("https://mdm", "urn:x:y", now + 299_000);
-        assert!(a.admit(&soon, "t", now, now).is_ok());
+        assert!(a.admit(&soon, "t", false, (now, now)).is_ok());
         let far = signal("https://mdm", "urn:x:y", 4_070_908_800_000);
         assert_eq!(
-            a.admit(&far, "t", now, now).unwrap_err().kind(),
+            a.admit(&far, "t", false, (now, now)).unwrap_err().kind(),
             "future_timestamp"
         );
         // A record stamped far ahead of the clock is refused too, whatever the signal says.
         let ok = signal("https://mdm", "urn:x:y", now);
         assert_eq!(
-            a.admit(&ok, "t", now + 3_600_000, now).unwrap_err().kind(),
+            a.admit(&ok, "t", false, (now + 3_600_000, now))
+                .unwrap_err()
+                .kind(),
             "future_timestamp"
         );
         assert!(a
             .source("https://mdm")
             .unwrap()
             .allows_action("disable_account"));
+    }
+
+    #[test]
+    fn a_source_with_keys_acts_only_through_signed_sets() {
+        let mut s = source(&["*"], &["*"], None);
+        s.jwks_file = Some("jwks.json".into());
+        let a = Authority::from_sources(&[s], Duration::from_secs(300));
+        let claim = signal("https://mdm", "urn:x:y", 1000);
+        let e = a.admit(&claim, "t", false, (1000, 1000)).unwrap_err();
+        assert_eq!(e.kind(), "unsigned");
+        assert!(a.admit(&claim, "t", true, (1000, 1000)).is_ok());
     }
 }

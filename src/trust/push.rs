@@ -195,7 +195,7 @@ async fn receive(State(r): State<Arc<Receiver>>, headers: HeaderMap, body: Bytes
         return refuse("invalid_request", e.to_string());
     }
     let now = now_ms();
-    if let Err(e) = r.authority.admit(&signal, &r.topic, now, now) {
+    if let Err(e) = r.authority.admit(&signal, &r.topic, true, (now, now)) {
         return refuse("access_denied", e.to_string());
     }
     let key = signal.subject.id().unwrap_or_default();

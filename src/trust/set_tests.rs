@@ -26,6 +26,7 @@ fn fixture() -> Fixture {
         jwks_url: None,
         audience: Some(AUD.into()),
         algorithms: None,
+        require_signed: None,
     };
     let trust = TrustSettings {
         jwks_min_refresh: std::time::Duration::ZERO,
