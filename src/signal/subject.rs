@@ -224,6 +224,22 @@ impl Subject {
         }
     }
 
+    /// A subject of `format` with no identifiers or members yet.
+    pub fn empty(format: &str) -> Self {
+        Self {
+            format: format.into(),
+            identifiers: BTreeMap::new(),
+            aliases: Vec::new(),
+            user: None,
+            device: None,
+            session: None,
+            application: None,
+            tenant: None,
+            org_unit: None,
+            group: None,
+        }
+    }
+
     /// Whether the complex member (`user`, `device`, …) is present.
     pub fn has_member(&self, member: &str) -> bool {
         self.members()
@@ -247,19 +263,9 @@ mod tests {
     }
 
     fn subject(format: &str) -> Subject {
-        Subject {
-            format: format.into(),
-            identifiers: BTreeMap::new(),
-            aliases: vec![],
-            user: None,
-            device: None,
-            session: None,
-            application: None,
-            tenant: None,
-            org_unit: None,
-            group: None,
-        }
+        Subject::empty(format)
     }
+
 
     #[test]
     fn iss_sub_id_joins_both_members() {

@@ -65,18 +65,7 @@ fn subject(json: &Value) -> Result<Subject, SetError> {
         .as_object()
         .ok_or_else(|| SetError::Malformed("subject is not an object".into()))?;
     let format = format_of(obj)?;
-    let mut s = Subject {
-        format: format.clone(),
-        identifiers: BTreeMap::new(),
-        aliases: Vec::new(),
-        user: None,
-        device: None,
-        session: None,
-        application: None,
-        tenant: None,
-        org_unit: None,
-        group: None,
-    };
+    let mut s = Subject::empty(&format);
     match format.as_str() {
         "complex" => {
             for name in Subject::MEMBER_NAMES {
