@@ -95,6 +95,11 @@ struct Deployment {
 }
 
 async fn deploy(name: &str) -> Deployment {
+    deploy_with(name, "").await
+}
+
+/// A deployment whose `[ssf_push]` gets `push_extra` (e.g. TLS settings).
+async fn deploy_with(name: &str, push_extra: &str) -> Deployment {
     let dir = tempfile::tempdir().unwrap();
     let topics = Topics::new(&unique(name));
     let sets = format!("{}.sets", topics.prefix);
@@ -143,6 +148,7 @@ audience = "{AUD}"
 [ssf_push]
 listen = "127.0.0.1:{push_port}"
 topic = "{sets}"
+{push_extra}
 
 [[ssf_push.transmitters]]
 name = "idp-transmitter"
@@ -557,7 +563,70 @@ async fn authority_bounds_what_signals_cause() {
     );
 }
 
-/// A minimal HTTP/1.1 POST of a SET; returns the status and body.
+/// The push endpoint over HTTPS with a certificate from the config; plain HTTP gets no answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn push_endpoint_serves_https() {
+    let key = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_pem, key_pem) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_pem, key.cert.pem()).unwrap();
+    std::fs::write(&key_pem, key.signing_key.serialize_pem()).unwrap();
+    let tls = format!(
+        "tls_cert = \"{}\"\ntls_key = \"{}\"",
+        cert_pem.display(),
+        key_pem.display()
+    );
+    let d = deploy_with("https", &tls).await;
+    let daemon = Daemon::start(&d.config, "https.log");
+    daemon.metrics().await;
+    let set = d
+        .file_key
+        .sign(&set_claims(SET_ISS, "tls-ok", SESSION_REVOKED, "svc-tls"))
+        .unwrap();
+    let request = format!(
+        "POST /ssf/events HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/secevent+jwt\r\nAuthorization: Bearer s3cret-push-token\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{set}",
+        set.len()
+    );
+    let answer = https_exchange(d.push_port, key.cert.der().to_vec(), &request).await;
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    let (plain_status, _) = http_post(d.push_port, Some("s3cret-push-token"), &set).await;
+    assert_eq!(plain_status, 0, "no HTTP answer on the TLS port");
+    let (decided, _) = decisions_and_commands(&d.topics, 1);
+    assert_eq!(decided[0].signal_id, "tls-ok");
+    assert!(
+        !daemon.log_text().contains("PRIVATE KEY"),
+        "no key material in the log"
+    );
+}
+
+/// Sends `request` over TLS (trusting only `cert`) and returns what came back.
+async fn https_exchange(port: u16, cert: Vec<u8>, request: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio_rustls::rustls;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(rustls::pki_types::CertificateDer::from(cert))
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = connector.connect(name, tcp).await.expect("TLS handshake");
+    tls.write_all(request.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    // A server that closes without close_notify ends the read with an error after the answer.
+    let _ = tls.read_to_end(&mut out).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A minimal HTTP/1.1 POST of a SET; returns the status (0: no HTTP answer) and body.
 async fn http_post(port: u16, token: Option<&str>, body: &str) -> (u16, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = None;
@@ -577,8 +646,9 @@ async fn http_post(port: u16, token: Option<&str>, body: &str) -> (u16, String) 
         body.len()
     );
     s.write_all(request.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw).await;
+    let out = String::from_utf8_lossy(&raw).into_owned();
     let status = out
         .split(' ')
         .nth(1)

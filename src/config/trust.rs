@@ -105,6 +105,13 @@ pub struct SsfPushSettings {
     /// Largest request body accepted.
     #[serde(default = "default_max_body")]
     pub max_body_bytes: usize,
+    /// PEM certificate chain: serve HTTPS (with `tls_key`); unset: plain HTTP, for TLS
+    /// terminated in front (ingress, mesh). Relative to the config file.
+    #[serde(default)]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`; never logged.
+    #[serde(default)]
+    pub tls_key: Option<PathBuf>,
     /// Transmitters allowed to push, each with its bearer token.
     #[serde(default)]
     pub transmitters: Vec<TransmitterSettings>,
@@ -186,6 +193,12 @@ pub(crate) fn normalize(settings: &mut Settings, config_path: &Path) {
         }
     }
     if let Some(push) = settings.ssf_push.as_mut() {
+        for p in [push.tls_cert.as_mut(), push.tls_key.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            resolve(p);
+        }
         for t in &mut push.transmitters {
             if let Some(p) = t.token_file.as_mut() {
                 resolve(p);
@@ -362,6 +375,12 @@ fn validate_push(
                 "{:?} must be read with format \"set\" (input.formats)",
                 push.topic
             ),
+        );
+    }
+    if push.tls_cert.is_some() != push.tls_key.is_some() {
+        problem(
+            "ssf_push.tls_cert".into(),
+            "set both tls_cert and tls_key (or neither, for plain HTTP)".into(),
         );
     }
     if push.transmitters.is_empty() {

@@ -266,7 +266,6 @@ mod tests {
         Subject::empty(format)
     }
 
-
     #[test]
     fn iss_sub_id_joins_both_members() {
         let mut s = subject("iss_sub");

@@ -12,6 +12,7 @@
 pub mod authority;
 pub mod jwks;
 pub mod push;
+pub mod push_tls;
 pub mod set;
 pub mod set_map;
 pub mod signer;

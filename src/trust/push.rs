@@ -34,7 +34,12 @@ pub enum PushError {
     },
     #[error("SSF push producer: {0}")]
     Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("ssf_push.tls_cert / tls_key: {0}")]
+    Tls(String),
 }
+
+/// The receiver's serving future (plain HTTP or HTTPS).
+pub type Serving = std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + Send>>;
 
 /// A transmitter allowed to push: its name, the SHA-256 of its token, and its issuers.
 struct Transmitter {
@@ -57,7 +62,7 @@ pub async fn serve(
     push: &SsfPushSettings,
     verifier: SetVerifier,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(SocketAddr, impl Future<Output = std::io::Result<()>>), PushError> {
+) -> Result<(SocketAddr, Serving), PushError> {
     let receiver = Arc::new(Receiver {
         transmitters: transmitters(push)?,
         verifier,
@@ -79,12 +84,24 @@ pub async fn serve(
         .route("/ssf/events", post(receive))
         .layer(DefaultBodyLimit::max(push.max_body_bytes))
         .with_state(receiver);
-    let fut = async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
+    let serving: Serving = match (&push.tls_cert, &push.tls_key) {
+        (Some(cert), Some(key)) => {
+            let acceptor = super::push_tls::acceptor(cert, key).map_err(PushError::Tls)?;
+            let tls = super::push_tls::TlsListener::new(listener, acceptor).map_err(|source| {
+                PushError::Bind {
+                    addr: push.listen,
+                    source,
+                }
+            })?;
+            Box::pin(async move { axum::serve(tls, app).with_graceful_shutdown(shutdown).await })
+        }
+        _ => Box::pin(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }),
     };
-    Ok((local, fut))
+    Ok((local, serving))
 }
 
 fn transmitters(push: &SsfPushSettings) -> Result<Vec<Transmitter>, PushError> {
