@@ -177,6 +177,15 @@ pub struct TestCase {
     pub expect: Expect,
 }
 
+impl TestCase {
+    /// The case's signals as JSON, each with the case's `source` when it names none.
+    pub fn signal_values(&self) -> impl Iterator<Item = serde_json::Value> + '_ {
+        self.signals
+            .iter()
+            .map(|s| with_source(s, self.source.as_deref()))
+    }
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Expect {
@@ -219,8 +228,7 @@ pub fn run_case(decider: &mut OfflineDecider, case: &TestCase) -> Result<(), Vec
     let mut commands: Vec<EnforcementCommand> = Vec::new();
     let mut outcomes = Vec::new();
     let mut last = None;
-    for (i, s) in case.signals.iter().enumerate() {
-        let s = with_source(s, case.source.as_deref());
+    for (i, s) in case.signal_values().enumerate() {
         let bytes = serde_json::to_vec(&s).map_err(|e| vec![format!("signal {i}: {e}")])?;
         match decider.decide_json(&bytes, i as i64) {
             Ok(d) => {

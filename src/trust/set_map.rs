@@ -55,7 +55,7 @@ pub fn to_signal(mut claims: Object) -> Result<Signal, SetError> {
         subject,
         event: event_fields(&members),
         txn: text(&claims, "txn"),
-        attributes: BTreeMap::new(),
+        attributes: attributes(&members),
     })
 }
 
@@ -141,6 +141,54 @@ fn flatten(v: &Value) -> String {
         Value::Array(items) => items.iter().map(flatten).collect::<Vec<_>>().join(","),
         other => other.to_string(),
     }
+}
+
+/// Event member names the normalized schema has a field for (the rest become attributes).
+const EVENT_MEMBERS: &[&str] = &[
+    "initiating_entity",
+    "reason_admin",
+    "reason_user",
+    "previous_status",
+    "current_status",
+    "namespace",
+    "previous_level",
+    "current_level",
+    "change_direction",
+    "principal",
+    "risk_reason",
+    "credential_type",
+    "change_type",
+    "friendly_name",
+    "x509_issuer",
+    "x509_serial",
+    "fido2_aaguid",
+    "reason",
+    "new-value",
+    "new_value",
+    "claims",
+    "event_timestamp",
+];
+
+/// Event members beyond the schema's fields (an NHI event's `credential_id`, a PAM
+/// `session_id`) as string attributes, so rules can use them as they use a normalized
+/// signal's attributes. At most 64, each value at most 1 KiB.
+fn attributes(members: &Object) -> BTreeMap<String, String> {
+    members
+        .iter()
+        .filter(|(k, _)| !EVENT_MEMBERS.contains(&k.as_str()))
+        .take(64)
+        .map(|(k, v)| {
+            let mut text = flatten(v);
+            if text.len() > 1024 {
+                let mut end = 1024;
+                while !text.is_char_boundary(end) {
+                    end -= 1;
+                }
+                text.truncate(end);
+            }
+            (k.clone(), text)
+        })
+        .collect()
 }
 
 /// Event members the normalized schema has, as strings. Localised texts (`reason_admin:
@@ -230,6 +278,14 @@ mod tests {
         assert_eq!(s.subject.format, "iss_sub");
         assert_eq!(s.occurred_at, 1_795_000_000_000);
         assert_eq!(s.event.reason.as_deref(), Some("hijacking"));
+        assert!(s.attributes.is_empty(), "{:?}", s.attributes);
+        let nhi = serde_json::json!({"iss": "i", "jti": "j", "iat": 1,
+            "sub_id": {"format": "opaque", "id": "svc"},
+            "events": {"urn:acme:secrets:credential-leaked": {
+                "credential_id": "AKIA-1", "locations": ["github", "pastebin"]}}});
+        let s = to_signal(nhi.as_object().unwrap().clone()).unwrap();
+        assert_eq!(s.attributes["credential_id"], "AKIA-1");
+        assert_eq!(s.attributes["locations"], "github,pastebin");
         let two = serde_json::json!({"iss": "i", "jti": "j", "sub_id": {"format": "opaque", "id": "x"},
             "events": {"urn:a:b": {}, "urn:a:c": {}}});
         assert_eq!(

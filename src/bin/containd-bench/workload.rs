@@ -161,7 +161,7 @@ pub fn load_templates(repo: &Path) -> Result<Vec<Signal>> {
         let tests =
             containd::offline::parse_test_file(&file).map_err(|p| anyhow::anyhow!("{p}"))?;
         for case in tests.tests {
-            for v in case.signals {
+            for v in case.signal_values() {
                 out.push(serde_json::from_value(v).with_context(|| file.display().to_string())?);
             }
         }
