@@ -7,9 +7,11 @@
 //! source may not cause is refused (listed in the record), never emitted, and changes no state.
 //! Signals that may not act at all (untrusted, duplicate) get a record from [`refuse`].
 
+use crate::emit::command::requirement;
 use crate::emit::{
-    CommandKey, DecisionRecord, EnforcementCommand, IdentitySummary, MatchedRule, Outcome, Refused,
-    SourcePosition, Suppressed, TargetSubject, Timings, TrustVerdict, Verdict, Why, WindowProgress,
+    CommandKey, DecisionRecord, EnforcementCommand, Held, IdentitySummary, MatchedRule, Outcome,
+    Refused, SourcePosition, Suppressed, TargetSubject, Timings, TrustVerdict, Verdict, Why,
+    WindowProgress,
 };
 use crate::inventory::Identity;
 use crate::rules::{Action, Evaluation, Facts, Rule, RuleSet, TargetRef};
@@ -70,6 +72,7 @@ struct Acting<'a, 'r> {
     update: StateUpdate,
     notes: Vec<String>,
     refused: Vec<Refused>,
+    held: Vec<Held>,
     condition_errors: Vec<(String, String)>,
     any_dry_run: bool,
     any_suppressed: bool,
@@ -101,6 +104,7 @@ pub fn decide(rules: &RuleSet, input: DecideInput<'_>) -> Decision {
         update: StateUpdate::default(),
         notes: Vec::new(),
         refused: Vec::new(),
+        held: Vec::new(),
         condition_errors: evaluation
             .condition_errors
             .iter()
@@ -142,7 +146,9 @@ impl<'a> Acting<'a, '_> {
         let mut ids = Vec::new();
         let mut suppressed = Vec::new();
         for action in rule.actions.iter().chain(ladder) {
-            let (parameters, errors) = evaluation.parameters(action, &self.facts);
+            let (mut parameters, errors) = evaluation.parameters(action, &self.facts);
+            // An empty value means "the signal did not say": it is not sent as a parameter.
+            parameters.retain(|_, v| !v.is_empty());
             for (name, e) in errors {
                 self.condition_errors
                     .push((rule.id.clone(), format!("parameter {name}: {e}")));
@@ -270,10 +276,36 @@ impl<'a> Acting<'a, '_> {
                 self.any_dry_run = true;
                 continue;
             }
+            if self.held_for_parameters(action, &dest, &parameters, &id) {
+                continue;
+            }
             self.remember(action, &dest, raw);
             let command = self.command(rule, action, id, &dest, parameters.clone());
             self.commands.push(command);
         }
+    }
+
+    /// Holds a command whose action lacks a required parameter; returns whether it did.
+    fn held_for_parameters(
+        &mut self,
+        action: &Action,
+        dest: &Dest<'_>,
+        parameters: &BTreeMap<String, String>,
+        command_id: &str,
+    ) -> bool {
+        let Some(detail) =
+            requirement(&action.action).and_then(|r| r.missing(parameters, dest.principal))
+        else {
+            return false;
+        };
+        self.held.push(Held {
+            command_id: command_id.to_string(),
+            action: action.action.clone(),
+            target: dest.target.to_string(),
+            reason: "missing_parameter".into(),
+            detail,
+        });
+        true
     }
 
     /// State remembers only what it needs: containments to restore, and commands some rule's
@@ -349,6 +381,8 @@ impl<'a> Acting<'a, '_> {
             Outcome::Suppressed
         } else if !self.refused.is_empty() {
             Outcome::Refused
+        } else if !self.held.is_empty() {
+            Outcome::Held
         } else if !matched_rules.is_empty() {
             Outcome::MatchedNoAction
         } else if !pending.is_empty() {
@@ -376,6 +410,7 @@ impl<'a> Acting<'a, '_> {
         record.pending = pending;
         record.notes = self.notes;
         record.refused = self.refused;
+        record.held = self.held;
         record.timings.evaluate_micros = started.elapsed().as_micros() as i64;
         Decision {
             record,
@@ -455,6 +490,7 @@ fn record(input: &DecideInput<'_>, outcome: Outcome, trust: TrustVerdict) -> Dec
         decided_at: input.decided_at,
         trust,
         refused: Vec::new(),
+        held: Vec::new(),
         duplicate_of: None,
         identity: IdentitySummary::of(input.identity),
         pending: Vec::new(),
@@ -478,37 +514,18 @@ fn destinations<'a>(
     let mut out = Vec::new();
     for target in &action.targets {
         match target {
-            TargetRef::Named(name) => {
-                let mut principals = identity.principals_at(name).peekable();
-                if principals.peek().is_none() {
-                    out.push(Dest {
-                        target: name,
-                        principal: None,
-                    });
-                }
-                out.extend(principals.map(|p| Dest {
-                    target: name,
-                    principal: Some(p),
-                }));
-            }
+            TargetRef::Named(name) => named(identity, name, &mut out),
             TargetRef::WhereIdentityHasAccess => {
-                if !identity.known {
+                let before = out.len();
+                blast_radius(rules, action, identity, notes, &mut out);
+                if out.len() == before && !action.fallback.is_empty() {
                     notes.push(format!(
-                        "{}: identity unknown to the inventory, no blast radius",
-                        action.action
+                        "{}: the blast radius reaches no target; falling back to {}",
+                        action.action,
+                        action.fallback.join(", ")
                     ));
-                }
-                for (target, principal) in identity.access.iter() {
-                    if rules.accepts(target, &action.action) {
-                        out.push(Dest {
-                            target,
-                            principal: Some(principal),
-                        });
-                    } else {
-                        notes.push(format!(
-                            "{}: inventory target {target:?} is not configured or does not accept it",
-                            action.action
-                        ));
+                    for name in &action.fallback {
+                        named(identity, name, &mut out);
                     }
                 }
             }
@@ -516,6 +533,51 @@ fn destinations<'a>(
         }
     }
     out
+}
+
+/// A named target: one command per principal the identity has there, or one without.
+fn named<'a>(identity: &'a Identity, name: &'a str, out: &mut Vec<Dest<'a>>) {
+    let mut principals = identity.principals_at(name).peekable();
+    if principals.peek().is_none() {
+        out.push(Dest {
+            target: name,
+            principal: None,
+        });
+    }
+    out.extend(principals.map(|p| Dest {
+        target: name,
+        principal: Some(p),
+    }));
+}
+
+/// Every configured target the inventory says the identity has access to that accepts the
+/// action, as the principal it has there.
+fn blast_radius<'a>(
+    rules: &RuleSet,
+    action: &Action,
+    identity: &'a Identity,
+    notes: &mut Vec<String>,
+    out: &mut Vec<Dest<'a>>,
+) {
+    if !identity.known {
+        notes.push(format!(
+            "{}: identity unknown to the inventory, no blast radius",
+            action.action
+        ));
+    }
+    for (target, principal) in identity.access.iter() {
+        if rules.accepts(target, &action.action) {
+            out.push(Dest {
+                target,
+                principal: Some(principal),
+            });
+        } else {
+            notes.push(format!(
+                "{}: inventory target {target:?} is not configured or does not accept it",
+                action.action
+            ));
+        }
+    }
 }
 
 /// One restore command: a target and the containments it lifts there.

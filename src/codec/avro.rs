@@ -386,6 +386,13 @@ mod tests {
                 target: "okta".into(),
                 reason: "no authority".into(),
             }],
+            held: vec![Held {
+                command_id: "c".into(),
+                action: "disable_credential".into(),
+                target: "aws".into(),
+                reason: "missing_parameter".into(),
+                detail: "needs credential_id".into(),
+            }],
             duplicate_of: Some(SourcePosition {
                 offset: 3,
                 ..position

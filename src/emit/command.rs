@@ -19,6 +19,51 @@ pub const VOCABULARY: &[&str] = &[
     "restore",
 ];
 
+/// What an action cannot be carried out without: any one of these parameters (non-empty), or
+/// a principal at the target when `principal` is set. `None`: nothing required.
+pub struct Requirement {
+    pub any_of: &'static [&'static str],
+    pub or_principal: bool,
+}
+
+/// The parameters the built-in actions need. An adapter told to disable "a credential" with
+/// nothing that names it (an id, an X.509 serial, a FIDO2 AAGUID, a friendly name, a
+/// `scope` such as `all`) and no principal would have to guess which one.
+pub fn requirement(action: &str) -> Option<Requirement> {
+    match action {
+        "disable_credential" | "rotate_credential" => Some(Requirement {
+            any_of: &[
+                "credential_id",
+                "x509_serial",
+                "fido2_aaguid",
+                "friendly_name",
+                "scope",
+            ],
+            or_principal: true,
+        }),
+        _ => None,
+    }
+}
+
+impl Requirement {
+    /// What is missing from `parameters` (and the principal), if anything.
+    pub fn missing(
+        &self,
+        parameters: &BTreeMap<String, String>,
+        principal: Option<&str>,
+    ) -> Option<String> {
+        let present = |p: &&str| parameters.get(*p).is_some_and(|v| !v.is_empty());
+        if self.any_of.iter().any(present) || (self.or_principal && principal.is_some()) {
+            return None;
+        }
+        let mut needs = self.any_of.join(" or ");
+        if self.or_principal {
+            needs.push_str(" or a principal at the target");
+        }
+        Some(format!("needs {needs}"))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct EnforcementCommand {
     pub command_id: String,

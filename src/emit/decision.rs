@@ -20,6 +20,8 @@ pub struct DecisionRecord {
     pub refused: Vec<Refused>,
     /// For a duplicate: where the signal was first read.
     pub duplicate_of: Option<SourcePosition>,
+    /// Commands decided but not sent (a required parameter is missing).
+    pub held: Vec<Held>,
     /// Who the inventory says the subject is (or that it does not know it).
     pub identity: IdentitySummary,
     /// Window rules this signal counted towards that have not fired yet.
@@ -55,6 +57,17 @@ pub struct Refused {
     pub action: String,
     pub target: String,
     pub reason: String,
+}
+
+/// A complete command that was not sent, and why (`missing_parameter`: the action needs a
+/// parameter the signal did not provide).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Held {
+    pub command_id: String,
+    pub action: String,
+    pub target: String,
+    pub reason: String,
+    pub detail: String,
 }
 
 /// The inventory facts a decision used.
@@ -126,6 +139,8 @@ pub enum Outcome {
     Duplicate,
     /// Rules matched, but every command was beyond the source's authority.
     Refused,
+    /// Rules matched, but every command was held (e.g. a required parameter is missing).
+    Held,
 }
 
 impl Outcome {
@@ -140,6 +155,7 @@ impl Outcome {
             Self::Untrusted => "untrusted",
             Self::Duplicate => "duplicate",
             Self::Refused => "refused",
+            Self::Held => "held",
         }
     }
 }

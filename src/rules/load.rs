@@ -412,6 +412,7 @@ impl<'a> Checker<'a> {
                     );
                 }
             }
+            let fallback = self.fallback(a, &field, report);
             let mut parameters = Vec::new();
             for (name, p) in &a.parameters {
                 match p {
@@ -438,9 +439,42 @@ impl<'a> Checker<'a> {
                 suppress_for: a.suppress_for,
                 holds: a.holds.unwrap_or_else(|| holds_by_default(&a.action)),
                 lifts: a.lifts.clone(),
+                fallback,
             });
         }
         actions
+    }
+
+    /// The action's `fallback_targets`, resolved; only with `where_identity_has_access`.
+    fn fallback(
+        &self,
+        a: &ActionSpec,
+        field: &str,
+        report: &mut impl FnMut(&str, &str, String),
+    ) -> Vec<String> {
+        let at = format!("{field}.fallback_targets");
+        if !a.fallback_targets.is_empty()
+            && !a.targets.iter().any(|t| t == WHERE_IDENTITY_HAS_ACCESS)
+        {
+            report(
+                "fallback_targets",
+                &at,
+                format!("fallback targets back a {WHERE_IDENTITY_HAS_ACCESS:?} target; this action has none"),
+            );
+        }
+        let mut out: Vec<String> = Vec::new();
+        for t in &a.fallback_targets {
+            match self.resolve(t, &a.action) {
+                Ok(names) => out.extend(
+                    names
+                        .into_iter()
+                        .filter(|n| !out.contains(n))
+                        .collect::<Vec<_>>(),
+                ),
+                Err(msg) => report(t, &at, msg),
+            }
+        }
+        out
     }
 
     fn resolve(&self, target: &str, action: &str) -> Result<Vec<String>, String> {

@@ -115,6 +115,8 @@ pub struct Action {
     pub holds: bool,
     /// For `restore`: the actions it lifts (empty: all).
     pub lifts: Vec<String>,
+    /// Targets for a blast radius that reaches nothing (see `ActionSpec::fallback_targets`).
+    pub fallback: Vec<String>,
 }
 
 /// A compiled parameter value.

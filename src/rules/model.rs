@@ -120,6 +120,11 @@ pub struct ActionSpec {
     /// With `restore` on `contained`: lift only these actions (default: every open one).
     #[serde(default)]
     pub lifts: Vec<String>,
+    /// With `where_identity_has_access`: the targets (names or `kind:<kind>`) that get the
+    /// command when the inventory lists no access that accepts the action, so a known
+    /// identity is never left uncontained because its inventory record is incomplete.
+    #[serde(default)]
+    pub fallback_targets: Vec<String>,
 }
 
 /// A parameter value: a literal, or a CEL expression over `signal`, `subject` and `now`.

@@ -4,6 +4,7 @@
 //! serves the Avro and the JSON form.
 
 mod event_types;
+mod lenient;
 mod subject;
 mod validate;
 
@@ -43,48 +44,49 @@ pub struct Source {
 }
 
 /// Event-specific fields of CAEP, RISC and the NHI extensions. All optional here; which ones
-/// an event type requires is checked by [`validate`].
+/// an event type requires is checked by [`validate`]. Each accepts the member in any JSON
+/// shape the specs use (language maps, objects, lists, numbers) as text (see `lenient`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct EventFields {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub initiating_entity: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub reason_admin: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub reason_user: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub previous_status: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub current_status: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub namespace: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub previous_level: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub current_level: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub change_direction: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub principal: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub risk_reason: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub credential_type: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub change_type: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub friendly_name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub x509_issuer: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub x509_serial: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub fido2_aaguid: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text")]
     pub reason: Option<String>,
-    #[serde(default, alias = "new-value")]
+    #[serde(default, alias = "new-value", deserialize_with = "lenient::text")]
     pub new_value: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::text_map")]
     pub claims: BTreeMap<String, String>,
 }
 

@@ -205,7 +205,16 @@ fn event_fields(members: &Object) -> EventFields {
         }
     };
     let claims = match members.get("claims") {
-        Some(Value::Object(c)) => c.iter().map(|(k, v)| (k.clone(), flatten(v))).collect(),
+        Some(Value::Object(c)) => c
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    v.as_str().map_or_else(|| v.to_string(), str::to_string),
+                )
+            })
+            .collect(),
         _ => BTreeMap::new(),
     };
     EventFields {
