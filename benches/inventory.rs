@@ -125,6 +125,16 @@ fn state(c: &mut Criterion) {
                 holds: true,
                 expires_at: None,
                 remember_for: Duration::from_secs(900),
+                // A device block's cause, as the device pack records it.
+                cause: containd::state::Cause {
+                    rule: "device-noncompliant-step-up".into(),
+                    event_type:
+                        "https://schemas.openid.net/secevent/caep/event-type/device-compliance-change"
+                            .into(),
+                    occurred_at: 1,
+                    object: Some(format!("dev-{i}")),
+                    principal: None,
+                },
             }],
             ..hit
         };

@@ -14,9 +14,9 @@ use crate::emit::{
     WindowProgress,
 };
 use crate::inventory::Identity;
-use crate::rules::{Action, Evaluation, Facts, Rule, RuleSet, TargetRef};
+use crate::rules::{object_of, Action, Evaluation, Facts, Rule, RuleSet, TargetRef};
 use crate::signal::Signal;
-use crate::state::{CommandId, NewHit, NewIssue, StateUpdate, SubjectState};
+use crate::state::{Cause, CommandId, Issued, NewHit, NewIssue, StateUpdate, SubjectState};
 use crate::trust::Source;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -53,6 +53,16 @@ pub struct DecideInput<'a> {
     pub source: &'a Source,
     /// How long the signal's (issuer, id) is remembered for duplicate detection.
     pub dedup_window: Duration,
+}
+
+/// One action of a matched rule with its parameters and object evaluated for this signal.
+struct Planned<'r> {
+    rule: &'r Rule,
+    action: &'r Action,
+    parameters: BTreeMap<String, String>,
+    /// What the command concerns (a credential, device, session, incident), if it says.
+    object: Option<String>,
+    dry_run: bool,
 }
 
 /// One command about to be built: where it goes and as whom.
@@ -146,17 +156,11 @@ impl<'a> Acting<'a, '_> {
         let mut ids = Vec::new();
         let mut suppressed = Vec::new();
         for action in rule.actions.iter().chain(ladder) {
-            let (mut parameters, errors) = evaluation.parameters(action, &self.facts);
-            // An empty value means "the signal did not say": it is not sent as a parameter.
-            parameters.retain(|_, v| !v.is_empty());
-            for (name, e) in errors {
-                self.condition_errors
-                    .push((rule.id.clone(), format!("parameter {name}: {e}")));
-            }
+            let planned = self.plan(rule, action, dry_run, evaluation);
             if action.action == "restore" {
-                self.restore(rule, action, parameters, dry_run, &mut ids);
+                self.restore(&planned, &mut ids);
             } else {
-                self.contain(rule, action, parameters, dry_run, &mut ids, &mut suppressed);
+                self.contain(&planned, &mut ids, &mut suppressed);
             }
         }
         MatchedRule {
@@ -165,6 +169,41 @@ impl<'a> Acting<'a, '_> {
             command_ids: ids,
             escalation_step: step,
             suppressed,
+        }
+    }
+
+    /// The action's parameters and object for this signal; evaluation errors are recorded.
+    fn plan<'r>(
+        &mut self,
+        rule: &'r Rule,
+        action: &'r Action,
+        dry_run: bool,
+        evaluation: &mut Evaluation<'_>,
+    ) -> Planned<'r> {
+        let (mut parameters, errors) = evaluation.parameters(action, &self.facts);
+        for (name, e) in errors {
+            self.condition_errors
+                .push((rule.id.clone(), format!("parameter {name}: {e}")));
+        }
+        // An empty value means "the signal did not say": it is not sent as a parameter.
+        parameters.retain(|_, v| !v.is_empty());
+        let object = match &action.object {
+            Some(p) => match evaluation.value(p, &self.facts) {
+                Ok(v) => Some(v).filter(|v| !v.is_empty()),
+                Err(e) => {
+                    self.condition_errors
+                        .push((rule.id.clone(), format!("object: {e}")));
+                    None
+                }
+            },
+            None => object_of(&parameters),
+        };
+        Planned {
+            rule,
+            action,
+            parameters,
+            object,
+            dry_run,
         }
     }
 
@@ -198,52 +237,48 @@ impl<'a> Acting<'a, '_> {
         }
     }
 
-    fn restore(
-        &mut self,
-        rule: &Rule,
-        action: &Action,
-        parameters: BTreeMap<String, String>,
-        dry_run: bool,
-        ids: &mut Vec<String>,
-    ) {
+    /// Restores, one per (target, principal) holding containments this restore may lift.
+    fn restore(&mut self, p: &Planned<'_>, ids: &mut Vec<String>) {
         let (o, t) = (self.input.position.offset, self.input.decided_at);
-        let found = restores(self.rules, action, self.state, o, t, &mut self.notes);
+        let by = Lifting {
+            action: p.action,
+            object: p.object.as_deref(),
+            occurred_at: self.input.signal.occurred_at,
+        };
+        let found = restores(self.rules, &by, self.state, (o, t), &mut self.notes);
         let targets: Vec<&str> = found.iter().map(|r| r.target.as_str()).collect();
-        if found.is_empty() || !self.authorised(&action.action, &targets) {
+        if found.is_empty() || !self.authorised(&p.action.action, &targets) {
             return;
         }
         for r in found {
             let dest = Dest {
                 target: &r.target,
-                principal: None,
+                principal: r.principal.as_deref(),
             };
-            let id = self.key(rule, &action.action, &dest).id();
+            let id = self.key(p.rule, &p.action.action, &dest).id();
             ids.push(id.clone());
-            if dry_run {
+            if p.dry_run {
                 self.any_dry_run = true;
                 continue;
             }
-            for (target, lifted) in &r.lifted {
-                self.update.closed.push((target.clone(), lifted.clone()));
-            }
-            let mut parameters = parameters.clone();
+            self.update.closed.extend(r.lifted.iter().copied());
+            let mut parameters = p.parameters.clone();
             parameters.insert("restores".into(), r.actions.join(","));
-            parameters.insert("restores_command_ids".into(), r.command_ids.join(","));
-            let command = self.command(rule, action, id, &dest, parameters);
+            let lifted: Vec<String> = r.lifted.iter().map(ToString::to_string).collect();
+            parameters.insert("restores_command_ids".into(), lifted.join(","));
+            let command = self.command(p, id, &dest, parameters);
             self.commands.push(command);
         }
     }
 
     fn contain(
         &mut self,
-        rule: &Rule,
-        action: &Action,
-        parameters: BTreeMap<String, String>,
-        dry_run: bool,
+        p: &Planned<'_>,
         ids: &mut Vec<String>,
         suppressed: &mut Vec<Suppressed>,
     ) {
         let (o, t) = (self.input.position.offset, self.input.decided_at);
+        let action = p.action;
         let dests = destinations(self.rules, action, self.input.identity, &mut self.notes);
         let targets: Vec<&str> = dests.iter().map(|d| d.target).collect();
         if dests.is_empty() || !self.authorised(&action.action, &targets) {
@@ -251,17 +286,15 @@ impl<'a> Acting<'a, '_> {
         }
         let suppress_for = action.suppress_for.unwrap_or(self.input.suppress_for);
         for dest in dests {
-            let raw = self.key(rule, &action.action, &dest).bytes();
+            let raw = self.key(p.rule, &action.action, &dest).bytes();
             let id = hex::encode(raw);
             if ids.contains(&id) {
                 continue;
             }
             ids.push(id.clone());
             if !suppress_for.is_zero() {
-                if let Some(earlier) =
-                    self.state
-                        .recently_issued(dest.target, &action.action, suppress_for, o, t)
-                {
+                let kind = (dest.target, action.action.as_str(), p.object.as_deref());
+                if let Some(earlier) = self.state.recently_issued(kind, suppress_for, o, t) {
                     self.any_suppressed = true;
                     suppressed.push(Suppressed {
                         command_id: id,
@@ -272,15 +305,15 @@ impl<'a> Acting<'a, '_> {
                     continue;
                 }
             }
-            if dry_run {
+            if p.dry_run {
                 self.any_dry_run = true;
                 continue;
             }
-            if self.held_for_parameters(action, &dest, &parameters, &id) {
+            if self.held_for_parameters(action, &dest, &p.parameters, &id) {
                 continue;
             }
-            self.remember(action, &dest, raw);
-            let command = self.command(rule, action, id, &dest, parameters.clone());
+            self.remember(p, &dest, raw);
+            let command = self.command(p, id, &dest, p.parameters.clone());
             self.commands.push(command);
         }
     }
@@ -308,15 +341,17 @@ impl<'a> Acting<'a, '_> {
         true
     }
 
-    /// State remembers only what it needs: containments to restore, and commands some rule's
-    /// suppression (or the global one) must see, for that long.
-    fn remember(&mut self, action: &Action, dest: &Dest<'_>, raw: [u8; 16]) {
+    /// State remembers only what it needs: containments to restore (with their cause), and
+    /// commands some rule's suppression (or the global one) must see, for that long.
+    fn remember(&mut self, p: &Planned<'_>, dest: &Dest<'_>, raw: [u8; 16]) {
         let t = self.input.decided_at;
+        let action = p.action;
         let remember = self
             .rules
             .suppression_of(&action.action)
             .max(self.input.suppress_for);
         if action.holds || !remember.is_zero() {
+            let signal = self.input.signal;
             self.update.issued.push(NewIssue {
                 target: dest.target.to_string(),
                 action: action.action.clone(),
@@ -324,14 +359,20 @@ impl<'a> Acting<'a, '_> {
                 holds: action.holds,
                 expires_at: action.expires_in.map(|d| t + d.as_millis() as i64),
                 remember_for: remember,
+                cause: Cause {
+                    rule: p.rule.id.as_str().into(),
+                    event_type: signal.event_type.as_str().into(),
+                    occurred_at: signal.occurred_at,
+                    object: p.object.clone(),
+                    principal: dest.principal.map(str::to_string),
+                },
             });
         }
     }
 
     fn command(
         &self,
-        rule: &Rule,
-        action: &Action,
+        p: &Planned<'_>,
         command_id: String,
         dest: &Dest<'_>,
         parameters: BTreeMap<String, String>,
@@ -340,19 +381,19 @@ impl<'a> Acting<'a, '_> {
         let signal = self.input.signal;
         EnforcementCommand {
             command_id,
-            action: action.action.clone(),
+            action: p.action.action.clone(),
             target: dest.target.to_string(),
             principal_id: dest.principal.map(str::to_string),
             subject: self.subject.clone(),
             parameters,
             issued_at: t,
-            expires_at: action.expires_in.map(|d| t + d.as_millis() as i64),
+            expires_at: p.action.expires_in.map(|d| t + d.as_millis() as i64),
             why: Why {
-                rule_id: rule.id.clone(),
+                rule_id: p.rule.id.clone(),
                 ruleset_version: self.rules.version().to_string(),
                 signal_ids: vec![signal.id.clone()],
                 event_type: signal.event_type.clone(),
-                description: rule.description.clone(),
+                description: p.rule.description.clone(),
             },
         }
     }
@@ -580,46 +621,72 @@ fn blast_radius<'a>(
     }
 }
 
-/// One restore command: a target and the containments it lifts there.
+/// One restore command: a target, the principal there, and the containments it lifts.
 struct Restore {
     target: String,
+    principal: Option<String>,
     actions: Vec<String>,
-    command_ids: Vec<String>,
-    lifted: Vec<(String, String)>,
+    lifted: Vec<CommandId>,
 }
 
-impl Restore {
-    fn new(target: &str) -> Self {
-        Self {
-            target: target.to_string(),
-            actions: Vec::new(),
-            command_ids: Vec::new(),
-            lifted: Vec::new(),
+/// What a restore is lifting on behalf of: its action (targets, `lifts`), the object it
+/// concerns, and when its signal says the cause went away.
+struct Lifting<'a> {
+    action: &'a Action,
+    object: Option<&'a str>,
+    occurred_at: i64,
+}
+
+impl Lifting<'_> {
+    /// Why an open containment is not this restore's to lift, or `None` when it is.
+    fn refuses(&self, i: &Issued) -> Option<String> {
+        let cause = i.cause.as_deref();
+        let (rule, event_type) = (cause.map(|c| &*c.rule), cause.map(|c| &*c.event_type));
+        if !self.action.lifts.covers(&i.action, rule, event_type) {
+            return Some("not a cause this restore resolves".into());
+        }
+        if let (Some(want), got) = (self.object, i.object()) {
+            if got != Some(want) {
+                return Some(format!(
+                    "concerns {}, not {want}",
+                    got.unwrap_or("(nothing named)")
+                ));
+            }
+        }
+        match cause {
+            Some(c) if c.occurred_at > self.occurred_at => {
+                Some("the restoring event occurred before the containing one".into())
+            }
+            _ => None,
         }
     }
-}
 
-/// Restores for the targets the action names (`contained`: every target with an open
-/// containment), lifting the open containments there (only `lifts` actions, when listed).
-fn restores(
-    rules: &RuleSet,
-    action: &Action,
-    state: &SubjectState,
-    o: i64,
-    t: i64,
-    notes: &mut Vec<String>,
-) -> Vec<Restore> {
-    let mut by_target: BTreeMap<&str, Restore> = BTreeMap::new();
-    let wanted = |target: &str| {
-        action.targets.iter().any(|r| match r {
+    fn wants(&self, target: &str) -> bool {
+        self.action.targets.iter().any(|r| match r {
             TargetRef::Contained => true,
             TargetRef::Named(n) => n == target,
             TargetRef::WhereIdentityHasAccess => false,
         })
-    };
-    for i in state.open(o, t) {
-        let lifted = action.lifts.is_empty() || action.lifts.iter().any(|l| **l == *i.action);
-        if !wanted(&i.target) || !lifted {
+    }
+}
+
+/// Restores for the targets the action names (`contained`: every target with an open
+/// containment), lifting the open containments there whose cause this restore resolves
+/// (`lifts`, same object, occurred later); one per (target, principal).
+fn restores(
+    rules: &RuleSet,
+    by: &Lifting<'_>,
+    state: &SubjectState,
+    (o, t): (i64, i64),
+    notes: &mut Vec<String>,
+) -> Vec<Restore> {
+    let mut by_dest: BTreeMap<(&str, Option<&str>), Restore> = BTreeMap::new();
+    for i in state.open(o, t).filter(|i| by.wants(&i.target)) {
+        if let Some(why) = by.refuses(i) {
+            notes.push(format!(
+                "restore: {} at {} stays ({why})",
+                i.action, i.target
+            ));
             continue;
         }
         if !rules.accepts(&i.target, "restore") {
@@ -629,20 +696,34 @@ fn restores(
             ));
             continue;
         }
-        let r = by_target
-            .entry(&i.target)
-            .or_insert_with(|| Restore::new(&i.target));
+        let r = by_dest
+            .entry((&i.target, i.principal()))
+            .or_insert_with(|| Restore {
+                target: i.target.to_string(),
+                principal: i.principal().map(str::to_string),
+                actions: Vec::new(),
+                lifted: Vec::new(),
+            });
         if !r.actions.iter().any(|a| **a == *i.action) {
             r.actions.push(i.action.to_string());
-            r.lifted.push((i.target.to_string(), i.action.to_string()));
         }
-        r.command_ids.push(i.command_id.to_string());
+        r.lifted.push(i.command_id);
     }
     // Named targets without an open containment still get their restore (an explicit order).
-    for r in &action.targets {
+    for r in &by.action.targets {
         if let TargetRef::Named(n) = r {
-            by_target.entry(n).or_insert_with(|| Restore::new(n));
+            if !by_dest.keys().any(|(t, _)| t == n) {
+                by_dest.insert(
+                    (n, None),
+                    Restore {
+                        target: n.clone(),
+                        principal: None,
+                        actions: Vec::new(),
+                        lifted: Vec::new(),
+                    },
+                );
+            }
         }
     }
-    by_target.into_values().collect()
+    by_dest.into_values().collect()
 }

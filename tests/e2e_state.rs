@@ -35,6 +35,29 @@ rules:
     actions:
       - action: restore
         targets: [contained]
+  - id: leaked-key
+    match: {event_types: ["urn:test:key-leaked"]}
+    suppress_for: 1h
+    actions:
+      - action: disable_credential
+        targets: [aws]
+        parameters:
+          credential_id: {cel: "signal.attributes.credential_id"}
+  - id: noncompliant
+    match: {event_types: ["urn:test:noncompliant"]}
+    actions:
+      - action: block_session
+        targets: [okta]
+        parameters:
+          device_id: {cel: "signal.attributes.device_id"}
+  - id: compliant
+    match: {event_types: ["urn:test:compliant"]}
+    actions:
+      - action: restore
+        targets: [contained]
+        lifts: {rules: [noncompliant]}
+        parameters:
+          device_id: {cel: "signal.attributes.device_id"}
   - id: leak
     match: {event_types: ["urn:test:leak"]}
     actions:
@@ -61,9 +84,19 @@ async fn deploy(name: &str, sections: &str) -> (tempfile::TempDir, Topics, std::
 }
 
 fn signal(id: &str, event_type: &str, subject: &str) -> Vec<u8> {
+    signal_with(id, event_type, subject, serde_json::json!({}))
+}
+
+fn signal_with(
+    id: &str,
+    event_type: &str,
+    subject: &str,
+    attributes: serde_json::Value,
+) -> Vec<u8> {
     serde_json::to_vec(&serde_json::json!({
         "id": id, "source": {"issuer": "https://test"}, "event_type": event_type,
-        "occurred_at": 1, "subject": {"format": "opaque", "identifiers": {"id": subject}}}))
+        "occurred_at": 1, "subject": {"format": "opaque", "identifiers": {"id": subject}},
+        "attributes": attributes}))
     .unwrap()
 }
 
@@ -369,5 +402,119 @@ async fn blast_radius_follows_the_inventory() {
     assert_eq!(
         metric_sum(&m, "containd_decided_identities_total{reason=\"unknown\"}"),
         1.0
+    );
+}
+
+/// Suppression by object and a cause-tied restore, across a kill -9: a second leaked key is
+/// disabled, a repeat of the first is suppressed by the command issued before the crash,
+/// device B's compliance lifts nothing, device A's lifts exactly A's block.
+#[tokio::test(flavor = "multi_thread")]
+async fn objects_and_causes_survive_a_kill9() {
+    let (_dir, topics, config) = deploy("objects", "").await;
+    let send_with = |id: &'static str, et: &'static str, attrs: serde_json::Value| {
+        let topics = topics.clone();
+        async move {
+            let payload = signal_with(id, et, "svc-o", attrs);
+            produce(&producer(), &topics.signals, Some("svc-o"), &payload).await;
+        }
+    };
+    let mut first = Daemon::start(&config, "objects-1");
+    send_with(
+        "o-1",
+        "urn:test:key-leaked",
+        serde_json::json!({"credential_id": "KEY-1"}),
+    )
+    .await;
+    send_with(
+        "o-2",
+        "urn:test:noncompliant",
+        serde_json::json!({"device_id": "dev-A"}),
+    )
+    .await;
+    let d = wait_decisions(&topics, 2);
+    assert!(d.iter().all(|d| d.outcome == Outcome::Acted), "{d:?}");
+    let state = read_until(
+        std::slice::from_ref(&topics.state),
+        Duration::from_secs(30),
+        count(2),
+    );
+    assert_eq!(state.len(), 2, "changelog records");
+    first.kill9();
+
+    let _second = Daemon::start(&config, "objects-2");
+    send_with(
+        "o-3",
+        "urn:test:key-leaked",
+        serde_json::json!({"credential_id": "KEY-2"}),
+    )
+    .await;
+    send_with(
+        "o-4",
+        "urn:test:key-leaked",
+        serde_json::json!({"credential_id": "KEY-1"}),
+    )
+    .await;
+    send_with(
+        "o-5",
+        "urn:test:compliant",
+        serde_json::json!({"device_id": "dev-B"}),
+    )
+    .await;
+    send_with(
+        "o-6",
+        "urn:test:compliant",
+        serde_json::json!({"device_id": "dev-A"}),
+    )
+    .await;
+    // Replays of o-1/o-2 (if their offsets were not committed) may come first: read until
+    // the last signal's decision (one subject, one partition: everything before it is there).
+    let c = codec();
+    let records = read_until(
+        std::slice::from_ref(&topics.decisions),
+        Duration::from_secs(60),
+        |r| {
+            c.decode_decision::<DecisionRecord>(&r.payload)
+                .is_ok_and(|d| d.signal_id == "o-6")
+        },
+    );
+    let all = decisions(&records, &topics);
+    let last = |id: &str| {
+        all.iter()
+            .rev()
+            .find(|d| d.signal_id == id)
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        last("o-3").outcome,
+        Outcome::Acted,
+        "another key is acted on"
+    );
+    let o4 = last("o-4");
+    assert_eq!(o4.outcome, Outcome::Suppressed, "{o4:?}");
+    assert_eq!(
+        o4.matched_rules[0].suppressed[0].earlier_command_id,
+        last("o-1").command_ids[0],
+        "suppressed by the command issued before the crash"
+    );
+    let o5 = last("o-5");
+    assert_eq!(o5.outcome, Outcome::MatchedNoAction, "{o5:?}");
+    assert!(
+        o5.notes
+            .iter()
+            .any(|n| n.contains("concerns dev-A, not dev-B")),
+        "{o5:?}"
+    );
+    assert_eq!(last("o-6").outcome, Outcome::Acted);
+    let restores: Vec<_> = all_commands(&topics, 4)
+        .into_iter()
+        .filter(|c| c.action == "restore")
+        .collect();
+    assert_eq!(restores.len(), 1, "{restores:?}");
+    assert_eq!(restores[0].target, "okta");
+    assert_eq!(
+        restores[0].parameters["restores_command_ids"],
+        last("o-2").command_ids[0],
+        "exactly dev-A's block is lifted"
     );
 }

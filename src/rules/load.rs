@@ -396,41 +396,21 @@ impl<'a> Checker<'a> {
                     Err(msg) => report(t, &format!("{field}.targets"), msg),
                 }
             }
-            if !a.lifts.is_empty() && !restore {
-                report(
-                    "lifts",
-                    &format!("{field}.lifts"),
-                    format!("only {RESTORE:?} lifts containments"),
-                );
-            }
-            for l in &a.lifts {
-                if !self.actions.contains(l.as_str()) {
-                    report(
-                        l,
-                        &format!("{field}.lifts"),
-                        format!("unknown action {l:?}"),
-                    );
-                }
-            }
+            let lifts = a.lifts.clone().into_lifts();
+            self.check_lifts(&lifts, restore, &field, report);
+            let object = a
+                .object
+                .as_ref()
+                .and_then(|p| self.param(p, &format!("{field}.object"), "object", report));
             let fallback = self.fallback(a, &field, report);
-            let mut parameters = Vec::new();
-            for (name, p) in &a.parameters {
-                match p {
-                    ParamSpec::Literal(v) => {
-                        parameters.push((name.clone(), Param::Literal(v.clone())))
-                    }
-                    ParamSpec::Expr { cel } => {
-                        match Condition::compile(cel).and_then(|c| c.probe(false).map(|()| c)) {
-                            Ok(c) => parameters.push((name.clone(), Param::Expr(Box::new(c)))),
-                            Err(e) => report(
-                                name,
-                                &format!("{field}.parameters.{name}"),
-                                format!("CEL: {e}"),
-                            ),
-                        }
-                    }
-                }
-            }
+            let parameters = a
+                .parameters
+                .iter()
+                .filter_map(|(name, p)| {
+                    let at = format!("{field}.parameters.{name}");
+                    Some((name.clone(), self.param(p, &at, name, report)?))
+                })
+                .collect();
             actions.push(Action {
                 action: a.action.clone(),
                 targets: resolved,
@@ -438,11 +418,53 @@ impl<'a> Checker<'a> {
                 expires_in: a.expires_in,
                 suppress_for: a.suppress_for,
                 holds: a.holds.unwrap_or_else(|| holds_by_default(&a.action)),
-                lifts: a.lifts.clone(),
+                lifts,
+                object,
                 fallback,
             });
         }
         actions
+    }
+
+    /// A parameter (or object) value: a literal, or CEL compiled and probed.
+    fn param(
+        &self,
+        p: &ParamSpec,
+        field: &str,
+        name: &str,
+        report: &mut impl FnMut(&str, &str, String),
+    ) -> Option<Param> {
+        match p {
+            ParamSpec::Literal(v) => Some(Param::Literal(v.clone())),
+            ParamSpec::Expr { cel } => {
+                match Condition::compile(cel).and_then(|c| c.probe(false).map(|()| c)) {
+                    Ok(c) => Some(Param::Expr(Box::new(c))),
+                    Err(e) => {
+                        report(name, field, format!("CEL: {e}"));
+                        None
+                    }
+                }
+            }
+        }
+    }
+
+    /// `lifts` only on `restore`, naming known actions.
+    fn check_lifts(
+        &self,
+        lifts: &super::Lifts,
+        restore: bool,
+        field: &str,
+        report: &mut impl FnMut(&str, &str, String),
+    ) {
+        let at = format!("{field}.lifts");
+        if !lifts.is_empty() && !restore {
+            report("lifts", &at, format!("only {RESTORE:?} lifts containments"));
+        }
+        for l in &lifts.actions {
+            if !self.actions.contains(l.as_str()) {
+                report(l, &at, format!("unknown action {l:?}"));
+            }
+        }
     }
 
     /// The action's `fallback_targets`, resolved; only with `where_identity_has_access`.

@@ -113,10 +113,55 @@ pub struct Action {
     pub suppress_for: Option<Duration>,
     /// Stays in force until restored (an open containment).
     pub holds: bool,
-    /// For `restore`: the actions it lifts (empty: all).
-    pub lifts: Vec<String>,
+    /// For `restore`: which containments it may lift.
+    pub lifts: Lifts,
+    /// What the command concerns; `None`: derived from the parameters ([`object_of`]).
+    pub object: Option<Param>,
     /// Targets for a blast radius that reaches nothing (see `ActionSpec::fallback_targets`).
     pub fallback: Vec<String>,
+}
+
+/// The containments a restore may lift: each list empty = any.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lifts {
+    pub actions: Vec<String>,
+    pub rules: Vec<String>,
+    pub event_types: Vec<String>,
+}
+
+impl Lifts {
+    /// Whether a containment of `action`, issued by `rule` for a signal of `event_type`, is
+    /// one this restore may lift.
+    pub fn covers(&self, action: &str, rule: Option<&str>, event_type: Option<&str>) -> bool {
+        let any_or = |list: &[String], v: Option<&str>| {
+            list.is_empty() || v.is_some_and(|v| list.iter().any(|l| l == v))
+        };
+        any_or(&self.actions, Some(action))
+            && any_or(&self.rules, rule)
+            && any_or(&self.event_types, event_type)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.actions.is_empty() && self.rules.is_empty() && self.event_types.is_empty()
+    }
+}
+
+/// Parameters that name what a command concerns, in the order that picks its object.
+pub const OBJECT_PARAMETERS: &[&str] = &[
+    "credential_id",
+    "x509_serial",
+    "fido2_aaguid",
+    "device_id",
+    "session_id",
+    "incident_id",
+];
+
+/// A command's object from its parameters: the first of [`OBJECT_PARAMETERS`] it has.
+pub fn object_of(parameters: &std::collections::BTreeMap<String, String>) -> Option<String> {
+    OBJECT_PARAMETERS
+        .iter()
+        .find_map(|p| parameters.get(*p).filter(|v| !v.is_empty()))
+        .map(|v| v.to_string())
 }
 
 /// A compiled parameter value.
@@ -179,35 +224,31 @@ impl Evaluation<'_> {
         let mut out = std::collections::BTreeMap::new();
         let mut errors = Vec::new();
         for (name, p) in &action.parameters {
-            match p {
-                Param::Literal(v) => {
-                    out.insert(name.clone(), v.clone());
+            match self.value(p, facts) {
+                Ok(v) => {
+                    out.insert(name.clone(), v);
                 }
-                Param::Expr(expr) => {
-                    if let Some(result) = expr.eval_string_fast(facts) {
-                        match result {
-                            Ok(v) => {
-                                out.insert(name.clone(), v);
-                            }
-                            Err(e) => errors.push((name.clone(), e)),
-                        }
-                        continue;
-                    }
-                    let input = self.input.get_or_insert_with(|| ConditionInput::new(facts));
-                    match input
-                        .as_ref()
-                        .map_err(Clone::clone)
-                        .and_then(|i| expr.eval_string(i))
-                    {
-                        Ok(v) => {
-                            out.insert(name.clone(), v);
-                        }
-                        Err(e) => errors.push((name.clone(), e)),
-                    }
-                }
+                Err(e) => errors.push((name.clone(), e)),
             }
         }
         (out, errors)
+    }
+
+    /// One parameter (or object) value for this signal: natively when it can, else in CEL.
+    pub fn value(&mut self, p: &Param, facts: &Facts<'_>) -> Result<String, String> {
+        match p {
+            Param::Literal(v) => Ok(v.clone()),
+            Param::Expr(expr) => {
+                if let Some(result) = expr.eval_string_fast(facts) {
+                    return result;
+                }
+                let input = self.input.get_or_insert_with(|| ConditionInput::new(facts));
+                input
+                    .as_ref()
+                    .map_err(Clone::clone)
+                    .and_then(|i| expr.eval_string(i))
+            }
+        }
     }
 }
 

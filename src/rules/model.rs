@@ -117,14 +117,62 @@ pub struct ActionSpec {
     /// rotating and syncing do not.
     #[serde(default)]
     pub holds: Option<bool>,
-    /// With `restore` on `contained`: lift only these actions (default: every open one).
+    /// With `restore`: which containments it may lift — a list of actions, or
+    /// `{actions, rules, event_types}` (each empty = any): only containments issued for those
+    /// actions, by those rules, for signals of those event types.
     #[serde(default)]
-    pub lifts: Vec<String>,
+    pub lifts: LiftsSpec,
+    /// What the command concerns (a credential, device, session, incident), for suppression
+    /// and restore; default: the first of the parameters `credential_id`, `x509_serial`,
+    /// `fido2_aaguid`, `device_id`, `session_id`, `incident_id` the command has.
+    #[serde(default)]
+    pub object: Option<ParamSpec>,
     /// With `where_identity_has_access`: the targets (names or `kind:<kind>`) that get the
     /// command when the inventory lists no access that accepts the action, so a known
     /// identity is never left uncontained because its inventory record is incomplete.
     #[serde(default)]
     pub fallback_targets: Vec<String>,
+}
+
+/// A restore's `lifts`: a list of actions, or the full form.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum LiftsSpec {
+    Actions(Vec<String>),
+    Causes {
+        #[serde(default)]
+        actions: Vec<String>,
+        #[serde(default)]
+        rules: Vec<String>,
+        #[serde(default)]
+        event_types: Vec<String>,
+    },
+}
+
+impl Default for LiftsSpec {
+    fn default() -> Self {
+        Self::Actions(Vec::new())
+    }
+}
+
+impl LiftsSpec {
+    pub fn into_lifts(self) -> super::Lifts {
+        match self {
+            Self::Actions(actions) => super::Lifts {
+                actions,
+                ..super::Lifts::default()
+            },
+            Self::Causes {
+                actions,
+                rules,
+                event_types,
+            } => super::Lifts {
+                actions,
+                rules,
+                event_types,
+            },
+        }
+    }
 }
 
 /// A parameter value: a literal, or a CEL expression over `signal`, `subject` and `now`.

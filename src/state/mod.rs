@@ -98,6 +98,43 @@ pub struct Issued {
     pub expires_at: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed: Option<Mark>,
+    /// The cause: the rule that issued it, the event type and `occurred_at` of its signal,
+    /// the object it concerns (a credential, device, session, incident) and the principal at
+    /// the target. A restore lifts only containments whose cause it resolves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cause: Option<Box<Cause>>,
+}
+
+/// Why a command was issued, as far as restore and suppression need to know.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cause {
+    #[serde(deserialize_with = "interned")]
+    pub rule: Arc<str>,
+    #[serde(deserialize_with = "interned")]
+    pub event_type: Arc<str>,
+    pub occurred_at: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub object: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+}
+
+impl Issued {
+    pub fn object(&self) -> Option<&str> {
+        self.cause.as_ref().and_then(|c| c.object.as_deref())
+    }
+
+    pub fn principal(&self) -> Option<&str> {
+        self.cause.as_ref().and_then(|c| c.principal.as_deref())
+    }
+
+    /// Same target, action, object and principal: a newer one supersedes an older one.
+    fn same_kind(&self, other: &Issued) -> bool {
+        self.target == other.target
+            && self.action == other.action
+            && self.object() == other.object()
+            && self.principal() == other.principal()
+    }
 }
 
 impl Issued {
@@ -153,8 +190,8 @@ pub struct StateUpdate {
     pub triggers: Vec<(String, Duration)>,
     /// Commands emitted that hold or suppress repeats.
     pub issued: Vec<NewIssue>,
-    /// Containments closed by a restore: (target, action).
-    pub closed: Vec<(String, String)>,
+    /// Containments closed by a restore, by command id.
+    pub closed: Vec<CommandId>,
     /// The signal's (issuer, id) key and how long to remember it.
     pub seen: Option<([u8; 16], Duration)>,
 }
@@ -175,6 +212,7 @@ pub struct NewIssue {
     pub expires_at: Option<i64>,
     /// How long suppression may look back at it (the longest any rule gives the action).
     pub remember_for: Duration,
+    pub cause: Cause,
 }
 
 /// A command id kept as its 16 bytes (the hex string is 32 characters plus an allocation);
@@ -310,11 +348,11 @@ impl SubjectState {
             .count()
     }
 
-    /// The latest command for (target, action) issued before `o`, if within `period` of `t`.
+    /// The latest command for (target, action, object) issued before `o`, if within
+    /// `period` of `t`. Another object (a second credential, another device) is not a repeat.
     pub fn recently_issued(
         &self,
-        target: &str,
-        action: &str,
+        (target, action, object): (&str, &str, Option<&str>),
         period: Duration,
         o: i64,
         t: i64,
@@ -323,7 +361,13 @@ impl SubjectState {
         self.issued
             .iter()
             .rev()
-            .find(|i| i.offset < o && i.at <= t && &*i.target == target && &*i.action == action)
+            .find(|i| {
+                i.offset < o
+                    && i.at <= t
+                    && &*i.target == target
+                    && &*i.action == action
+                    && i.object() == object
+            })
             .filter(|i| i.at >= from)
     }
 
@@ -366,9 +410,9 @@ impl SubjectState {
             };
             self.rule_mut(rule).triggers.push(trigger);
         }
-        for (target, action) in &update.closed {
+        for id in &update.closed {
             for i in self.issued.iter_mut() {
-                if *i.target == **target && *i.action == **action && i.open_at(at.offset, at.at) {
+                if i.command_id == *id && i.open_at(at.offset, at.at) {
                     i.closed = Some(at);
                 }
             }
@@ -392,6 +436,7 @@ impl SubjectState {
                 holds: n.holds,
                 expires_at: n.expires_at,
                 closed: None,
+                cause: Some(Box::new(n.cause.clone())),
             });
         }
         self.evict(at.at, retention);
@@ -414,16 +459,16 @@ impl SubjectState {
             .retain(|r| !r.hits.is_empty() || !r.triggers.is_empty());
         self.seen.retain(|s| s.until >= from);
         cap(&mut self.seen, retention.max_entries);
-        // An entry followed by a newer one for the same target and action is superseded: only
-        // the newest answers suppression, and a restore lifts them together. Superseded
-        // entries stay only while a replay could still decide before their successor.
+        // An entry followed by a newer one for the same target, action, object and principal
+        // is superseded: only the newest answers suppression. Superseded entries stay only
+        // while a replay could still decide before their successor.
         // Lists are short: a quadratic scan beats building a map on every change.
         let successor_at: Vec<Option<i64>> = (0..self.issued.len())
             .map(|k| {
                 let i = &self.issued[k];
                 self.issued[k + 1..]
                     .iter()
-                    .find(|n| n.target == i.target && n.action == i.action)
+                    .find(|n| n.same_kind(i))
                     .map(|n| n.at)
             })
             .collect();

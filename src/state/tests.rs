@@ -36,6 +36,13 @@ fn issue(target: &str, action: &str, id: &str, holds: bool) -> StateUpdate {
             holds,
             expires_at: None,
             remember_for: Duration::from_secs(900),
+            cause: Cause {
+                rule: "r".into(),
+                event_type: "urn:e".into(),
+                occurred_at: 0,
+                object: None,
+                principal: None,
+            },
         }],
         ..StateUpdate::default()
     }
@@ -76,16 +83,16 @@ fn suppression_looks_at_the_latest_issue_before_the_signal() {
         retention(),
     );
     let period = Duration::from_secs(900);
-    let found = s.recently_issued("okta", "revoke_sessions", period, 2, 10 * MIN);
+    let found = s.recently_issued(("okta", "revoke_sessions", None), period, 2, 10 * MIN);
     assert_eq!(found.map(|i| i.command_id), Some(cid("c1")));
     assert!(s
-        .recently_issued("okta", "revoke_sessions", period, 2, 16 * MIN)
+        .recently_issued(("okta", "revoke_sessions", None), period, 2, 16 * MIN)
         .is_none());
     assert!(s
-        .recently_issued("aws", "revoke_sessions", period, 2, MIN)
+        .recently_issued(("aws", "revoke_sessions", None), period, 2, MIN)
         .is_none());
     assert!(
-        s.recently_issued("okta", "revoke_sessions", period, 1, MIN)
+        s.recently_issued(("okta", "revoke_sessions", None), period, 1, MIN)
             .is_none(),
         "not before its own offset"
     );
@@ -107,7 +114,7 @@ fn restore_closes_only_what_was_open_and_replays_see_it_open() {
     let open: Vec<CommandId> = s.open(3, 2 * MIN).map(|i| i.command_id).collect();
     assert_eq!(open, [cid("q1")], "one-shot actions are not containments");
     let close = StateUpdate {
-        closed: vec![("aws".into(), "quarantine_workload".into())],
+        closed: vec![cid("q1")],
         ..StateUpdate::default()
     };
     assert!(s.apply(
@@ -274,4 +281,23 @@ fn superseded_containments_go_once_replays_cannot_reach_them() {
     let left: Vec<CommandId> = s.issued.iter().map(|i| i.command_id).collect();
     assert_eq!(left, [cid("q2")]);
     assert_eq!(s.open(3, 12 * MIN).count(), 1);
+}
+
+#[test]
+fn suppression_is_per_object() {
+    let mut s = SubjectState::new();
+    let mut u = issue("aws", "disable_credential", "k1", true);
+    u.issued[0].cause.object = Some("KEY-1".into());
+    s.apply(Mark { offset: 1, at: 0 }, &u, retention());
+    let period = Duration::from_secs(900);
+    let kind = |object| ("aws", "disable_credential", object);
+    assert!(s
+        .recently_issued(kind(Some("KEY-1")), period, 2, MIN)
+        .is_some());
+    assert!(
+        s.recently_issued(kind(Some("KEY-2")), period, 2, MIN)
+            .is_none(),
+        "a second key is not a repeat of the first"
+    );
+    assert!(s.recently_issued(kind(None), period, 2, MIN).is_none());
 }
