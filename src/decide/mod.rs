@@ -6,17 +6,30 @@
 //! The source's authority bounds what a decision may cause: a command for an action the
 //! source may not cause is refused (listed in the record), never emitted, and changes no state.
 //! Signals that may not act at all (untrusted, duplicate) get a record from [`refuse`].
+//!
+//! The steps live in their own files: `targets` (named targets, blast radius, fallback),
+//! `restore` (which containments a restore may lift), `record` (the decision record, and the
+//! record of a signal that may not act).
+
+mod record;
+mod restore;
+mod targets;
+
+pub use record::{refuse, Refusal};
+
+use record::{record, verdict};
+use restore::{restores, Lifting};
+use targets::{destinations, Dest};
 
 use crate::emit::command::requirement;
 use crate::emit::{
-    CommandKey, DecisionRecord, EnforcementCommand, Held, IdentitySummary, MatchedRule, Outcome,
-    Refused, SourcePosition, Suppressed, TargetSubject, Timings, TrustVerdict, Verdict, Why,
-    WindowProgress,
+    CommandKey, DecisionRecord, EnforcementCommand, Held, MatchedRule, Outcome, Refused,
+    SourcePosition, Suppressed, TargetSubject, Verdict, Why, WindowProgress,
 };
 use crate::inventory::Identity;
-use crate::rules::{object_of, Action, Evaluation, Facts, Rule, RuleSet, TargetRef};
+use crate::rules::{object_of, Action, Evaluation, Facts, Rule, RuleSet};
 use crate::signal::Signal;
-use crate::state::{Cause, CommandId, Issued, NewHit, NewIssue, StateUpdate, SubjectState};
+use crate::state::{Cause, CommandId, NewHit, NewIssue, StateUpdate, SubjectState};
 use crate::trust::Source;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -63,12 +76,6 @@ struct Planned<'r> {
     /// What the command concerns (a credential, device, session, incident), if it says.
     object: Option<String>,
     dry_run: bool,
-}
-
-/// One command about to be built: where it goes and as whom.
-struct Dest<'a> {
-    target: &'a str,
-    principal: Option<&'a str>,
 }
 
 /// What one decision accumulates while its matched rules act.
@@ -460,270 +467,4 @@ impl<'a> Acting<'a, '_> {
             update: self.update,
         }
     }
-}
-
-/// Why a signal may not act at all.
-#[derive(Debug, Clone)]
-pub enum Refusal {
-    /// Not a configured source, or beyond its authority: (reason kind, reason).
-    Untrusted(&'static str, String),
-    /// Already decided from another position.
-    Duplicate(SourcePosition),
-}
-
-/// The record of a signal that decides nothing: no rule evaluated, no state read or changed.
-pub fn refuse(input: &DecideInput<'_>, refusal: Refusal, ruleset_version: &str) -> Decision {
-    let (outcome, trust, duplicate_of) = match refusal {
-        Refusal::Untrusted(kind, reason) => (
-            Outcome::Untrusted,
-            verdict(input.signal, Verdict::Untrusted, Some((kind, reason))),
-            None,
-        ),
-        Refusal::Duplicate(first) => {
-            let reason = format!(
-                "already decided from {}/{}@{}",
-                first.topic, first.partition, first.offset
-            );
-            (
-                Outcome::Duplicate,
-                verdict(
-                    input.signal,
-                    Verdict::Duplicate,
-                    Some(("duplicate", reason)),
-                ),
-                Some(first),
-            )
-        }
-    };
-    let mut record = record(input, outcome, trust);
-    record.ruleset_version = ruleset_version.to_string();
-    record.duplicate_of = duplicate_of;
-    Decision {
-        record,
-        commands: Vec::new(),
-        condition_errors: Vec::new(),
-        update: StateUpdate::default(),
-    }
-}
-
-fn verdict(signal: &Signal, verdict: Verdict, why: Option<(&str, String)>) -> TrustVerdict {
-    let (reason_kind, reason) = why.map_or((None, None), |(k, r)| (Some(k.to_string()), Some(r)));
-    TrustVerdict {
-        issuer: signal.source.issuer.clone(),
-        transmitter: signal.source.transmitter.clone(),
-        verdict,
-        reason_kind,
-        reason,
-    }
-}
-
-/// A record with the signal's facts and nothing decided yet.
-fn record(input: &DecideInput<'_>, outcome: Outcome, trust: TrustVerdict) -> DecisionRecord {
-    DecisionRecord {
-        signal_id: input.signal.id.clone(),
-        event_type: input.signal.event_type.clone(),
-        subject_id: input.subject_id.to_string(),
-        outcome,
-        matched_rules: Vec::new(),
-        command_ids: Vec::new(),
-        ruleset_version: String::new(),
-        source: input.position.clone(),
-        decided_at: input.decided_at,
-        trust,
-        refused: Vec::new(),
-        held: Vec::new(),
-        duplicate_of: None,
-        identity: IdentitySummary::of(input.identity),
-        pending: Vec::new(),
-        notes: Vec::new(),
-        timings: Timings {
-            decode_micros: input.decode_micros,
-            evaluate_micros: 0,
-        },
-    }
-}
-
-/// Where an action's commands go: one per (target, principal at that target). A named target
-/// without an inventory principal gets one command without a principal; the blast radius is
-/// every configured target the identity has access to that accepts the action.
-fn destinations<'a>(
-    rules: &RuleSet,
-    action: &'a Action,
-    identity: &'a Identity,
-    notes: &mut Vec<String>,
-) -> Vec<Dest<'a>> {
-    let mut out = Vec::new();
-    for target in &action.targets {
-        match target {
-            TargetRef::Named(name) => named(identity, name, &mut out),
-            TargetRef::WhereIdentityHasAccess => {
-                let before = out.len();
-                blast_radius(rules, action, identity, notes, &mut out);
-                if out.len() == before && !action.fallback.is_empty() {
-                    notes.push(format!(
-                        "{}: the blast radius reaches no target; falling back to {}",
-                        action.action,
-                        action.fallback.join(", ")
-                    ));
-                    for name in &action.fallback {
-                        named(identity, name, &mut out);
-                    }
-                }
-            }
-            TargetRef::Contained => {}
-        }
-    }
-    out
-}
-
-/// A named target: one command per principal the identity has there, or one without.
-fn named<'a>(identity: &'a Identity, name: &'a str, out: &mut Vec<Dest<'a>>) {
-    let mut principals = identity.principals_at(name).peekable();
-    if principals.peek().is_none() {
-        out.push(Dest {
-            target: name,
-            principal: None,
-        });
-    }
-    out.extend(principals.map(|p| Dest {
-        target: name,
-        principal: Some(p),
-    }));
-}
-
-/// Every configured target the inventory says the identity has access to that accepts the
-/// action, as the principal it has there.
-fn blast_radius<'a>(
-    rules: &RuleSet,
-    action: &Action,
-    identity: &'a Identity,
-    notes: &mut Vec<String>,
-    out: &mut Vec<Dest<'a>>,
-) {
-    if !identity.known {
-        notes.push(format!(
-            "{}: identity unknown to the inventory, no blast radius",
-            action.action
-        ));
-    }
-    for (target, principal) in identity.access.iter() {
-        if rules.accepts(target, &action.action) {
-            out.push(Dest {
-                target,
-                principal: Some(principal),
-            });
-        } else {
-            notes.push(format!(
-                "{}: inventory target {target:?} is not configured or does not accept it",
-                action.action
-            ));
-        }
-    }
-}
-
-/// One restore command: a target, the principal there, and the containments it lifts.
-struct Restore {
-    target: String,
-    principal: Option<String>,
-    actions: Vec<String>,
-    lifted: Vec<CommandId>,
-}
-
-/// What a restore is lifting on behalf of: its action (targets, `lifts`), the object it
-/// concerns, and when its signal says the cause went away.
-struct Lifting<'a> {
-    action: &'a Action,
-    object: Option<&'a str>,
-    occurred_at: i64,
-}
-
-impl Lifting<'_> {
-    /// Why an open containment is not this restore's to lift, or `None` when it is.
-    fn refuses(&self, i: &Issued) -> Option<String> {
-        let cause = i.cause.as_deref();
-        let (rule, event_type) = (cause.map(|c| &*c.rule), cause.map(|c| &*c.event_type));
-        if !self.action.lifts.covers(&i.action, rule, event_type) {
-            return Some("not a cause this restore resolves".into());
-        }
-        if let (Some(want), got) = (self.object, i.object()) {
-            if got != Some(want) {
-                return Some(format!(
-                    "concerns {}, not {want}",
-                    got.unwrap_or("(nothing named)")
-                ));
-            }
-        }
-        match cause {
-            Some(c) if c.occurred_at > self.occurred_at => {
-                Some("the restoring event occurred before the containing one".into())
-            }
-            _ => None,
-        }
-    }
-
-    fn wants(&self, target: &str) -> bool {
-        self.action.targets.iter().any(|r| match r {
-            TargetRef::Contained => true,
-            TargetRef::Named(n) => n == target,
-            TargetRef::WhereIdentityHasAccess => false,
-        })
-    }
-}
-
-/// Restores for the targets the action names (`contained`: every target with an open
-/// containment), lifting the open containments there whose cause this restore resolves
-/// (`lifts`, same object, occurred later); one per (target, principal).
-fn restores(
-    rules: &RuleSet,
-    by: &Lifting<'_>,
-    state: &SubjectState,
-    (o, t): (i64, i64),
-    notes: &mut Vec<String>,
-) -> Vec<Restore> {
-    let mut by_dest: BTreeMap<(&str, Option<&str>), Restore> = BTreeMap::new();
-    for i in state.open(o, t).filter(|i| by.wants(&i.target)) {
-        if let Some(why) = by.refuses(i) {
-            notes.push(format!(
-                "restore: {} at {} stays ({why})",
-                i.action, i.target
-            ));
-            continue;
-        }
-        if !rules.accepts(&i.target, "restore") {
-            notes.push(format!(
-                "restore: target {:?} holds {} but does not accept restore",
-                i.target, i.action
-            ));
-            continue;
-        }
-        let r = by_dest
-            .entry((&i.target, i.principal()))
-            .or_insert_with(|| Restore {
-                target: i.target.to_string(),
-                principal: i.principal().map(str::to_string),
-                actions: Vec::new(),
-                lifted: Vec::new(),
-            });
-        if !r.actions.iter().any(|a| **a == *i.action) {
-            r.actions.push(i.action.to_string());
-        }
-        r.lifted.push(i.command_id);
-    }
-    // Named targets without an open containment still get their restore (an explicit order).
-    for r in &by.action.targets {
-        if let TargetRef::Named(n) = r {
-            if !by_dest.keys().any(|(t, _)| t == n) {
-                by_dest.insert(
-                    (n, None),
-                    Restore {
-                        target: n.clone(),
-                        principal: None,
-                        actions: Vec::new(),
-                        lifted: Vec::new(),
-                    },
-                );
-            }
-        }
-    }
-    by_dest.into_values().collect()
 }
