@@ -278,8 +278,14 @@ fn replay(
                         .iter()
                         .map(|c| format!("{}→{}", c.action, c.target))
                         .collect();
+                    let errors: String = d
+                        .record
+                        .errors
+                        .iter()
+                        .map(|e| format!(" error[{}]={}", e.rule_id, e.error))
+                        .collect();
                     say!(
-                        "{}:{} {} {} rules={} commands={}",
+                        "{}:{} {} {} rules={} commands={}{errors}",
                         signals.display(),
                         i + 1,
                         d.record.signal_id,

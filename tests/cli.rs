@@ -370,3 +370,33 @@ fn replay_verifies_set_lines_beside_json_signals() {
         stderr(&o)
     );
 }
+
+/// A parameter that cannot be evaluated is evidence: it is in the decision and in `replay`.
+#[test]
+fn replay_shows_parameter_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let signals = dir.path().join("s.jsonl");
+    std::fs::write(
+        &signals,
+        r#"{"id":"pc-1","source":{"issuer":"https://policy.acme.example"},"event_type":"urn:containd:event:policy:changed","occurred_at":1,"subject":{"format":"opaque","identifiers":{"id":"policy-x"}}}"#,
+    )
+    .unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let o = containd(&[
+        "replay",
+        "--rules",
+        root.join("rules").to_str().unwrap(),
+        "--signals",
+        signals.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let line: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).lines().next().unwrap()).unwrap();
+    let errors = line["decision"]["errors"].as_array().unwrap();
+    assert!(
+        errors.iter().any(|e| e["rule_id"] == "policy-changed-sync"
+            && e["error"].as_str().unwrap().contains("policy_id")),
+        "{line}"
+    );
+}

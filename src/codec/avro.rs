@@ -393,6 +393,10 @@ mod tests {
                 reason: "missing_parameter".into(),
                 detail: "needs credential_id".into(),
             }],
+            errors: vec![RuleError {
+                rule_id: "r".into(),
+                error: "\"signal.attributes.x\" is null".into(),
+            }],
             duplicate_of: Some(SourcePosition {
                 offset: 3,
                 ..position

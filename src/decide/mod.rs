@@ -23,7 +23,7 @@ use targets::{destinations, Dest};
 
 use crate::emit::command::requirement;
 use crate::emit::{
-    CommandKey, DecisionRecord, EnforcementCommand, Held, MatchedRule, Outcome, Refused,
+    CommandKey, DecisionRecord, EnforcementCommand, Held, MatchedRule, Outcome, Refused, RuleError,
     SourcePosition, Suppressed, TargetSubject, Verdict, Why, WindowProgress,
 };
 use crate::inventory::Identity;
@@ -459,6 +459,15 @@ impl<'a> Acting<'a, '_> {
         record.notes = self.notes;
         record.refused = self.refused;
         record.held = self.held;
+        record.errors = self
+            .condition_errors
+            .iter()
+            .map(|(rule_id, error)| RuleError {
+                rule_id: rule_id.clone(),
+                // Bounded: an expression's message, not a signal's content.
+                error: error.chars().take(512).collect(),
+            })
+            .collect();
         record.timings.evaluate_micros = started.elapsed().as_micros() as i64;
         Decision {
             record,

@@ -85,6 +85,7 @@ pub(super) fn record(
         trust,
         refused: Vec::new(),
         held: Vec::new(),
+        errors: Vec::new(),
         duplicate_of: None,
         identity: IdentitySummary::of(input.identity),
         pending: Vec::new(),

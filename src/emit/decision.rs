@@ -22,6 +22,9 @@ pub struct DecisionRecord {
     pub duplicate_of: Option<SourcePosition>,
     /// Commands decided but not sent (a required parameter is missing).
     pub held: Vec<Held>,
+    /// Conditions and parameters that failed to evaluate (the condition counted as no match,
+    /// the parameter was left out): the evidence of what the rules could not see.
+    pub errors: Vec<RuleError>,
     /// Who the inventory says the subject is (or that it does not know it).
     pub identity: IdentitySummary,
     /// Window rules this signal counted towards that have not fired yet.
@@ -68,6 +71,13 @@ pub struct Held {
     pub target: String,
     pub reason: String,
     pub detail: String,
+}
+
+/// A rule's condition or parameter that failed to evaluate for this signal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleError {
+    pub rule_id: String,
+    pub error: String,
 }
 
 /// The inventory facts a decision used.

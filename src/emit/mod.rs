@@ -8,6 +8,6 @@ pub mod decision;
 pub use command::{CommandKey, EnforcementCommand, TargetSubject, Why, VOCABULARY};
 pub use deadletter::{DeadLetter, DeadLetterReason};
 pub use decision::{
-    DecisionRecord, Held, IdentitySummary, MatchedRule, Outcome, Refused, SourcePosition,
-    Suppressed, Timings, TrustVerdict, Verdict, WindowProgress,
+    DecisionRecord, Held, IdentitySummary, MatchedRule, Outcome, Refused, RuleError,
+    SourcePosition, Suppressed, Timings, TrustVerdict, Verdict, WindowProgress,
 };
