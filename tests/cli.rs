@@ -400,3 +400,24 @@ fn replay_shows_parameter_errors() {
         "{line}"
     );
 }
+
+/// A rule comparing a string field with a number would never fire: `check` refuses it.
+#[test]
+fn check_refuses_a_string_field_compared_with_a_number() {
+    let rule = r#"rules:
+  - id: level-three
+    match: {event_types: ["https://schemas.openid.net/secevent/caep/event-type/assurance-level-change"]}
+    condition: signal.event.current_level == 3
+    actions:
+      - {action: require_step_up, targets: [okta]}
+"#;
+    let dir = deployment(|c| c, Some(("90-typo.yaml", rule)));
+    let o = check(&dir);
+    assert_eq!(o.status.code(), Some(78), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("90-typo.yaml:4"), "{err}");
+    assert!(
+        err.contains("signal.event.current_level is a string"),
+        "{err}"
+    );
+}

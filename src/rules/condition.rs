@@ -46,6 +46,10 @@ impl Condition {
                 "unknown variable(s) {unknown:?}; a condition may use {VARIABLES:?}"
             ));
         }
+        let mistakes = super::types::mistakes(program.expression());
+        if !mistakes.is_empty() {
+            return Err(mistakes.join("; "));
+        }
         Ok(Self {
             source: source.into(),
             fast: super::fast::compile(program.expression()),
@@ -303,7 +307,11 @@ mod tests {
     #[test]
     fn probe_catches_type_errors_but_not_data_dependent_ones() {
         let probe = |src: &str| Condition::compile(src).unwrap().probe(true);
-        assert!(probe(r#"signal.event.current_level > 2"#)
+        // A string field against a number is caught at compile time, before the probe.
+        assert!(Condition::compile(r#"signal.event.current_level > 2"#)
+            .unwrap_err()
+            .contains("is a string"));
+        assert!(probe(r#"signal.occurred_at > "x""#)
             .unwrap_err()
             .contains("type error"));
         assert!(probe("signal.id").unwrap_err().contains("boolean"));

@@ -136,7 +136,7 @@ fn path(e: &IdedExpr) -> Option<Vec<&str>> {
     }
 }
 
-fn field(e: &IdedExpr) -> Option<Field> {
+pub(super) fn field(e: &IdedExpr) -> Option<Field> {
     let p = path(e)?;
     Some(match p.as_slice() {
         ["signal", "id"] => Field::Id,

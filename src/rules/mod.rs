@@ -6,6 +6,7 @@ mod fast;
 mod load;
 mod model;
 pub mod reload;
+mod types;
 
 pub use condition::{Condition, ConditionInput};
 pub use load::{load_dir, load_sources};
