@@ -104,6 +104,7 @@ fn state(c: &mut Criterion) {
                 event_type: "https://schemas.openid.net/secevent/caep/event-type/risk-level-change"
                     .into(),
                 within: Duration::from_secs(600),
+                signal_id: format!("sig-{i:07}"),
             }],
             ..StateUpdate::default()
         };
@@ -162,6 +163,7 @@ fn state(c: &mut Criterion) {
             rule: "r".into(),
             event_type: "urn:e".into(),
             within: Duration::from_secs(600),
+            signal_id: "s".into(),
         }],
         ..StateUpdate::default()
     };

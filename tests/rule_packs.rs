@@ -87,3 +87,41 @@ fn pack_expressions_have_native_forms() {
     }
     assert!(slow.is_empty(), "interpreted expressions: {slow:#?}");
 }
+
+/// A command a window fires names every signal that filled the window, not only the last.
+#[test]
+fn a_correlation_command_cites_every_contributing_signal() {
+    let mut decider = containd::offline::OfflineDecider::load(
+        &root().join("examples/containd.toml"),
+        &root().join("rules"),
+    )
+    .unwrap_or_else(|p| panic!("{p:?}"));
+    let risk = |id: &str, at: &str| {
+        serde_json::to_vec(&serde_json::json!({
+            "id": id, "source": {"issuer": "https://risk.acme.example"},
+            "event_type": "https://schemas.openid.net/secevent/caep/event-type/risk-level-change",
+            "occurred_at": at, "subject": {"format": "opaque", "identifiers": {"id": "svc-ml"}},
+            "event": {"principal": "USER", "current_level": "MEDIUM"}}))
+        .unwrap()
+    };
+    let times = [
+        "2026-11-23T09:00:00Z",
+        "2026-11-23T09:04:00Z",
+        "2026-11-23T09:08:00Z",
+    ];
+    let mut last = None;
+    for (i, at) in times.iter().enumerate() {
+        last = Some(
+            decider
+                .decide_json(&risk(&format!("c-{i}"), at), i as i64)
+                .unwrap(),
+        );
+    }
+    let revoke = last
+        .unwrap()
+        .commands
+        .into_iter()
+        .find(|c| c.why.rule_id == "repeated-medium-risk-revoke")
+        .expect("the window fired");
+    assert_eq!(revoke.why.signal_ids, ["c-0", "c-1", "c-2"]);
+}

@@ -90,6 +90,8 @@ struct Acting<'a, 'r> {
     notes: Vec<String>,
     refused: Vec<Refused>,
     held: Vec<Held>,
+    /// Window rules that fired and the earlier signals in their windows.
+    contributors: Vec<(String, Vec<String>)>,
     condition_errors: Vec<(String, String)>,
     any_dry_run: bool,
     any_suppressed: bool,
@@ -122,6 +124,11 @@ pub fn decide(rules: &RuleSet, input: DecideInput<'_>) -> Decision {
         notes: Vec::new(),
         refused: Vec::new(),
         held: Vec::new(),
+        contributors: evaluation
+            .contributors
+            .iter()
+            .map(|(rule, ids)| (rule.to_string(), ids.clone()))
+            .collect(),
         condition_errors: evaluation
             .condition_errors
             .iter()
@@ -136,6 +143,7 @@ pub fn decide(rules: &RuleSet, input: DecideInput<'_>) -> Decision {
                 rule: rule.id.clone(),
                 event_type: input.signal.event_type.clone(),
                 within: w.within,
+                signal_id: input.signal.id.clone(),
             });
         }
     }
@@ -377,6 +385,18 @@ impl<'a> Acting<'a, '_> {
         }
     }
 
+    /// Every signal behind a rule's command: a window's earlier hits, then this signal.
+    fn signal_ids(&self, rule: &Rule) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .contributors
+            .iter()
+            .filter(|(r, _)| *r == rule.id)
+            .flat_map(|(_, ids)| ids.iter().cloned())
+            .collect();
+        ids.push(self.input.signal.id.clone());
+        ids
+    }
+
     fn command(
         &self,
         p: &Planned<'_>,
@@ -398,7 +418,7 @@ impl<'a> Acting<'a, '_> {
             why: Why {
                 rule_id: p.rule.id.clone(),
                 ruleset_version: self.rules.version().to_string(),
-                signal_ids: vec![signal.id.clone()],
+                signal_ids: self.signal_ids(p.rule),
                 event_type: signal.event_type.clone(),
                 description: p.rule.description.clone(),
             },

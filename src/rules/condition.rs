@@ -212,6 +212,7 @@ fn probe_input() -> &'static ConditionInput {
             count: 1,
             event_types: ["probe".to_string()].into(),
             first_at: Some(0),
+            signal_ids: vec!["probe".into()],
         });
         input
     })

@@ -207,6 +207,8 @@ pub struct Evaluation<'r> {
     pub hits: Vec<&'r Rule>,
     pub pending: Vec<Pending<'r>>,
     pub condition_errors: Vec<(&'r str, String)>,
+    /// Window rules that fired: the earlier signals in the window (this one not included).
+    pub contributors: Vec<(&'r str, Vec<String>)>,
     /// The CEL view of the signal, built when a condition needed it.
     input: Option<Result<ConditionInput, String>>,
 }
@@ -416,6 +418,7 @@ impl RuleSet {
                     });
                     continue;
                 }
+                out.contributors.push((&rule.id, view.signal_ids.clone()));
             }
             out.matched.push(rule);
             if rule.stop {

@@ -54,6 +54,9 @@ pub struct Hit {
     pub until: i64,
     #[serde(deserialize_with = "interned")]
     pub event_type: Arc<str>,
+    /// The signal that hit, so the command the window fires names every contributor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal_id: Option<Box<str>>,
 }
 
 /// A firing of a rule with an escalation ladder.
@@ -179,6 +182,8 @@ pub struct WindowView {
     pub count: usize,
     pub event_types: BTreeSet<String>,
     pub first_at: Option<i64>,
+    /// The hits' signal ids, oldest first (evidence for the command the window fires).
+    pub signal_ids: Vec<String>,
 }
 
 /// The changes one decision makes to its subject's state.
@@ -201,6 +206,7 @@ pub struct NewHit {
     pub rule: String,
     pub event_type: String,
     pub within: Duration,
+    pub signal_id: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -332,6 +338,8 @@ impl SubjectState {
             if h.offset < o && h.at >= from && h.at <= t {
                 view.count += 1;
                 view.event_types.insert(h.event_type.to_string());
+                view.signal_ids
+                    .extend(h.signal_id.as_deref().map(str::to_string));
                 view.first_at = Some(view.first_at.map_or(h.at, |f| f.min(h.at)));
             }
         }
@@ -400,6 +408,7 @@ impl SubjectState {
                 at: at.at,
                 until: plus(at.at, h.within),
                 event_type: intern(&h.event_type),
+                signal_id: Some(h.signal_id.as_str().into()),
             });
         }
         for (rule, within) in &update.triggers {

@@ -22,6 +22,7 @@ fn hit(rule: &str) -> StateUpdate {
             rule: rule.into(),
             event_type: "urn:e".into(),
             within: Duration::from_secs(600),
+            signal_id: "s".into(),
         }],
         ..StateUpdate::default()
     }
