@@ -163,28 +163,8 @@ fn probe_input() -> &'static ConditionInput {
     PROBE.get_or_init(|| {
         let member = serde_json::json!({"format": "opaque", "identifiers": {"id": "probe"}});
         let mut event = serde_json::Map::new();
-        for f in [
-            "initiating_entity",
-            "reason_admin",
-            "reason_user",
-            "previous_status",
-            "current_status",
-            "namespace",
-            "previous_level",
-            "current_level",
-            "change_direction",
-            "principal",
-            "risk_reason",
-            "credential_type",
-            "change_type",
-            "friendly_name",
-            "x509_issuer",
-            "x509_serial",
-            "fido2_aaguid",
-            "reason",
-            "new_value",
-        ] {
-            event.insert(f.into(), "probe".into());
+        for f in crate::signal::EVENT_TEXT_FIELDS {
+            event.insert((*f).into(), "probe".into());
         }
         let signal: Signal = serde_json::from_value(serde_json::json!({
             "id": "probe", "source": {"issuer": "probe", "transmitter": "probe"},

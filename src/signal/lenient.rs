@@ -11,7 +11,7 @@ use std::fmt;
 
 /// An optional member of any JSON type, as text.
 pub fn text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    d.deserialize_option(OptionalText)
+    d.deserialize_option(Text)
 }
 
 /// A map of members of any JSON type (`claims`): strings as they are, other values as their
@@ -29,24 +29,6 @@ pub fn text_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Stri
             other => Some((k, other.to_string())),
         })
         .collect())
-}
-
-struct OptionalText;
-
-impl<'de> Visitor<'de> for OptionalText {
-    type Value = Option<String>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("any JSON value")
-    }
-    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(None)
-    }
-    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_any(Text)
-    }
 }
 
 /// One value of any JSON type as text (`None` for null).

@@ -43,6 +43,29 @@ pub struct Source {
     pub transmitter: Option<String>,
 }
 
+/// The text members of [`EventFields`] by their JSON names (`claims` is the map beside them).
+pub const EVENT_TEXT_FIELDS: &[&str] = &[
+    "initiating_entity",
+    "reason_admin",
+    "reason_user",
+    "previous_status",
+    "current_status",
+    "namespace",
+    "previous_level",
+    "current_level",
+    "change_direction",
+    "principal",
+    "risk_reason",
+    "credential_type",
+    "change_type",
+    "friendly_name",
+    "x509_issuer",
+    "x509_serial",
+    "fido2_aaguid",
+    "reason",
+    "new_value",
+];
+
 /// Event-specific fields of CAEP, RISC and the NHI extensions. All optional here; which ones
 /// an event type requires is checked by [`validate`]. Each accepts the member in any JSON
 /// shape the specs use (language maps, objects, lists, numbers) as text (see `lenient`).

@@ -5,7 +5,7 @@
 //! Unknown members are ignored, as a receiver must.
 
 use super::set::SetError;
-use crate::signal::{EventFields, Signal, SimpleSubject, Source, Subject};
+use crate::signal::{EventFields, Signal, SimpleSubject, Source, Subject, EVENT_TEXT_FIELDS};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
 
@@ -143,31 +143,9 @@ fn flatten(v: &Value) -> String {
     }
 }
 
-/// Event member names the normalized schema has a field for (the rest become attributes).
-const EVENT_MEMBERS: &[&str] = &[
-    "initiating_entity",
-    "reason_admin",
-    "reason_user",
-    "previous_status",
-    "current_status",
-    "namespace",
-    "previous_level",
-    "current_level",
-    "change_direction",
-    "principal",
-    "risk_reason",
-    "credential_type",
-    "change_type",
-    "friendly_name",
-    "x509_issuer",
-    "x509_serial",
-    "fido2_aaguid",
-    "reason",
-    "new-value",
-    "new_value",
-    "claims",
-    "event_timestamp",
-];
+/// Event members with a place of their own besides the text fields: they never become
+/// attributes.
+const OTHER_EVENT_MEMBERS: &[&str] = &["new-value", "claims", "event_timestamp"];
 
 /// Event members beyond the schema's fields (an NHI event's `credential_id`, a PAM
 /// `session_id`) as string attributes, so rules can use them as they use a normalized
@@ -175,7 +153,9 @@ const EVENT_MEMBERS: &[&str] = &[
 fn attributes(members: &Object) -> BTreeMap<String, String> {
     members
         .iter()
-        .filter(|(k, _)| !EVENT_MEMBERS.contains(&k.as_str()))
+        .filter(|(k, _)| {
+            !EVENT_TEXT_FIELDS.contains(&k.as_str()) && !OTHER_EVENT_MEMBERS.contains(&k.as_str())
+        })
         .take(64)
         .map(|(k, v)| {
             let mut text = flatten(v);
