@@ -234,25 +234,9 @@ fn replay(
     inventory: Option<&Path>,
     json: bool,
 ) -> ExitCode {
-    let mut decider = match offline(dir, config) {
-        Ok(d) => d,
+    let (mut decider, text) = match replay_inputs(dir, signals, config, inventory) {
+        Ok(ok) => ok,
         Err(code) => return code,
-    };
-    if let Some(path) = inventory {
-        match offline::read_inventory(path) {
-            Ok(records) => records.into_iter().for_each(|r| decider.add_identity(r)),
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        }
-    }
-    let text = match std::fs::read_to_string(signals) {
-        Ok(t) => t,
-        Err(e) => {
-            eprintln!("error: {}: cannot read: {e}", signals.display());
-            return ExitCode::FAILURE;
-        }
     };
     let (mut decided, mut rejected) = (0, 0);
     for (i, line) in text
@@ -260,40 +244,11 @@ fn replay(
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
     {
+        let at = format!("{}:{}", signals.display(), i + 1);
         match decider.decide_line(line.as_bytes(), i as i64 + 1) {
             Ok(d) => {
                 decided += 1;
-                if json {
-                    let out = serde_json::json!({"decision": d.record, "commands": d.commands});
-                    say!("{out}");
-                } else {
-                    let rules: Vec<&str> = d
-                        .record
-                        .matched_rules
-                        .iter()
-                        .map(|r| r.rule_id.as_str())
-                        .collect();
-                    let commands: Vec<String> = d
-                        .commands
-                        .iter()
-                        .map(|c| format!("{}→{}", c.action, c.target))
-                        .collect();
-                    let errors: String = d
-                        .record
-                        .errors
-                        .iter()
-                        .map(|e| format!(" error[{}]={}", e.rule_id, e.error))
-                        .collect();
-                    say!(
-                        "{}:{} {} {} rules={} commands={}{errors}",
-                        signals.display(),
-                        i + 1,
-                        d.record.signal_id,
-                        d.record.outcome.name(),
-                        rules.join(","),
-                        commands.join(",")
-                    );
-                }
+                print_decision(&at, &d, json);
             }
             Err(reason) => {
                 rejected += 1;
@@ -303,7 +258,7 @@ fn replay(
                         serde_json::json!({"line": i + 1, "dead_letter": reason})
                     );
                 } else {
-                    say!("{}:{} dead-letter: {reason}", signals.display(), i + 1);
+                    say!("{at} dead-letter: {reason}");
                 }
             }
         }
@@ -313,6 +268,63 @@ fn replay(
         decider.rules().version()
     );
     ExitCode::SUCCESS
+}
+
+/// The offline decider (with the inventory, if given) and the signals file's text.
+fn replay_inputs(
+    dir: &Path,
+    signals: &Path,
+    config: Option<&Path>,
+    inventory: Option<&Path>,
+) -> Result<(offline::OfflineDecider, String), ExitCode> {
+    let mut decider = offline(dir, config)?;
+    if let Some(path) = inventory {
+        let records = offline::read_inventory(path).map_err(|e| {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        })?;
+        records.into_iter().for_each(|r| decider.add_identity(r));
+    }
+    let text = std::fs::read_to_string(signals).map_err(|e| {
+        eprintln!("error: {}: cannot read: {e}", signals.display());
+        ExitCode::FAILURE
+    })?;
+    Ok((decider, text))
+}
+
+/// One replayed decision: a JSON object, or `FILE:LINE id outcome rules=… commands=… error[…]`.
+fn print_decision(at: &str, d: &crate::decide::Decision, json: bool) {
+    if json {
+        say!(
+            "{}",
+            serde_json::json!({"decision": d.record, "commands": d.commands})
+        );
+        return;
+    }
+    let rules: Vec<&str> = d
+        .record
+        .matched_rules
+        .iter()
+        .map(|r| r.rule_id.as_str())
+        .collect();
+    let commands: Vec<String> = d
+        .commands
+        .iter()
+        .map(|c| format!("{}→{}", c.action, c.target))
+        .collect();
+    let errors: String = d
+        .record
+        .errors
+        .iter()
+        .map(|e| format!(" error[{}]={}", e.rule_id, e.error))
+        .collect();
+    say!(
+        "{at} {} {} rules={} commands={}{errors}",
+        d.record.signal_id,
+        d.record.outcome.name(),
+        rules.join(","),
+        commands.join(",")
+    );
 }
 
 async fn run(path: PathBuf) -> ExitCode {

@@ -216,8 +216,30 @@ pub struct ExpectedCommand {
     pub parameters: BTreeMap<String, String>,
 }
 
+/// What a case's signals decided: every command, each outcome, the last decision.
+struct CaseRun {
+    commands: Vec<EnforcementCommand>,
+    outcomes: Vec<&'static str>,
+    last: Decision,
+}
+
 /// Result of one test case: `Ok` or the lines of its diff.
 pub fn run_case(decider: &mut OfflineDecider, case: &TestCase) -> Result<(), Vec<String>> {
+    let run = decide_case(decider, case)?;
+    let mut diff = Vec::new();
+    diff_outcomes(&case.expect, &run, &mut diff);
+    if let Some(want) = &case.expect.commands {
+        diff_commands(want, &run.commands, &mut diff);
+    }
+    if diff.is_empty() {
+        Ok(())
+    } else {
+        Err(diff)
+    }
+}
+
+/// Decides the case's signals in order from empty state, with its inventory and topic.
+fn decide_case(decider: &mut OfflineDecider, case: &TestCase) -> Result<CaseRun, Vec<String>> {
     decider.reset();
     if let Some(topic) = &case.topic {
         decider.set_topic(topic);
@@ -230,37 +252,39 @@ pub fn run_case(decider: &mut OfflineDecider, case: &TestCase) -> Result<(), Vec
     let mut last = None;
     for (i, s) in case.signal_values().enumerate() {
         let bytes = serde_json::to_vec(&s).map_err(|e| vec![format!("signal {i}: {e}")])?;
-        match decider.decide_json(&bytes, i as i64) {
-            Ok(d) => {
-                commands.extend(d.commands.iter().cloned());
-                outcomes.push(d.record.outcome.name());
-                last = Some(d);
-            }
-            Err(reason) => {
-                return Err(vec![format!("signal {i} would be dead-lettered: {reason}")])
-            }
-        }
+        let d = decider
+            .decide_json(&bytes, i as i64)
+            .map_err(|reason| vec![format!("signal {i} would be dead-lettered: {reason}")])?;
+        commands.extend(d.commands.iter().cloned());
+        outcomes.push(d.record.outcome.name());
+        last = Some(d);
     }
-    let Some(last) = last else {
-        return Err(vec!["no signals".into()]);
-    };
-    let mut diff = Vec::new();
-    if let Some(want) = &case.expect.outcome {
-        let got = last.record.outcome.name();
+    let last = last.ok_or_else(|| vec!["no signals".to_string()])?;
+    Ok(CaseRun {
+        commands,
+        outcomes,
+        last,
+    })
+}
+
+/// The expected outcome, outcomes and matched rules against the run.
+fn diff_outcomes(expect: &Expect, run: &CaseRun, diff: &mut Vec<String>) {
+    let record = &run.last.record;
+    if let Some(want) = &expect.outcome {
+        let got = record.outcome.name();
         if got != want {
             diff.push(format!("- outcome: {want}"));
             diff.push(format!("+ outcome: {got}"));
         }
     }
-    if let Some(want) = &case.expect.outcomes {
-        if outcomes != want.iter().map(String::as_str).collect::<Vec<_>>() {
+    if let Some(want) = &expect.outcomes {
+        if run.outcomes != want.iter().map(String::as_str).collect::<Vec<_>>() {
             diff.push(format!("- outcomes: {want:?}"));
-            diff.push(format!("+ outcomes: {outcomes:?}"));
+            diff.push(format!("+ outcomes: {:?}", run.outcomes));
         }
     }
-    if let Some(want) = &case.expect.rules {
-        let got: Vec<&str> = last
-            .record
+    if let Some(want) = &expect.rules {
+        let got: Vec<&str> = record
             .matched_rules
             .iter()
             .map(|r| r.rule_id.as_str())
@@ -270,45 +294,46 @@ pub fn run_case(decider: &mut OfflineDecider, case: &TestCase) -> Result<(), Vec
             diff.push(format!("+ rules: {got:?}"));
         }
     }
-    if let Some(want) = &case.expect.commands {
-        let mut unmatched: Vec<&EnforcementCommand> = commands.iter().collect();
-        for w in want {
-            let found = unmatched.iter().position(|c| {
-                c.action == w.action
-                    && c.target == w.target
-                    && (w.principal_id.is_none() || c.principal_id == w.principal_id)
-                    && w.parameters
-                        .iter()
-                        .all(|(k, v)| c.parameters.get(k) == Some(v))
-            });
-            match found {
-                Some(i) => {
-                    unmatched.remove(i);
-                }
-                None => diff.push(format!(
-                    "- command {} → {}{} {:?}",
-                    w.action,
-                    w.target,
-                    principal(&w.principal_id),
-                    w.parameters
-                )),
+}
+
+/// Every expected command must be among the commands (in any order); the rest are extra.
+fn diff_commands(
+    want: &[ExpectedCommand],
+    commands: &[EnforcementCommand],
+    diff: &mut Vec<String>,
+) {
+    let mut unmatched: Vec<&EnforcementCommand> = commands.iter().collect();
+    for w in want {
+        let found = unmatched.iter().position(|c| {
+            c.action == w.action
+                && c.target == w.target
+                && (w.principal_id.is_none() || c.principal_id == w.principal_id)
+                && w.parameters
+                    .iter()
+                    .all(|(k, v)| c.parameters.get(k) == Some(v))
+        });
+        match found {
+            Some(i) => {
+                unmatched.remove(i);
             }
-        }
-        for c in unmatched {
-            diff.push(format!(
-                "+ command {} → {}{} {:?} (rule {})",
-                c.action,
-                c.target,
-                principal(&c.principal_id),
-                c.parameters,
-                c.why.rule_id
-            ));
+            None => diff.push(format!(
+                "- command {} → {}{} {:?}",
+                w.action,
+                w.target,
+                principal(&w.principal_id),
+                w.parameters
+            )),
         }
     }
-    if diff.is_empty() {
-        Ok(())
-    } else {
-        Err(diff)
+    for c in unmatched {
+        diff.push(format!(
+            "+ command {} → {}{} {:?} (rule {})",
+            c.action,
+            c.target,
+            principal(&c.principal_id),
+            c.parameters,
+            c.why.rule_id
+        ));
     }
 }
 
