@@ -16,7 +16,28 @@ pub fn validate(settings: &Settings, file: &Path, text: &str) -> Vec<Problem> {
             message,
         })
     };
+    input(settings, &mut problem);
+    kafka(settings, &mut problem);
+    delivery(settings, &mut problem);
+    state_and_inventory(settings, &mut problem);
+    targets(settings, &mut problem);
+    for (field, message) in super::trust::validate(settings) {
+        problem(field, message);
+    }
+    problems
+}
 
+/// The consumed-topic regex, when one is set and valid.
+fn pattern(settings: &Settings) -> Option<regex::Regex> {
+    settings
+        .input
+        .topic_pattern
+        .as_deref()
+        .and_then(|p| regex::Regex::new(p).ok())
+}
+
+/// Signal topics, their formats and limits.
+fn input(settings: &Settings, problem: &mut dyn FnMut(String, String)) {
     let input = &settings.input;
     match (&input.topics.is_empty(), &input.topic_pattern) {
         (true, None) => problem(
@@ -43,10 +64,7 @@ pub fn validate(settings: &Settings, file: &Path, text: &str) -> Vec<Problem> {
     if input.max_message_bytes == 0 {
         problem("input.max_message_bytes".into(), "must be positive".into());
     }
-    let pattern = input
-        .topic_pattern
-        .as_deref()
-        .and_then(|p| regex::Regex::new(p).ok());
+    let pattern = pattern(settings);
     for topic in input.formats.keys() {
         let consumed =
             input.topics.contains(topic) || pattern.as_ref().is_some_and(|p| p.is_match(topic));
@@ -57,7 +75,10 @@ pub fn validate(settings: &Settings, file: &Path, text: &str) -> Vec<Problem> {
             );
         }
     }
+}
 
+/// librdkafka properties containd needs or manages.
+fn kafka(settings: &Settings, problem: &mut dyn FnMut(String, String)) {
     if !settings.kafka.contains_key("bootstrap.servers") {
         problem(
             "kafka.bootstrap.servers".into(),
@@ -76,7 +97,10 @@ pub fn validate(settings: &Settings, file: &Path, text: &str) -> Vec<Problem> {
             );
         }
     }
+}
 
+/// Delivery mode, commit and reload intervals.
+fn delivery(settings: &Settings, problem: &mut dyn FnMut(String, String)) {
     let d = &settings.delivery;
     if d.commit_interval.is_zero() {
         problem(
@@ -96,7 +120,11 @@ pub fn validate(settings: &Settings, file: &Path, text: &str) -> Vec<Problem> {
             "must be positive".into(),
         );
     }
+}
 
+/// The state changelog and the inventory topic.
+fn state_and_inventory(settings: &Settings, problem: &mut dyn FnMut(String, String)) {
+    let (input, pattern) = (&settings.input, pattern(settings));
     let st = &settings.state;
     if st.changelog_topic.is_empty() {
         problem("state.changelog_topic".into(), "must not be empty".into());
@@ -142,7 +170,11 @@ pub fn validate(settings: &Settings, file: &Path, text: &str) -> Vec<Problem> {
             );
         }
     }
+}
 
+/// Targets: names, topics, accepted actions.
+fn targets(settings: &Settings, problem: &mut dyn FnMut(String, String)) {
+    let input = &settings.input;
     let known_actions: HashSet<&str> = VOCABULARY
         .iter()
         .copied()
@@ -195,8 +227,4 @@ pub fn validate(settings: &Settings, file: &Path, text: &str) -> Vec<Problem> {
             );
         }
     }
-    for (field, message) in super::trust::validate(settings) {
-        problem(field, message);
-    }
-    problems
 }
