@@ -133,7 +133,8 @@ fn state(c: &mut Criterion) {
                         "https://schemas.openid.net/secevent/caep/event-type/device-compliance-change"
                             .into(),
                     occurred_at: 1,
-                    object: Some(format!("dev-{i}")),
+                    signal: None,
+                object: Some(format!("dev-{i}")),
                     principal: None,
                 },
             }],

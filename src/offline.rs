@@ -214,6 +214,9 @@ pub struct ExpectedCommand {
     pub principal_id: Option<String>,
     #[serde(default)]
     pub parameters: BTreeMap<String, String>,
+    /// The signals the command cites (`why.signal_ids`), in order, when given.
+    #[serde(default)]
+    pub signal_ids: Option<Vec<String>>,
 }
 
 /// What a case's signals decided: every command, each outcome, the last decision.
@@ -308,6 +311,9 @@ fn diff_commands(
             c.action == w.action
                 && c.target == w.target
                 && (w.principal_id.is_none() || c.principal_id == w.principal_id)
+                && w.signal_ids
+                    .as_ref()
+                    .is_none_or(|ids| *ids == c.why.signal_ids)
                 && w.parameters
                     .iter()
                     .all(|(k, v)| c.parameters.get(k) == Some(v))
@@ -317,22 +323,26 @@ fn diff_commands(
                 unmatched.remove(i);
             }
             None => diff.push(format!(
-                "- command {} → {}{} {:?}",
+                "- command {} → {}{} {:?}{}",
                 w.action,
                 w.target,
                 principal(&w.principal_id),
-                w.parameters
+                w.parameters,
+                w.signal_ids
+                    .as_ref()
+                    .map_or(String::new(), |ids| format!(" citing {ids:?}"))
             )),
         }
     }
     for c in unmatched {
         diff.push(format!(
-            "+ command {} → {}{} {:?} (rule {})",
+            "+ command {} → {}{} {:?} (rule {}, citing {:?})",
             c.action,
             c.target,
             principal(&c.principal_id),
             c.parameters,
-            c.why.rule_id
+            c.why.rule_id,
+            c.why.signal_ids
         ));
     }
 }

@@ -29,7 +29,7 @@ use crate::emit::{
 use crate::inventory::Identity;
 use crate::rules::{object_of, Action, Evaluation, Facts, Rule, RuleSet};
 use crate::signal::Signal;
-use crate::state::{Cause, CommandId, NewHit, NewIssue, StateUpdate, SubjectState};
+use crate::state::{Cause, CommandId, NewHit, NewIssue, SignalRef, StateUpdate, SubjectState};
 use crate::trust::Source;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -76,6 +76,8 @@ struct Planned<'r> {
     /// What the command concerns (a credential, device, session, incident), if it says.
     object: Option<String>,
     dry_run: bool,
+    /// An action of the escalation step the rule reached (its earlier firings are evidence).
+    stepped: bool,
 }
 
 /// What one decision accumulates while its matched rules act.
@@ -92,6 +94,8 @@ struct Acting<'a, 'r> {
     held: Vec<Held>,
     /// Window rules that fired and the earlier signals in their windows.
     contributors: Vec<(String, Vec<String>)>,
+    /// Rules whose escalation ladder stepped and the signals of their earlier firings.
+    escalations: Vec<(String, Vec<String>)>,
     condition_errors: Vec<(String, String)>,
     any_dry_run: bool,
     any_suppressed: bool,
@@ -129,6 +133,7 @@ pub fn decide(rules: &RuleSet, input: DecideInput<'_>) -> Decision {
             .iter()
             .map(|(rule, ids)| (rule.to_string(), ids.clone()))
             .collect(),
+        escalations: Vec::new(),
         condition_errors: evaluation
             .condition_errors
             .iter()
@@ -163,15 +168,25 @@ impl<'a> Acting<'a, '_> {
         let mut step = None;
         let mut ladder: &[Action] = &[];
         if let Some(e) = &rule.escalate {
-            let (i, actions) = e.step(self.state.triggers(&rule.id, e.within, o, t));
+            let earlier: Vec<String> = self
+                .state
+                .triggers(&rule.id, e.within, o, t)
+                .filter_map(|m| m.signal_id.as_deref().map(str::to_string))
+                .collect();
+            let (i, actions) = e.step(self.state.triggers(&rule.id, e.within, o, t).count());
             step = Some(i as i32);
             ladder = actions;
-            self.update.triggers.push((rule.id.clone(), e.within));
+            self.escalations.push((rule.id.clone(), earlier));
+            let signal_id = self.input.signal.id.clone();
+            self.update
+                .triggers
+                .push((rule.id.clone(), e.within, signal_id));
         }
         let mut ids = Vec::new();
         let mut suppressed = Vec::new();
-        for action in rule.actions.iter().chain(ladder) {
-            let planned = self.plan(rule, action, dry_run, evaluation);
+        for (k, action) in rule.actions.iter().chain(ladder).enumerate() {
+            let mut planned = self.plan(rule, action, dry_run, evaluation);
+            planned.stepped = k >= rule.actions.len();
             if action.action == "restore" {
                 self.restore(&planned, &mut ids);
             } else {
@@ -219,6 +234,7 @@ impl<'a> Acting<'a, '_> {
             parameters,
             object,
             dry_run,
+            stepped: false,
         }
     }
 
@@ -281,6 +297,9 @@ impl<'a> Acting<'a, '_> {
             parameters.insert("restores".into(), r.actions.join(","));
             let lifted: Vec<String> = r.lifted.iter().map(ToString::to_string).collect();
             parameters.insert("restores_command_ids".into(), lifted.join(","));
+            if !r.causes.is_empty() {
+                parameters.insert("restores_signal_ids".into(), r.causes.join(","));
+            }
             let command = self.command(p, id, &dest, parameters);
             self.commands.push(command);
         }
@@ -378,6 +397,10 @@ impl<'a> Acting<'a, '_> {
                     rule: p.rule.id.as_str().into(),
                     event_type: signal.event_type.as_str().into(),
                     occurred_at: signal.occurred_at,
+                    signal: Some(SignalRef {
+                        issuer: signal.source.issuer.as_str().into(),
+                        id: signal.id.as_str().into(),
+                    }),
                     object: p.object.clone(),
                     principal: dest.principal.map(str::to_string),
                 },
@@ -385,12 +408,15 @@ impl<'a> Acting<'a, '_> {
         }
     }
 
-    /// Every signal behind a rule's command: a window's earlier hits, then this signal.
-    fn signal_ids(&self, rule: &Rule) -> Vec<String> {
+    /// Every signal behind a command: a window's earlier hits, an escalation step's earlier
+    /// firings, then this signal.
+    fn signal_ids(&self, p: &Planned<'_>) -> Vec<String> {
+        let escalations = self.escalations.iter().filter(|_| p.stepped);
         let mut ids: Vec<String> = self
             .contributors
             .iter()
-            .filter(|(r, _)| *r == rule.id)
+            .chain(escalations)
+            .filter(|(r, _)| *r == p.rule.id)
             .flat_map(|(_, ids)| ids.iter().cloned())
             .collect();
         ids.push(self.input.signal.id.clone());
@@ -418,7 +444,7 @@ impl<'a> Acting<'a, '_> {
             why: Why {
                 rule_id: p.rule.id.clone(),
                 ruleset_version: self.rules.version().to_string(),
-                signal_ids: self.signal_ids(p.rule),
+                signal_ids: self.signal_ids(p),
                 event_type: signal.event_type.clone(),
                 description: p.rule.description.clone(),
             },

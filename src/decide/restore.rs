@@ -11,6 +11,8 @@ pub(super) struct Restore {
     pub principal: Option<String>,
     pub actions: Vec<String>,
     pub lifted: Vec<CommandId>,
+    /// The ids of the signals that caused what it lifts (each once).
+    pub causes: Vec<String>,
 }
 
 /// What a restore is lifting on behalf of: its action (targets, `lifts`), the object it
@@ -87,11 +89,18 @@ pub(super) fn restores(
                 principal: i.principal().map(str::to_string),
                 actions: Vec::new(),
                 lifted: Vec::new(),
+                causes: Vec::new(),
             });
         if !r.actions.iter().any(|a| **a == *i.action) {
             r.actions.push(i.action.to_string());
         }
         r.lifted.push(i.command_id);
+        let cause = i.cause.as_ref().and_then(|c| c.signal.as_ref());
+        if let Some(id) = cause.map(|s| &*s.id) {
+            if !r.causes.iter().any(|c| c == id) {
+                r.causes.push(id.to_string());
+            }
+        }
     }
     // Named targets without an open containment still get their restore (an explicit order).
     for r in &by.action.targets {
@@ -104,6 +113,7 @@ pub(super) fn restores(
                         principal: None,
                         actions: Vec::new(),
                         lifted: Vec::new(),
+                        causes: Vec::new(),
                     },
                 );
             }

@@ -68,6 +68,8 @@ pub enum Processed {
 struct Judged<'a> {
     signal: &'a Signal,
     subject_id: &'a str,
+    /// Whose state the decision reads and changes: see [`state_key`].
+    state_key: &'a str,
     identity: &'a Identity,
     decided_at: i64,
     /// The daemon's clock (ms), for future-dated signals.
@@ -75,6 +77,34 @@ struct Judged<'a> {
     /// It arrived as a SET whose signature verified.
     signed: bool,
     decode_micros: i64,
+}
+
+/// The name a subject's state is kept under: the inventory's id when the inventory knows any
+/// of the signal's identifiers (so a quarantine issued under an agent's URI is lifted by a
+/// closure naming its inventory id), else the canonical subject id.
+pub fn state_key<'a>(identity: &'a Identity, subject_id: &'a str) -> &'a str {
+    if identity.known {
+        &identity.id
+    } else {
+        subject_id
+    }
+}
+
+/// State an identity's other names still hold (kept before the inventory knew them, or by a
+/// release that keyed state by raw identifier) moves to its state key; returns the changelog
+/// changes that make the move durable.
+fn adopt_former_names(
+    state: &mut StateStore,
+    msg: &Incoming<'_>,
+    key: &str,
+    identity: &Identity,
+    subject_id: &str,
+) -> Vec<(String, Change)> {
+    if !identity.known {
+        return Vec::new();
+    }
+    let former = std::iter::once(subject_id).chain(identity.aliases.iter().map(|a| &**a));
+    state.adopt(msg.topic, msg.partition, key, former)
 }
 
 /// Turns records into outputs with the configured encodings and topics.
@@ -154,6 +184,8 @@ impl Processor {
             .lookup(&signal.subject, &subject_id)
             .unwrap_or_else(Identity::unknown);
         let decided_at = msg.timestamp.unwrap_or(signal.received_at);
+        let key = state_key(&identity, &subject_id);
+        let mut moved = adopt_former_names(state, msg, key, &identity, &subject_id);
         let decision = self.judge(
             rules,
             state,
@@ -161,6 +193,7 @@ impl Processor {
             Judged {
                 signal: &signal,
                 subject_id: &subject_id,
+                state_key: key,
                 identity: &identity,
                 decided_at,
                 now,
@@ -171,7 +204,7 @@ impl Processor {
         let change = state.apply(
             msg.topic,
             msg.partition,
-            &subject_id,
+            key,
             Mark {
                 offset: msg.offset,
                 at: decided_at,
@@ -180,11 +213,14 @@ impl Processor {
         );
         match self.encode(&decision, &subject_id) {
             Ok(mut out) => {
-                if let Some(record) =
-                    self.state_record(msg.topic, msg.partition, &subject_id, change)
-                {
-                    out.push(record);
+                if change != Change::Unchanged {
+                    moved.retain(|(name, _)| name != key);
                 }
+                moved.push((key.to_string(), change));
+                let records = moved.into_iter().filter_map(|(name, change)| {
+                    self.state_record(msg.topic, msg.partition, &name, change)
+                });
+                out.extend(records);
                 (Processed::Decided(Box::new(decision)), out)
             }
             Err(e) => self.dead_letter(
@@ -206,7 +242,7 @@ impl Processor {
         j: Judged<'_>,
     ) -> Decision {
         let signal = j.signal;
-        let subject_state = state.subject(msg.topic, msg.partition, j.subject_id);
+        let subject_state = state.subject(msg.topic, msg.partition, j.state_key);
         let admitted =
             self.trust
                 .authority

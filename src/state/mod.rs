@@ -60,12 +60,15 @@ pub struct Hit {
 }
 
 /// A firing of a rule with an escalation ladder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Trigger {
     pub offset: i64,
     pub at: i64,
     /// Its time plus the ladder's period.
     pub until: i64,
+    /// The signal that fired it, so a later step's command names every firing behind it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal_id: Option<Box<str>>,
 }
 
 /// One rule's hits and firings for a subject (a short list per subject, not a map: a map's
@@ -116,10 +119,21 @@ pub struct Cause {
     #[serde(deserialize_with = "interned")]
     pub event_type: Arc<str>,
     pub occurred_at: i64,
+    /// The signal that caused it (its issuer and id): the restore that lifts it cites it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<SignalRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub object: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal: Option<String>,
+}
+
+/// A signal by its issuer and id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignalRef {
+    #[serde(deserialize_with = "interned")]
+    pub issuer: Arc<str>,
+    pub id: Box<str>,
 }
 
 impl Issued {
@@ -191,8 +205,8 @@ pub struct WindowView {
 pub struct StateUpdate {
     /// Window rules the signal hit.
     pub hits: Vec<NewHit>,
-    /// Rules with an escalation ladder that fired: (rule id, ladder period).
-    pub triggers: Vec<(String, Duration)>,
+    /// Rules with an escalation ladder that fired: (rule id, ladder period, signal id).
+    pub triggers: Vec<(String, Duration, String)>,
     /// Commands emitted that hold or suppress repeats.
     pub issued: Vec<NewIssue>,
     /// Containments closed by a restore, by command id.
@@ -346,14 +360,19 @@ impl SubjectState {
         view
     }
 
-    /// How many times the rule fired before (`o`, `t`) within the ladder's period.
-    pub fn triggers(&self, rule: &str, within: Duration, o: i64, t: i64) -> usize {
+    /// The rule's firings before (`o`, `t`) within the ladder's period, oldest first.
+    pub fn triggers(
+        &self,
+        rule: &str,
+        within: Duration,
+        o: i64,
+        t: i64,
+    ) -> impl Iterator<Item = &Trigger> {
         let from = t - within.as_millis() as i64;
         self.rule(rule)
             .map_or(&[][..], |r| &r.triggers)
             .iter()
-            .filter(|m| m.offset < o && m.at >= from && m.at <= t)
-            .count()
+            .filter(move |m| m.offset < o && m.at >= from && m.at <= t)
     }
 
     /// The latest command for (target, action, object) issued before `o`, if within
@@ -411,11 +430,12 @@ impl SubjectState {
                 signal_id: Some(h.signal_id.as_str().into()),
             });
         }
-        for (rule, within) in &update.triggers {
+        for (rule, within, signal_id) in &update.triggers {
             let trigger = Trigger {
                 offset: at.offset,
                 at: at.at,
                 until: plus(at.at, *within),
+                signal_id: Some(signal_id.as_str().into()),
             };
             self.rule_mut(rule).triggers.push(trigger);
         }
@@ -506,6 +526,24 @@ impl SubjectState {
             });
         }
         self.entries() != before
+    }
+
+    /// Takes in another name's state for the same identity (state kept under a raw
+    /// identifier before the inventory knew it, or before state was keyed by identity): its
+    /// hits, firings, commands and seen signals join this state's, in offset order.
+    pub fn absorb(&mut self, other: SubjectState) {
+        self.applied = self.applied.max(other.applied);
+        for r in other.rules {
+            let mine = self.rule_mut(&r.rule);
+            mine.hits.extend(r.hits);
+            mine.hits.sort_by_key(|h| h.offset);
+            mine.triggers.extend(r.triggers);
+            mine.triggers.sort_by_key(|m| m.offset);
+        }
+        self.issued.extend(other.issued);
+        self.issued.sort_by_key(|i| i.offset);
+        self.seen.extend(other.seen);
+        self.seen.sort_by_key(|s| s.offset);
     }
 
     /// Entries held, for the state size metric.

@@ -83,6 +83,42 @@ impl StateStore {
             .get(subject)
     }
 
+    /// Moves the state kept under `former` names of an identity to its state key `key`;
+    /// returns the changelog records that make the move durable (a tombstone per former name,
+    /// the merged state under `key`). Nothing to move costs one lookup per name.
+    pub fn adopt<'n>(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        key: &str,
+        former: impl IntoIterator<Item = &'n str>,
+    ) -> Vec<(String, Change)> {
+        let Some(shard) = self.shard_mut(topic, partition) else {
+            return Vec::new();
+        };
+        let mut changes = Vec::new();
+        for name in former {
+            if name == key {
+                continue;
+            }
+            if let Some(moved) = shard.subjects.remove(name) {
+                shard
+                    .subjects
+                    .entry(key.to_string())
+                    .or_insert_with(SubjectState::new)
+                    .absorb(moved);
+                changes.push((name.to_string(), Change::Removed));
+            }
+        }
+        if let (false, Some(state)) = (changes.is_empty(), shard.subjects.get(key)) {
+            changes.push((
+                key.to_string(),
+                Change::Updated(super::changelog::encode(state)),
+            ));
+        }
+        changes
+    }
+
     /// Applies one decision's update to its subject.
     pub fn apply(
         &mut self,

@@ -41,6 +41,7 @@ fn issue(target: &str, action: &str, id: &str, holds: bool) -> StateUpdate {
                 rule: "r".into(),
                 event_type: "urn:e".into(),
                 occurred_at: 0,
+                signal: None,
                 object: None,
                 principal: None,
             },
@@ -301,4 +302,44 @@ fn suppression_is_per_object() {
         "a second key is not a repeat of the first"
     );
     assert!(s.recently_issued(kind(None), period, 2, MIN).is_none());
+}
+
+#[test]
+fn state_kept_under_an_identitys_former_names_moves_to_its_key_durably() {
+    let mut store = StateStore::new(retention());
+    let q = issue("aws", "quarantine_workload", "q", true);
+    store.apply("t", 0, "wimse://a/agent", Mark { offset: 1, at: 0 }, &q);
+    store.apply("t", 0, "agent", Mark { offset: 2, at: MIN }, &hit("w"));
+    store.apply(
+        "t",
+        0,
+        "someone-else",
+        Mark { offset: 3, at: MIN },
+        &hit("w"),
+    );
+
+    let changes = store.adopt("t", 0, "agent", ["wimse://a/agent", "agent", "unused"]);
+    // The former name is tombstoned and the merged state written under the key.
+    assert_eq!(changes.len(), 2, "{changes:?}");
+    assert_eq!(changes[0], ("wimse://a/agent".into(), Change::Removed));
+    let Change::Updated(record) = &changes[1].1 else {
+        panic!("the merged state is written: {changes:?}");
+    };
+    assert_eq!(changes[1].0, "agent");
+    let merged = store.subject("t", 0, "agent").unwrap();
+    assert_eq!(merged.applied, 2);
+    assert_eq!(merged.open(4, 2 * MIN).count(), 1);
+    assert_eq!(
+        merged
+            .window("w", Duration::from_secs(600), 4, 2 * MIN)
+            .count,
+        1
+    );
+    assert!(store.subject("t", 0, "wimse://a/agent").is_none());
+    assert!(store.subject("t", 0, "someone-else").is_some());
+    let restored: SubjectState = serde_json::from_slice(record).unwrap();
+    assert_eq!(restored, *merged);
+
+    // Moving again finds nothing: no records.
+    assert!(store.adopt("t", 0, "agent", ["wimse://a/agent"]).is_empty());
 }
