@@ -162,6 +162,9 @@ pub fn load(path: &std::path::Path) -> Result<(Settings, RuleSet, Trust), Vec<Pr
 fn check(path: &std::path::Path) -> ExitCode {
     match load(path) {
         Ok((settings, rules, _trust)) => {
+            for w in rules.warnings() {
+                eprintln!("warning: {w}");
+            }
             say!(
                 "ok: {} targets, {} rules (version {}) from {}",
                 settings.targets.len(),
@@ -337,6 +340,9 @@ async fn run(path: PathBuf) -> ExitCode {
     };
     logging::init(settings.telemetry.log_format, &settings.telemetry.log_level);
     tracing::info!(rules = rules.len(), version = rules.version(), config = %path.display(), "starting");
+    for w in rules.warnings() {
+        tracing::warn!(warning = %w, "rules");
+    }
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

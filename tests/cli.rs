@@ -107,6 +107,36 @@ fn bad_rules_exit_78_with_every_problem() {
 }
 
 #[test]
+fn check_warns_when_a_required_parameter_may_be_empty_but_starts() {
+    let rule = |condition: &str| {
+        format!(
+            "rules:\n  - id: leak\n    match:\n      event_types: [urn:x:leak]\n{condition}    actions:\n      - action: disable_credential\n        targets: [aws]\n        parameters:\n          credential_id: {{cel: \"signal.attributes.key_id\"}}\n"
+        )
+    };
+    let dir = deployment(|t| t, Some(("99-leak.yaml", &rule(""))));
+    let o = check(&dir);
+    assert!(
+        o.status.success(),
+        "a warning does not stop startup: {}",
+        stderr(&o)
+    );
+    let err = stderr(&o);
+    assert!(
+        err.contains("warning: ")
+            && err.contains("99-leak.yaml:6: rule leak.actions[0].parameters: disable_credential needs one of credential_id")
+            && err.contains("signal.attributes.key_id")
+            && err.contains("missing_parameter"),
+        "{err}"
+    );
+    // A condition that requires the attribute settles it.
+    let guarded = rule("    condition: '\"key_id\" in signal.attributes'\n");
+    let dir = deployment(|t| t, Some(("99-leak.yaml", &guarded)));
+    let o = check(&dir);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("99-leak.yaml"), "{}", stderr(&o));
+}
+
+#[test]
 fn unknown_config_field_and_missing_rules_dir_are_reported() {
     let dir = deployment(
         |t| t.replace("dry_run = false", "dry_run = false\ndryrun = true"),

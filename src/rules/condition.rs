@@ -58,6 +58,11 @@ impl Condition {
         })
     }
 
+    /// The parsed expression, for load-time analysis.
+    pub(super) fn expression(&self) -> &cel::common::ast::IdedExpr {
+        self.program.expression()
+    }
+
     /// Whether the expression reads `window` (allowed only in rules that declare one).
     pub fn uses_window(&self) -> bool {
         self.program.references().variables().contains(&"window")

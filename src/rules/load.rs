@@ -89,6 +89,7 @@ pub fn load_sources(
     let checker = Checker::new(targets, extra_actions);
     let mut seen: HashMap<String, (PathBuf, Option<usize>)> = HashMap::new();
     let mut compiled = Vec::new();
+    let mut warnings = Vec::new();
     for (order, (file, line, spec)) in specs.into_iter().enumerate() {
         let (path, text) = &files[file];
         if let Some((other, other_line)) = seen.get(&spec.id) {
@@ -105,7 +106,10 @@ pub fn load_sources(
         }
         seen.insert(spec.id.clone(), (path.clone(), line));
         match checker.compile(path, text, line, spec) {
-            Ok(rule) => compiled.push((order, rule)),
+            Ok(rule) => {
+                warnings.extend(warnings_of(&rule.0, path, text));
+                compiled.push((order, rule))
+            }
             Err(mut p) => problems.append(&mut p),
         }
     }
@@ -120,7 +124,33 @@ pub fn load_sources(
         .iter()
         .map(|t| (t.name.clone(), t.actions.clone()))
         .collect();
-    Ok(RuleSet::new(rules, types, version, accepts))
+    let mut set = RuleSet::new(rules, types, version, accepts);
+    set.warnings = warnings;
+    Ok(set)
+}
+
+/// Problems a rule loads with: values CAEP does not define for the members its condition
+/// compares, required parameters a signal may leave empty.
+fn warnings_of(rule: &Rule, path: &Path, text: &str) -> Vec<Problem> {
+    let condition = rule.condition.as_ref().map(|c| c.expression());
+    let values = condition.map(super::types::doubtful).unwrap_or_default();
+    let at_condition = line_after(text, rule.line, "condition");
+    let values = values.into_iter().map(|message| {
+        problem(
+            path,
+            at_condition,
+            &format!("rule {}.condition", rule.id),
+            message,
+        )
+    });
+    let parameters =
+        super::nullable::unmet_requirements(rule)
+            .into_iter()
+            .map(|(field, action, message)| {
+                let line = line_after(text, rule.line, &action);
+                problem(path, line, &format!("rule {}.{field}", rule.id), message)
+            });
+    values.chain(parameters).collect()
 }
 
 fn rule_files(dir: &Path) -> Result<Vec<PathBuf>, Vec<Problem>> {

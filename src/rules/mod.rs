@@ -5,6 +5,7 @@ mod condition;
 mod fast;
 mod load;
 mod model;
+mod nullable;
 pub mod reload;
 mod types;
 
@@ -184,6 +185,8 @@ pub struct RuleSet {
     /// Action → the longest suppression any rule gives it: how long an issued command of that
     /// action must be remembered for another rule's suppression to see it.
     suppression: HashMap<String, Duration>,
+    /// What `check` warns about: rules that load but may not do what they say.
+    warnings: Vec<crate::config::Problem>,
 }
 
 /// A window rule that counted this signal but has not fired yet.
@@ -291,6 +294,7 @@ impl RuleSet {
         }
         Self {
             suppression,
+            warnings: Vec::new(),
             rules,
             exact,
             prefixes,
@@ -309,6 +313,11 @@ impl RuleSet {
         self.accepts
             .get(target)
             .is_some_and(|a| a.iter().any(|x| x == action))
+    }
+
+    /// What `check` warns about (the rules load, but may not do what they say).
+    pub fn warnings(&self) -> &[crate::config::Problem] {
+        &self.warnings
     }
 
     /// Content hash of the rule files: stamped on every decision and command.

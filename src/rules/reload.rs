@@ -94,6 +94,9 @@ impl Reloader {
                 let (from, to) = (running.version().to_string(), set.version().to_string());
                 self.metrics.rules_activated(set.len(), set.version());
                 tracing::info!(why, from = %from, to = %to, rules = set.len(), "rules reloaded");
+                for w in set.warnings() {
+                    tracing::warn!(warning = %w, "rules");
+                }
                 *self.rules.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
                 Reload::Swapped { from, to }
             }
