@@ -124,3 +124,28 @@ fn source_authority_and_set_keys_are_checked() {
     assert!(trust::check_jwks_url("https://idp.example/jwks").is_ok());
     assert!(trust::check_jwks_url("http://idp.example/jwks").is_err());
 }
+
+#[test]
+fn topic_names_kafka_refuses_and_bad_producer_sizes_are_problems() {
+    let text = VALID
+        .replace("containment.commands.aws.v1", "containment commands/aws")
+        .replace(
+            "\"bootstrap.servers\" = \"127.0.0.1:9092\"",
+            "\"bootstrap.servers\" = \"127.0.0.1:9092\"\n\"message.max.bytes\" = \"lots\"",
+        );
+    let p = problems(&text);
+    let shown: Vec<String> = p.iter().map(ToString::to_string).collect();
+    assert_eq!(p.len(), 2, "{shown:?}");
+    assert!(
+        shown.iter().any(|s| s.starts_with("c.toml:")
+            && s.contains("targets[0].topic")
+            && s.contains("not a Kafka topic name")),
+        "{shown:?}"
+    );
+    assert!(
+        shown
+            .iter()
+            .any(|s| s.contains("kafka.message.max.bytes") && s.contains("\"lots\"")),
+        "{shown:?}"
+    );
+}

@@ -21,6 +21,7 @@ pub fn validate(settings: &Settings, file: &Path, text: &str) -> Vec<Problem> {
     delivery(settings, &mut problem);
     state_and_inventory(settings, &mut problem);
     targets(settings, &mut problem);
+    topic_names(settings, &mut problem);
     for (field, message) in super::trust::validate(settings) {
         problem(field, message);
     }
@@ -85,6 +86,17 @@ fn kafka(settings: &Settings, problem: &mut dyn FnMut(String, String)) {
             "required (or CONTAIND__KAFKA__BOOTSTRAP_SERVERS)".into(),
         );
     }
+    if let Some(v) = settings.kafka.get("message.max.bytes") {
+        if !v
+            .parse::<usize>()
+            .is_ok_and(|n| (1000..=1_000_000_000).contains(&n))
+        {
+            problem(
+                "kafka.message.max.bytes".into(),
+                format!("{v:?} is not a size between 1000 and 1000000000 bytes"),
+            );
+        }
+    }
     for key in [
         "enable.auto.commit",
         "enable.auto.offset.store",
@@ -96,6 +108,49 @@ fn kafka(settings: &Settings, problem: &mut dyn FnMut(String, String)) {
                 "is managed by containd (offsets follow acknowledged outputs)".into(),
             );
         }
+    }
+}
+
+/// Every topic containd reads or writes has a name Kafka accepts: 1–249 of `[A-Za-z0-9._-]`,
+/// not `.` or `..`. A broker refuses records for any other, which no retry fixes.
+fn topic_names(settings: &Settings, problem: &mut dyn FnMut(String, String)) {
+    let named = [
+        (
+            "output.decisions_topic".to_string(),
+            &settings.output.decisions_topic,
+        ),
+        (
+            "output.dead_letter_topic".to_string(),
+            &settings.output.dead_letter_topic,
+        ),
+        (
+            "state.changelog_topic".to_string(),
+            &settings.state.changelog_topic,
+        ),
+    ];
+    let inputs = settings.input.topics.iter().enumerate();
+    let inputs = inputs.map(|(i, t)| (format!("input.topics[{i}]"), t));
+    let targets = settings.targets.iter().enumerate();
+    let targets = targets.map(|(i, t)| (format!("targets[{i}].topic"), &t.topic));
+    let inventory = settings.inventory.topic.iter();
+    let inventory = inventory.map(|t| ("inventory.topic".to_string(), t));
+    for (field, topic) in named
+        .into_iter()
+        .chain(inputs)
+        .chain(targets)
+        .chain(inventory)
+    {
+        let legal = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        // Empty names are reported by their own section.
+        if topic.is_empty()
+            || (topic.len() <= 249 && topic.chars().all(legal) && topic != "." && topic != "..")
+        {
+            continue;
+        }
+        problem(
+            field,
+            format!("{topic:?} is not a Kafka topic name (1-249 of A-Z a-z 0-9 . _ -)"),
+        );
     }
 }
 

@@ -11,6 +11,12 @@ pub mod headers {
     pub const SOURCE_TOPIC: &str = "containd.source.topic";
     pub const SOURCE_PARTITION: &str = "containd.source.partition";
     pub const SOURCE_OFFSET: &str = "containd.source.offset";
+    /// Set when the original did not fit the dead-letter topic whole: the record then holds
+    /// its first bytes, and these headers its size and SHA-256 (hex).
+    pub const TRUNCATED: &str = "containd.truncated";
+    pub const ORIGINAL_SIZE: &str = "containd.original.size";
+    pub const ORIGINAL_SHA256: &str = "containd.original.sha256";
+    pub const ORIGINAL_KEY_SHA256: &str = "containd.original.key.sha256";
 }
 
 /// Why a record was dead-lettered.
@@ -20,6 +26,10 @@ pub enum DeadLetterReason {
     Decode(#[from] DecodeError),
     #[error(transparent)]
     Invalid(#[from] ValidationError),
+    /// The signal decided, but its outputs cannot be produced: `kind` is `output_too_large`
+    /// or `output_unencodable`.
+    #[error("{detail}")]
+    Output { kind: &'static str, detail: String },
 }
 
 impl DeadLetterReason {
@@ -28,6 +38,7 @@ impl DeadLetterReason {
         match self {
             Self::Decode(e) => e.kind(),
             Self::Invalid(e) => e.kind(),
+            Self::Output { kind, .. } => kind,
         }
     }
 }

@@ -151,6 +151,9 @@ pub enum Outcome {
     Refused,
     /// Rules matched, but every command was held (e.g. a required parameter is missing).
     Held,
+    /// The decision's outputs cannot be produced (too large for the producer, or do not
+    /// encode): nothing was sent, the state is unchanged, the signal is dead-lettered.
+    Undeliverable,
 }
 
 impl Outcome {
@@ -166,6 +169,7 @@ impl Outcome {
             Self::Duplicate => "duplicate",
             Self::Refused => "refused",
             Self::Held => "held",
+            Self::Undeliverable => "undeliverable",
         }
     }
 }

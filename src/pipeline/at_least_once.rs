@@ -92,7 +92,7 @@ pub async fn run(
                         break Err(e);
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "consumer error"),
+                Err(e) => super::consumer_error(&e),
             },
         }
     };

@@ -69,7 +69,7 @@ pub async fn run(
             let m = match msg {
                 Ok(m) => m,
                 Err(e) => {
-                    tracing::warn!(error = %e, "consumer error");
+                    super::consumer_error(&e);
                     continue;
                 }
             };

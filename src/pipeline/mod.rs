@@ -7,10 +7,12 @@
 mod at_least_once;
 pub mod changelog;
 mod exactly_once;
+pub mod fit;
 pub mod kafka;
 pub mod offsets;
 pub mod process;
 
+use crate::telemetry::throttle::Throttle;
 pub use process::{Incoming, OutKind, OutRecord, Processed, Processor};
 
 use crate::codec::{AvroCodec, Schemas};
@@ -211,7 +213,11 @@ fn observe(
             metrics.signal_decided(topic, d.record.outcome.name(), latency);
             for (rule, error) in &d.condition_errors {
                 metrics.condition_failed(rule);
-                tracing::warn!(rule = %rule, %error, "condition failed to evaluate; treated as no match");
+                static LOG: Throttle = Throttle::new(10);
+                if let Some(dropped) = LOG.allow() {
+                    tracing::warn!(rule = %rule, error = %fit::reason(error), unlogged_before = dropped,
+                        "condition failed to evaluate; treated as no match");
+                }
             }
             let mut state_records = 0;
             for o in outputs {
@@ -246,9 +252,22 @@ fn observe(
         Processed::DeadLettered(dl) => {
             summary.dead_lettered += 1;
             metrics.dead_lettered(dl.reason.kind());
-            tracing::warn!(topic = %dl.topic, partition = dl.partition, offset = dl.offset,
-                reason = %dl.reason, "dead-lettered");
+            static LOG: Throttle = Throttle::new(10);
+            if let Some(dropped) = LOG.allow() {
+                tracing::warn!(topic = %dl.topic, partition = dl.partition, offset = dl.offset,
+                    kind = dl.reason.kind(), reason = %fit::reason(&dl.reason.to_string()),
+                    unlogged_before = dropped, "dead-lettered");
+            }
         }
+    }
+}
+
+/// A consumer error (a broker unreachable, a fetch failing): librdkafka retries by itself;
+/// the log says so a few times a second at most.
+fn consumer_error(e: &rdkafka::error::KafkaError) {
+    static LOG: Throttle = Throttle::new(5);
+    if let Some(dropped) = LOG.allow() {
+        tracing::warn!(error = %e, unlogged_before = dropped, "consumer error");
     }
 }
 

@@ -2,16 +2,17 @@
 //! (inventory) → decide (rules + state) → encode (commands, decision, changelog record). No
 //! Kafka here, so both delivery modes, `replay`, `rules test` and the tests share it.
 
+use super::fit;
 use crate::codec::{AvroCodec, DecodeError, Format, SignalDecoder};
 use crate::config::{OutputFormat, Settings};
 use crate::decide::{decide, refuse, DecideInput, Decision, Refusal};
 use crate::emit::deadletter::headers;
-use crate::emit::{DeadLetter, DeadLetterReason, SourcePosition};
+use crate::emit::{DeadLetter, DeadLetterReason, Outcome, RuleError, SourcePosition};
 use crate::inventory::{Identity, Inventory};
 use crate::rules::RuleSet;
 use crate::signal::{validate, Signal};
 use crate::state::store::Change;
-use crate::state::{changelog, Mark, StateStore};
+use crate::state::{changelog, Mark, StateStore, StateUpdate};
 use crate::trust::authority::NOBODY;
 use crate::trust::{seen_key, Trust};
 use std::collections::HashMap;
@@ -117,6 +118,8 @@ pub struct Processor {
     decisions_topic: Arc<str>,
     dead_letter_topic: Arc<str>,
     changelog_topic: Arc<str>,
+    /// The producer's `message.max.bytes`: no output may be larger.
+    max_record_bytes: usize,
 }
 
 impl Processor {
@@ -133,6 +136,7 @@ impl Processor {
             decisions_topic: Arc::from(settings.output.decisions_topic.as_str()),
             dead_letter_topic: Arc::from(settings.output.dead_letter_topic.as_str()),
             changelog_topic: Arc::from(settings.state.changelog_topic.as_str()),
+            max_record_bytes: fit::max_record_bytes(&settings),
             settings,
             codec,
             target_topics,
@@ -185,7 +189,7 @@ impl Processor {
             .unwrap_or_else(Identity::unknown);
         let decided_at = msg.timestamp.unwrap_or(signal.received_at);
         let key = state_key(&identity, &subject_id);
-        let mut moved = adopt_former_names(state, msg, key, &identity, &subject_id);
+        let moved = adopt_former_names(state, msg, key, &identity, &subject_id);
         let decision = self.judge(
             rules,
             state,
@@ -201,35 +205,71 @@ impl Processor {
                 decode_micros: started.elapsed().as_micros() as i64,
             },
         );
-        let change = state.apply(
-            msg.topic,
-            msg.partition,
-            key,
-            Mark {
-                offset: msg.offset,
-                at: decided_at,
-            },
-            &decision.update,
-        );
         match self.encode(&decision, &subject_id) {
             Ok(mut out) => {
-                if change != Change::Unchanged {
-                    moved.retain(|(name, _)| name != key);
-                }
-                moved.push((key.to_string(), change));
-                let records = moved.into_iter().filter_map(|(name, change)| {
-                    self.state_record(msg.topic, msg.partition, &name, change)
-                });
-                out.extend(records);
+                let update = &decision.update;
+                out.extend(self.apply(state, msg, (key, decided_at), update, moved));
                 (Processed::Decided(Box::new(decision)), out)
             }
-            Err(e) => self.dead_letter(
-                msg,
-                DeadLetterReason::Decode(DecodeError::BadAvro(format!(
-                    "output does not encode: {e}"
-                ))),
-            ),
+            Err(reason) => {
+                let (processed, mut out) = self.undeliverable(msg, decision, &subject_id, reason);
+                out.extend(self.apply(
+                    state,
+                    msg,
+                    (key, decided_at),
+                    &StateUpdate::default(),
+                    moved,
+                ));
+                (processed, out)
+            }
         }
+    }
+
+    /// Applies the decision's update to the state under `key` and returns the changelog
+    /// records of every name whose state changed (former names adopted, then `key`).
+    fn apply(
+        &self,
+        state: &mut StateStore,
+        msg: &Incoming<'_>,
+        (key, decided_at): (&str, i64),
+        update: &StateUpdate,
+        mut moved: Vec<(String, Change)>,
+    ) -> Vec<OutRecord> {
+        let at = Mark {
+            offset: msg.offset,
+            at: decided_at,
+        };
+        let change = state.apply(msg.topic, msg.partition, key, at, update);
+        if change != Change::Unchanged {
+            moved.retain(|(name, _)| name != key);
+        }
+        moved.push((key.to_string(), change));
+        moved
+            .into_iter()
+            .filter_map(|(name, change)| self.state_record(msg.topic, msg.partition, &name, change))
+            .collect()
+    }
+
+    /// A decision whose outputs cannot be produced acts on nothing and changes no state: the
+    /// signal is dead-lettered with the reason, and the decision record (without its commands,
+    /// outcome `undeliverable`) says so when it fits.
+    fn undeliverable(
+        &self,
+        msg: &Incoming<'_>,
+        mut decision: Decision,
+        subject_id: &str,
+        reason: DeadLetterReason,
+    ) -> (Processed, Vec<OutRecord>) {
+        decision.commands.clear();
+        decision.record.outcome = Outcome::Undeliverable;
+        decision.record.errors.push(RuleError {
+            rule_id: String::new(),
+            error: fit::reason(&reason.to_string()),
+        });
+        let record = self.encode(&decision, subject_id).ok();
+        let (processed, mut out) = self.dead_letter(msg, reason);
+        out.splice(0..0, record.into_iter().flatten());
+        (processed, out)
     }
 
     /// Trust, then duplicates, then the rules: an untrusted or redelivered signal decides
@@ -306,7 +346,28 @@ impl Processor {
         })
     }
 
-    fn encode(&self, decision: &Decision, subject_id: &str) -> Result<Vec<OutRecord>, String> {
+    /// The decision's commands and record as output records, each within the producer's size
+    /// limit; otherwise why not.
+    fn encode(
+        &self,
+        decision: &Decision,
+        subject_id: &str,
+    ) -> Result<Vec<OutRecord>, DeadLetterReason> {
+        let unencodable = |detail: String| DeadLetterReason::Output {
+            kind: "output_unencodable",
+            detail: fit::reason(&detail),
+        };
+        let out = self.encode_all(decision, subject_id).map_err(unencodable)?;
+        match fit::oversized(&out, self.max_record_bytes) {
+            None => Ok(out),
+            Some(detail) => Err(DeadLetterReason::Output {
+                kind: "output_too_large",
+                detail,
+            }),
+        }
+    }
+
+    fn encode_all(&self, decision: &Decision, subject_id: &str) -> Result<Vec<OutRecord>, String> {
         let key = subject_id.as_bytes().to_vec();
         let mut out = Vec::with_capacity(decision.commands.len() + 1);
         for c in &decision.commands {
@@ -362,7 +423,10 @@ impl Processor {
             payload: msg.payload.map(<[u8]>::to_vec).unwrap_or_default(),
             headers: vec![
                 (headers::REASON_KIND, reason.kind().as_bytes().to_vec()),
-                (headers::REASON, reason.to_string().into_bytes()),
+                (
+                    headers::REASON,
+                    fit::reason(&reason.to_string()).into_bytes(),
+                ),
                 (headers::SOURCE_TOPIC, msg.topic.as_bytes().to_vec()),
                 (
                     headers::SOURCE_PARTITION,
@@ -372,6 +436,7 @@ impl Processor {
             ],
             kind: OutKind::DeadLetter,
         };
+        let record = fit::dead_letter(record, self.max_record_bytes);
         let dl = DeadLetter {
             reason,
             topic: msg.topic.to_string(),

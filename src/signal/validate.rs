@@ -19,7 +19,15 @@ pub enum ValidationError {
     InvalidSubject(String),
     #[error("{event}: {problem}")]
     InvalidEventFields { event: String, problem: String },
+    #[error("field `{field}` is {len} bytes; at most {MAX_NAME_BYTES} are accepted")]
+    FieldTooLong { field: String, len: usize },
 }
+
+/// Longest id, issuer, event type, transaction id or subject identifier accepted. Every one of
+/// them is echoed into each command, decision and record key, so one oversized value would
+/// make every output of the signal too large to produce; real ones (URIs, emails, ARNs,
+/// SPIFFE/WIMSE ids) are far shorter.
+pub const MAX_NAME_BYTES: usize = 2048;
 
 impl ValidationError {
     /// Stable reason kind for the dead-letter header and metric label.
@@ -30,11 +38,13 @@ impl ValidationError {
             Self::UnknownSubjectFormat(_) => "unknown_subject_format",
             Self::InvalidSubject(_) => "invalid_subject",
             Self::InvalidEventFields { .. } => "invalid_event_fields",
+            Self::FieldTooLong { .. } => "field_too_long",
         }
     }
 }
 
 pub fn validate(signal: &Signal) -> Result<(), ValidationError> {
+    check_lengths(signal)?;
     if signal.id.is_empty() {
         return Err(ValidationError::EmptyField("id"));
     }
@@ -44,6 +54,45 @@ pub fn validate(signal: &Signal) -> Result<(), ValidationError> {
     check_event_type(&signal.event_type)?;
     check_subject(signal)?;
     check_event_fields(signal)
+}
+
+/// Every name the signal's outputs echo is at most [`MAX_NAME_BYTES`].
+fn check_lengths(signal: &Signal) -> Result<(), ValidationError> {
+    let s = &signal.subject;
+    let simple = std::iter::once(("subject", &s.format, &s.identifiers))
+        .chain(
+            s.members()
+                .into_iter()
+                .filter_map(|(name, m)| m.map(|m| (name, &m.format, &m.identifiers))),
+        )
+        .chain(
+            s.aliases
+                .iter()
+                .map(|a| ("subject.aliases", &a.format, &a.identifiers)),
+        );
+    let names = [
+        ("id", signal.id.as_str()),
+        ("source.issuer", &signal.source.issuer),
+        ("event_type", &signal.event_type),
+        ("txn", signal.txn.as_deref().unwrap_or("")),
+    ];
+    let identifiers = simple.flat_map(|(at, format, ids)| {
+        std::iter::once((at, format.as_str())).chain(
+            ids.iter()
+                .flat_map(move |(k, v)| [(at, k.as_str()), (at, v.as_str())]),
+        )
+    });
+    match names
+        .into_iter()
+        .chain(identifiers)
+        .find(|(_, v)| v.len() > MAX_NAME_BYTES)
+    {
+        Some((field, v)) => Err(ValidationError::FieldTooLong {
+            field: field.to_string(),
+            len: v.len(),
+        }),
+        None => Ok(()),
+    }
 }
 
 fn check_event_type(event_type: &str) -> Result<(), ValidationError> {

@@ -4,5 +4,6 @@
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod throttle;
 
 pub use metrics::Metrics;
