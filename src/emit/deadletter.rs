@@ -14,6 +14,10 @@ pub mod headers {
     /// Set when the original did not fit the dead-letter topic whole: the record then holds
     /// its first bytes, and these headers its size and SHA-256 (hex).
     pub const TRUNCATED: &str = "containd.truncated";
+    /// On an output the broker refused (`output_refused`): the topic it was for and its kind
+    /// (`command`, `decision`).
+    pub const REFUSED_TOPIC: &str = "containd.refused.topic";
+    pub const REFUSED_KIND: &str = "containd.refused.kind";
     pub const ORIGINAL_SIZE: &str = "containd.original.size";
     pub const ORIGINAL_SHA256: &str = "containd.original.sha256";
     pub const ORIGINAL_KEY_SHA256: &str = "containd.original.key.sha256";

@@ -6,6 +6,7 @@ use super::kafka::{
     commit_positions, consumer_config, producer_config, AckContext, AckToken, RebalanceContext,
 };
 use super::offsets::OffsetTracker;
+use super::redeliver::{self, Next, Redelivery};
 use super::{
     current, ensure_shard, lock, observe, Context, Incoming, OutKind, OutRecord, PipelineError,
     Processor, RunSummary, Runtime, TopicNames,
@@ -33,7 +34,8 @@ pub async fn run(
 ) -> Result<RunSummary, PipelineError> {
     let tracker = Arc::new(OffsetTracker::new());
     let consumer = create_consumer(settings, &runtime, &ctx, &tracker, true)?;
-    let producer = create_producer(settings, &runtime, &tracker, None)?;
+    let redelivery = Arc::new(Redelivery::default());
+    let producer = create_producer(settings, &runtime, &tracker, None, Some(redelivery))?;
     subscribe(&consumer, settings)?;
     tracing::info!(group = %settings.input.group_id, "consuming");
 
@@ -41,6 +43,8 @@ pub async fn run(
     let mut names = TopicNames::default();
     let mut commit_tick = tokio::time::interval(settings.delivery.commit_interval);
     commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut redrive_tick = tokio::time::interval(Duration::from_millis(250));
+    redrive_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sweep_tick = tokio::time::interval(settings.state.sweep_interval);
     sweep_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::pin!(shutdown);
@@ -66,6 +70,11 @@ pub async fn run(
             biased;
             _ = &mut shutdown => break Ok(()),
             _ = commit_tick.tick() => commit(&consumer, &tracker, CommitMode::Async),
+            _ = redrive_tick.tick() => {
+                if let Err(e) = redrive(&processor, &runtime, &producer).await {
+                    break Err(e);
+                }
+            }
             _ = sweep_tick.tick() => {
                 if let Err(e) = sweep(&processor, &runtime, &ctx, &producer).await {
                     break Err(e);
@@ -142,19 +151,58 @@ pub(super) fn create_consumer(
     )
 }
 
+/// The output producer; with `redelivery`, outputs that are not acknowledged are produced
+/// again or dead-lettered (`redeliver`), else the first one stops the pipeline (the
+/// transactional producer).
 pub(super) fn create_producer(
     settings: &Settings,
     runtime: &Runtime,
     tracker: &Arc<OffsetTracker>,
     transactional_id: Option<&str>,
+    redelivery: Option<Arc<Redelivery>>,
 ) -> Result<OutputProducer, PipelineError> {
     Ok(
         producer_config(settings, transactional_id).create_with_context(AckContext {
             tracker: tracker.clone(),
             metrics: runtime.metrics.clone(),
             health: runtime.health.clone(),
+            redelivery,
         })?,
     )
+}
+
+/// Produces again the outputs whose time has come; dead-letters the refused ones the policy
+/// gives up on (see `redeliver`).
+async fn redrive(
+    processor: &Processor,
+    runtime: &Runtime,
+    producer: &OutputProducer,
+) -> Result<(), PipelineError> {
+    let Some(redelivery) = &producer.context().redelivery else {
+        return Ok(());
+    };
+    for next in redelivery.due(Instant::now()) {
+        let (token, out) = match next {
+            Next::Again(token) => {
+                let Some(out) = token.record.clone() else {
+                    continue;
+                };
+                (token, out)
+            }
+            Next::DeadLetter(token, error) => {
+                let Some(refused) = token.record.clone() else {
+                    continue;
+                };
+                runtime.metrics.output_refused(refused.kind.name());
+                let at = (&*token.topic, token.partition, token.offset);
+                let dead = Arc::new(processor.refused_output(&refused, &error, at));
+                (redeliver::replace(token, dead.clone()), dead)
+            }
+        };
+        send(producer, &out, token).await?;
+    }
+    runtime.metrics.set_outputs_waiting(redelivery.waiting());
+    Ok(())
 }
 
 pub(super) fn subscribe(
@@ -212,7 +260,8 @@ pub(super) async fn handle(
     );
     tracker.begin(msg.topic, msg.partition, msg.offset, outputs.len() as u32);
     let topic = names.get(msg.topic);
-    for out in &outputs {
+    let redelivers = producer.context().redelivery.is_some();
+    for out in outputs {
         let token = Box::new(AckToken {
             topic: topic.clone(),
             partition: msg.partition,
@@ -222,8 +271,16 @@ pub(super) async fn handle(
                 _ => None,
             },
             tracked: true,
+            attempts: 0,
+            record: None,
         });
-        send(producer, out, token).await?;
+        // Kept with its token only where a failed output is produced again.
+        let out = Arc::new(out);
+        let token = match redelivers {
+            true => redeliver::replace(token, out.clone()),
+            false => token,
+        };
+        send(producer, &out, token).await?;
     }
     Ok(())
 }
@@ -255,6 +312,8 @@ pub(super) async fn sweep(
                 offset: -1,
                 command_of_signal_at: None,
                 tracked: false,
+                attempts: 0,
+                record: None,
             });
             send(producer, &out, token).await?;
         }
@@ -289,7 +348,15 @@ pub(super) async fn send(
                 token = record.delivery_opaque;
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
-            Err((e, _)) => return Err(e.into()),
+            // Refused before it left (e.g. a topic name the client rejects): the same policy
+            // as a refusal from the broker.
+            Err((e, record)) => match &producer.context().redelivery {
+                Some(r) if record.delivery_opaque.record.is_some() => {
+                    r.failed(record.delivery_opaque, &e);
+                    return Ok(());
+                }
+                _ => return Err(e.into()),
+            },
         }
     }
 }

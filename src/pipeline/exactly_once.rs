@@ -38,7 +38,7 @@ pub async fn run(
             let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
             format!("containd-{}-{host}", settings.input.group_id)
         });
-    let producer = create_producer(settings, &runtime, &tracker, Some(&txn_id))?;
+    let producer = create_producer(settings, &runtime, &tracker, Some(&txn_id), None)?;
     producer.init_transactions(TXN_TIMEOUT)?;
     subscribe(&consumer, settings)?;
     tracing::info!(transactional_id = %txn_id, "consuming (exactly_once)");

@@ -2,9 +2,11 @@
 //! carry delivery acknowledgements and rebalance events into the offset tracker.
 
 use super::offsets::{DeliveryFailure, OffsetTracker};
+use super::redeliver::Redelivery;
 use crate::config::Settings;
 use crate::state::StateStore;
 use crate::telemetry::http::Health;
+use crate::telemetry::throttle::Throttle;
 use crate::telemetry::Metrics;
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -97,6 +99,11 @@ pub struct AckToken {
     /// Counts towards the signal's commit position (everything but swept state records,
     /// which belong to no signal).
     pub tracked: bool,
+    /// Times the record was produced and not acknowledged (see `redeliver`).
+    pub attempts: u32,
+    /// The record, to produce again (or dead-letter) when it is not acknowledged; `None` where
+    /// a failure stops the pipeline instead (exactly_once aborts its transaction).
+    pub record: Option<Arc<super::OutRecord>>,
 }
 
 /// Producer context: every acknowledgement goes to the offset tracker.
@@ -104,6 +111,9 @@ pub struct AckContext {
     pub tracker: Arc<OffsetTracker>,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
+    /// Where outputs that were not acknowledged wait to be produced again; `None`: a failure
+    /// stops the pipeline (exactly_once, whose transaction aborts and replays).
+    pub redelivery: Option<Arc<Redelivery>>,
 }
 
 impl ClientContext for AckContext {
@@ -132,6 +142,18 @@ impl ProducerContext for AckContext {
             Err((error, _)) if !token.tracked => {
                 // A swept state record: the sweep runs again, and a rebuild evicts anyway.
                 tracing::warn!(%error, "state sweep record not acknowledged");
+            }
+            Err((error, _)) if self.redelivery.is_some() => {
+                self.metrics.delivery_failed();
+                static LOG: Throttle = Throttle::new(5);
+                if let Some(dropped) = LOG.allow() {
+                    tracing::error!(%error, topic = %token.topic, partition = token.partition,
+                        offset = token.offset, attempts = token.attempts + 1, unlogged_before = dropped,
+                        "output not acknowledged; producing it again (see docs/operations.md for the policy)");
+                }
+                if let Some(r) = &self.redelivery {
+                    r.failed(token, error);
+                }
             }
             Err((error, _)) => {
                 self.metrics.delivery_failed();

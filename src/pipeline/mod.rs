@@ -11,6 +11,7 @@ pub mod fit;
 pub mod kafka;
 pub mod offsets;
 pub mod process;
+pub mod redeliver;
 
 use crate::telemetry::throttle::Throttle;
 pub use process::{Incoming, OutKind, OutRecord, Processed, Processor};

@@ -46,6 +46,18 @@ pub enum OutKind {
     State,
 }
 
+impl OutKind {
+    /// Metric label and dead-letter header value.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Command { .. } => "command",
+            Self::Decision => "decision",
+            Self::DeadLetter => "dead_letter",
+            Self::State => "state",
+        }
+    }
+}
+
 /// A record to produce.
 #[derive(Debug, Clone)]
 pub struct OutRecord {
@@ -409,6 +421,47 @@ impl Processor {
             kind: OutKind::Decision,
         });
         Ok(out)
+    }
+
+    /// The dead letter that takes the place of an output the broker refused for good: the
+    /// refused record itself (so it can be re-driven once its topic is fixed), its topic and
+    /// the refusal in headers, and the signal's position.
+    pub fn refused_output(
+        &self,
+        refused: &OutRecord,
+        error: &str,
+        (topic, partition, offset): (&str, i32, i64),
+    ) -> OutRecord {
+        let reason = format!(
+            "the broker refused the {} for {}: {error}",
+            refused.kind.name(),
+            refused.topic
+        );
+        let mut headers = vec![
+            (headers::REASON_KIND, b"output_refused".to_vec()),
+            (headers::REASON, fit::reason(&reason).into_bytes()),
+            (headers::REFUSED_TOPIC, refused.topic.as_bytes().to_vec()),
+            (
+                headers::REFUSED_KIND,
+                refused.kind.name().as_bytes().to_vec(),
+            ),
+            (headers::SOURCE_TOPIC, topic.as_bytes().to_vec()),
+            (
+                headers::SOURCE_PARTITION,
+                partition.to_string().into_bytes(),
+            ),
+            (headers::SOURCE_OFFSET, offset.to_string().into_bytes()),
+        ];
+        headers.extend(refused.headers.iter().cloned());
+        let record = OutRecord {
+            topic: self.dead_letter_topic.clone(),
+            partition: None,
+            key: refused.key.clone(),
+            payload: refused.payload.clone(),
+            headers,
+            kind: OutKind::DeadLetter,
+        };
+        fit::dead_letter(record, self.max_record_bytes)
     }
 
     fn dead_letter(

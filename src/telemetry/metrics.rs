@@ -24,6 +24,11 @@ struct DecisionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: String,
 }
@@ -71,6 +76,8 @@ pub struct Metrics {
     commands: Family<CommandLabels, Counter>,
     condition_errors: Family<RuleLabel, Counter>,
     delivery_failures: Counter,
+    outputs_refused: Family<KindLabel, Counter>,
+    outputs_waiting: Gauge,
     backpressure_waits: Counter,
     decision_latency: Histogram,
     signal_to_command: Histogram,
@@ -111,6 +118,8 @@ impl Metrics {
             commands: Family::default(),
             condition_errors: Family::default(),
             delivery_failures: Counter::default(),
+            outputs_refused: Family::default(),
+            outputs_waiting: Gauge::default(),
             backpressure_waits: Counter::default(),
             decision_latency: Histogram::new(exponential_buckets(0.000_005, 2.0, 18)),
             signal_to_command: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
@@ -164,6 +173,16 @@ impl Metrics {
             "delivery_failures",
             "Output records the broker did not acknowledge",
             m.delivery_failures.clone(),
+        );
+        registry.register(
+            "outputs_refused",
+            "Commands and decision records the broker refused for good, dead-lettered in their place",
+            m.outputs_refused.clone(),
+        );
+        registry.register(
+            "outputs_waiting",
+            "Output records waiting to be produced again after a failed delivery",
+            m.outputs_waiting.clone(),
         );
         registry.register(
             "backpressure_waits",
@@ -338,6 +357,16 @@ impl Metrics {
 
     pub fn delivery_failed(&self) {
         self.delivery_failures.inc();
+    }
+
+    pub fn output_refused(&self, kind: &str) {
+        self.outputs_refused
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .inc();
+    }
+
+    pub fn set_outputs_waiting(&self, n: usize) {
+        self.outputs_waiting.set(n as i64);
     }
 
     pub fn backpressure_wait(&self) {
