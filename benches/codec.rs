@@ -4,6 +4,7 @@
 //!
 //! `cargo bench --bench codec`; figures in docs/benchmarks.md.
 
+use apache_avro::GenericSingleObjectReader;
 use containd::codec::{AvroCodec, Format, Schemas, SignalDecoder};
 use containd::emit::{DecisionRecord, EnforcementCommand};
 use containd::offline::OfflineDecider;
@@ -34,6 +35,13 @@ fn sample() -> (Signal, EnforcementCommand, DecisionRecord) {
     (signal, command, decision.record)
 }
 
+/// A 45-byte single-object signal whose `subject.identifiers` map claims 4×10⁸ entries (what
+/// made apache-avro abort before the bounds walk).
+fn hostile_signal(header: &[u8]) -> Vec<u8> {
+    let datum: &[u8] = b"\x02a\x02i\x00\x02e\x00\x00\x02f\x80\x90\xbc\xfd\x02";
+    [header, datum, &[0; 19]].concat()
+}
+
 fn bench(c: &mut Criterion) {
     let codec = AvroCodec::new(Arc::new(Schemas::bundled().unwrap()), &[]);
     let decoder = SignalDecoder::new(codec.clone(), 1 << 20);
@@ -53,6 +61,19 @@ fn bench(c: &mut Criterion) {
                     .unwrap(),
             )
         })
+    });
+    // apache-avro alone, without the bounds walk `decode` runs first (src/codec/bounds.rs):
+    // the difference between the two is what refusing hostile block counts costs.
+    let unchecked = GenericSingleObjectReader::new(codec.schemas().signal.clone()).unwrap();
+    g.bench_function("decode_unchecked", |b| {
+        b.iter(|| {
+            let value = unchecked.read_value(&mut black_box(&bytes[..])).unwrap();
+            black_box(apache_avro::from_value::<Signal>(&value).unwrap())
+        })
+    });
+    let hostile = hostile_signal(&bytes[..10]);
+    g.bench_function("refuse_hostile_count", |b| {
+        b.iter(|| black_box(decoder.decode(Format::Avro, Some(black_box(&hostile)))).is_err())
     });
     g.finish();
 

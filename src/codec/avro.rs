@@ -5,6 +5,7 @@
 //! Signal schema, whose names are resolved once, so a record decodes without per-record schema
 //! resolution (that was 30 % of the daemon's CPU, docs/benchmarks.md).
 
+use super::bounds::Bounds;
 use super::DecodeError;
 use crate::signal::Signal;
 use apache_avro::headers::HeaderBuilder;
@@ -57,7 +58,11 @@ pub fn fingerprint(schema: &Schema) -> u64 {
 /// Decodes one framing (single-object fingerprint or Confluent id) of the bundled signal
 /// schema. The schema's names are resolved once here, not per record, and since writer and
 /// reader are the same schema no per-record value resolution is needed.
-struct FramedReader(GenericSingleObjectReader);
+struct FramedReader {
+    reader: GenericSingleObjectReader,
+    header_len: usize,
+    bounds: Bounds,
+}
 
 impl std::fmt::Debug for FramedReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -75,16 +80,24 @@ impl HeaderBuilder for Header {
 
 impl FramedReader {
     fn new(schema: &Schema, header: Vec<u8>) -> Result<Self, apache_avro::Error> {
-        Ok(Self(GenericSingleObjectReader::new_with_header_builder(
-            schema.clone(),
-            Header(header),
-        )?))
+        let header_len = header.len();
+        let reader =
+            GenericSingleObjectReader::new_with_header_builder(schema.clone(), Header(header))?;
+        Ok(Self {
+            reader,
+            header_len,
+            bounds: Bounds::new(schema),
+        })
     }
 
+    /// The caller matched the header already; the datum after it is bounds-checked (see
+    /// `bounds`) before apache-avro may allocate for it.
     fn decode(&self, bytes: &[u8]) -> Result<Signal, DecodeError> {
+        let datum = bytes.get(self.header_len..).unwrap_or_default();
+        self.bounds.check(datum).map_err(DecodeError::BadAvro)?;
         let mut cursor = Cursor::new(bytes);
         let value = self
-            .0
+            .reader
             .read_value(&mut cursor)
             .map_err(|e| DecodeError::BadAvro(e.to_string()))?;
         let rest = bytes.len() - cursor.position() as usize;
@@ -101,10 +114,19 @@ pub struct AvroCodec {
     schemas: Arc<Schemas>,
     signal_writers: Arc<HashMap<u64, FramedReader>>,
     confluent_ids: Arc<HashMap<u32, FramedReader>>,
+    flat_bounds: Arc<FlatBounds>,
     command_header: [u8; 10],
     decision_header: [u8; 10],
     signal_header: [u8; 10],
     identity_header: [u8; 10],
+}
+
+/// Bounds of the records `decode_flat` reads, compiled once per codec.
+#[derive(Debug)]
+struct FlatBounds {
+    command: Bounds,
+    decision: Bounds,
+    identity: Bounds,
 }
 
 fn header(schema: &Schema) -> [u8; 10] {
@@ -136,6 +158,11 @@ impl AvroCodec {
             decision_header: header(&schemas.decision),
             signal_header: header(&schemas.signal),
             identity_header: header(&schemas.identity),
+            flat_bounds: Arc::new(FlatBounds {
+                command: Bounds::new(&schemas.command),
+                decision: Bounds::new(&schemas.decision),
+                identity: Bounds::new(&schemas.identity),
+            }),
             schemas,
             signal_writers: Arc::new(signal_writers),
             confluent_ids: Arc::new(confluent_ids),
@@ -181,7 +208,12 @@ impl AvroCodec {
         &self,
         bytes: &[u8],
     ) -> Result<T, DecodeError> {
-        decode_flat(&self.command_header, &self.schemas.command, bytes)
+        decode_flat(
+            &self.command_header,
+            &self.schemas.command,
+            &self.flat_bounds.command,
+            bytes,
+        )
     }
 
     /// Decodes a single-object decision record.
@@ -189,7 +221,12 @@ impl AvroCodec {
         &self,
         bytes: &[u8],
     ) -> Result<T, DecodeError> {
-        decode_flat(&self.decision_header, &self.schemas.decision, bytes)
+        decode_flat(
+            &self.decision_header,
+            &self.schemas.decision,
+            &self.flat_bounds.decision,
+            bytes,
+        )
     }
 
     /// Single-object encoding of a command.
@@ -210,7 +247,12 @@ impl AvroCodec {
         &self,
         bytes: &[u8],
     ) -> Result<crate::inventory::IdentityRecord, DecodeError> {
-        decode_flat(&self.identity_header, &self.schemas.identity, bytes)
+        decode_flat(
+            &self.identity_header,
+            &self.schemas.identity,
+            &self.flat_bounds.identity,
+            bytes,
+        )
     }
 
     /// Single-object encoding of an inventory record (for inventory producers and tests).
@@ -263,9 +305,11 @@ fn encode_flat<T: Serialize>(
     Ok(out)
 }
 
+/// Trailing bytes after the datum are ignored here, unlike for signals.
 fn decode_flat<T: serde::de::DeserializeOwned>(
     header: &[u8; 10],
     schema: &Schema,
+    bounds: &Bounds,
     bytes: &[u8],
 ) -> Result<T, DecodeError> {
     if bytes.len() < 10 || bytes[..10] != header[..] {
@@ -274,6 +318,7 @@ fn decode_flat<T: serde::de::DeserializeOwned>(
             detail: format!("{} bytes with another header", bytes.len()),
         });
     }
+    bounds.check(&bytes[10..]).map_err(DecodeError::BadAvro)?;
     let value = apache_avro::from_avro_datum(schema, &mut &bytes[10..], None)
         .map_err(|e| DecodeError::BadAvro(e.to_string()))?;
     apache_avro::from_value(&value).map_err(|e| DecodeError::BadAvro(e.to_string()))

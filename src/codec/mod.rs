@@ -5,6 +5,7 @@
 //! dead-letter reason.
 
 mod avro;
+mod bounds;
 mod json;
 
 pub use avro::{AvroCodec, Schemas};

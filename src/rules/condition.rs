@@ -27,14 +27,16 @@ impl std::fmt::Debug for Condition {
     }
 }
 
-fn env() -> Arc<Env> {
+pub(super) fn env() -> Arc<Env> {
     static ENV: OnceLock<Arc<Env>> = OnceLock::new();
     ENV.get_or_init(|| Arc::new(Env::stdlib())).clone()
 }
 
 impl Condition {
     pub fn compile(source: &str) -> Result<Self, String> {
-        let program = env().compile(source).map_err(|e| e.to_string())?;
+        super::budget::check_source(source)?;
+        let program = super::budget::parse(source)?;
+        super::budget::check(program.expression())?;
         let refs = program.references();
         let unknown: Vec<&str> = refs
             .variables()

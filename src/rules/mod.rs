@@ -1,6 +1,7 @@
 //! Containment rules: parsed from YAML, checked against the configured targets, compiled,
 //! indexed by event type, and evaluated in a defined order (priority, then file order).
 
+mod budget;
 mod condition;
 mod fast;
 mod load;
