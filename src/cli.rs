@@ -382,6 +382,13 @@ async fn run(path: PathBuf) -> ExitCode {
         .watch(stop_rx.clone()),
     );
     let shutdown = shutdown_signal(settings.shutdown.grace);
+    // Retry loops (a partition's state rebuild waiting for the broker) watch this flag: the
+    // pipeline future is busy in them, not polling `shutdown`.
+    let stopping = health.clone();
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        stopping.set_stopping();
+    });
     let result = pipeline::run(
         Arc::new(settings),
         Runtime {
@@ -429,13 +436,19 @@ pub async fn shutdown_signal(grace: std::time::Duration) {
     wait_for_signal().await;
     tracing::info!(?grace, "shutting down; a second signal exits at once");
     tokio::spawn(async move {
-        tokio::select! {
-            _ = wait_for_signal() => tracing::warn!("second signal; exiting now"),
-            _ = tokio::time::sleep(grace + std::time::Duration::from_secs(5)) => {
-                tracing::error!("shutdown did not finish within the grace period; exiting");
+        let code = tokio::select! {
+            _ = wait_for_signal() => {
+                tracing::warn!("second signal; exiting now");
+                EXIT_FORCED
             }
-        }
-        std::process::exit(EXIT_FORCED);
+            _ = tokio::time::sleep(grace + std::time::Duration::from_secs(5)) => {
+                // Signals still in flight are replayed by the next owner, as when the grace
+                // runs out in the pipeline's own drain (exit 1, docs/operations.md).
+                tracing::error!("shutdown did not finish within the grace period; exiting");
+                1
+            }
+        };
+        std::process::exit(code);
     });
 }
 

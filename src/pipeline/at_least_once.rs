@@ -106,6 +106,11 @@ pub async fn run(
         }
     };
 
+    // Stopped while waiting for the broker is a clean stop.
+    let result = match result {
+        Err(PipelineError::Interrupted) => Ok(()),
+        other => other,
+    };
     // Drain: wait for outstanding acknowledgements within the grace period, then commit.
     let deadline = Instant::now() + settings.shutdown.grace;
     while tracker.in_flight() > 0 && Instant::now() < deadline {
@@ -239,7 +244,7 @@ pub(super) async fn handle(
     names: &mut TopicNames,
     msg: Incoming<'_>,
 ) -> Result<(), PipelineError> {
-    ensure_shard(ctx, &runtime.metrics, msg.topic, msg.partition).await?;
+    ensure_shard(ctx, runtime, msg.topic, msg.partition).await?;
     let started = Instant::now();
     let rules = current(&runtime.rules);
     let (processed, outputs) = {

@@ -38,6 +38,17 @@ pub enum StateError {
     Kafka(#[from] rdkafka::error::KafkaError),
 }
 
+impl StateError {
+    /// Whether trying again later may succeed (the broker is unreachable), as opposed to a
+    /// configuration to fix.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            Self::Kafka(_) | Self::Create { .. } | Self::Restore { .. }
+        )
+    }
+}
+
 /// Checks (and, when allowed, creates) the changelog topic. Input topics that do not exist
 /// yet are checked when their partitions are first restored.
 pub async fn ensure_topic(settings: &Settings) -> Result<(), StateError> {
@@ -113,6 +124,8 @@ pub struct Restorer {
     consumer: BaseConsumer,
     changelog: String,
     timeout: Duration,
+    /// Changelog records that could not be read (`containd_state_records_skipped_total`).
+    pub skipped: std::sync::atomic::AtomicU64,
 }
 
 impl Restorer {
@@ -129,6 +142,7 @@ impl Restorer {
             consumer: config.create()?,
             changelog: settings.state.changelog_topic.clone(),
             timeout: settings.state.restore_timeout,
+            skipped: Default::default(),
         })
     }
 
@@ -165,27 +179,33 @@ impl Restorer {
         self.consumer.assign(&tpl)?;
         let prefix = changelog::prefix(topic, partition);
         let deadline = Instant::now() + self.timeout;
+        let mut last_error = None;
         loop {
             if Instant::now() >= deadline {
+                let why = last_error.map_or(String::new(), |e| format!(": {e}"));
                 return Err(fail(format!(
-                    "not at the end ({high}) after {:?}",
+                    "not at the end ({high}) after {:?}{why}",
                     self.timeout
                 )));
             }
             match self.consumer.poll(Duration::from_millis(200)) {
                 Some(Ok(m)) => {
-                    changelog::restore_record(
-                        &mut shard,
-                        &prefix,
-                        m.key().unwrap_or_default(),
-                        m.payload(),
-                    )
-                    .map_err(|e| fail(e.to_string()))?;
+                    let key = m.key().unwrap_or_default();
+                    if let Err(e) = changelog::restore_record(&mut shard, &prefix, key, m.payload())
+                    {
+                        // One unreadable record must not keep the partition from starting:
+                        // that subject starts from empty state, and it is said loudly.
+                        self.skipped
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        tracing::error!(error = %e, offset = m.offset(), "changelog record skipped");
+                    }
                     if m.offset() + 1 >= high {
                         break;
                     }
                 }
-                Some(Err(e)) => return Err(fail(e.to_string())),
+                // The broker going away mid-read: keep polling until the deadline (the
+                // caller retries the whole rebuild after it).
+                Some(Err(e)) => last_error = Some(e.to_string()),
                 None => {
                     // Compaction or aborted transactions can leave the last offsets without a
                     // record: the position tells whether the end was reached.

@@ -233,7 +233,23 @@ impl RebalanceContext {
 }
 
 impl ClientContext for RebalanceContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown) {
+            self.health.set_brokers_down(true);
+        }
+        static LOG: Throttle = Throttle::new(2);
+        if let Some(dropped) = LOG.allow() {
+            tracing::error!(%error, reason, unlogged_before = dropped, "consumer client error");
+        }
+    }
+
     fn stats(&self, stats: Statistics) {
+        // Bootstrap entries aside, is any broker connected? Readiness follows it.
+        let up = stats
+            .brokers
+            .values()
+            .any(|b| b.nodeid >= 0 && b.state == "UP");
+        self.health.set_brokers_down(!up);
         for (topic, t) in &stats.topics {
             for (partition, p) in &t.partitions {
                 if *partition >= 0 && p.consumer_lag >= 0 {

@@ -49,6 +49,9 @@ pub enum PipelineError {
     State(#[from] changelog::StateError),
     #[error(transparent)]
     Inventory(#[from] TailError),
+    /// A shutdown was asked for while waiting for the broker: a clean stop.
+    #[error("stopped while waiting for the broker")]
+    Interrupted,
 }
 
 pub use crate::rules::{current, SharedRules};
@@ -140,7 +143,18 @@ pub async fn run(
         }
         None => None,
     };
-    changelog::ensure_topic(&settings).await?;
+    let mut failures = 0;
+    while let Err(e) = changelog::ensure_topic(&settings).await {
+        if !e.is_transient() {
+            return Err(e.into());
+        }
+        failures += 1;
+        tracing::error!(error = %e, attempt = failures, "cannot check the state changelog topic yet; retrying");
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1 << failures.min(5))) => {}
+            _ = &mut shutdown => return Ok(RunSummary::default()),
+        }
+    }
     let ctx = Context {
         settings: settings.clone(),
         inventory,
@@ -160,7 +174,7 @@ pub async fn run(
 /// Rebuilds a partition's state from the changelog unless this instance holds it already.
 async fn ensure_shard(
     ctx: &Context,
-    metrics: &Metrics,
+    runtime: &Runtime,
     topic: &str,
     partition: i32,
 ) -> Result<(), PipelineError> {
@@ -168,17 +182,38 @@ async fn ensure_shard(
         return Ok(());
     }
     let started = Instant::now();
-    let (restorer, owned) = (ctx.restorer.clone(), topic.to_string());
-    let shard = tokio::task::spawn_blocking(move || restorer.restore(&owned, partition))
-        .await
-        .map_err(|e| changelog::StateError::Restore {
-            topic: topic.to_string(),
-            partition,
-            changelog: ctx.settings.state.changelog_topic.clone(),
-            error: e.to_string(),
-        })??;
+    let mut failures = 0u32;
+    let shard = loop {
+        match restore(ctx, topic, partition).await {
+            Ok(shard) => break shard,
+            Err(e) => {
+                if failures == 0 {
+                    runtime.health.restore_failing(true);
+                }
+                failures += 1;
+                runtime.metrics.state_restore_failed();
+                static LOG: Throttle = Throttle::new(1);
+                if let Some(dropped) = LOG.allow() {
+                    tracing::error!(error = %e, attempt = failures, unlogged_before = dropped,
+                        "partition state cannot be rebuilt yet; retrying (not ready meanwhile)");
+                }
+                if !wait_to_retry(&runtime.health, failures).await {
+                    runtime.health.restore_failing(false);
+                    return Err(PipelineError::Interrupted);
+                }
+            }
+        }
+    };
+    if failures > 0 {
+        runtime.health.restore_failing(false);
+    }
     let took = started.elapsed();
-    metrics.state_restored(took);
+    runtime.metrics.state_restored(took);
+    let skipped = ctx
+        .restorer
+        .skipped
+        .swap(0, std::sync::atomic::Ordering::Relaxed);
+    runtime.metrics.state_records_skipped(skipped);
     tracing::info!(
         topic,
         partition,
@@ -189,9 +224,42 @@ async fn ensure_shard(
     let mut state = lock(&ctx.state);
     state.insert_shard(topic, partition, shard);
     let (shards, subjects, entries) = state.size();
-    metrics.state_size(shards, subjects, entries);
+    runtime.metrics.state_size(shards, subjects, entries);
     Ok(())
 }
+
+/// One rebuild of a partition's state, off the async threads.
+async fn restore(
+    ctx: &Context,
+    topic: &str,
+    partition: i32,
+) -> Result<crate::state::Shard, changelog::StateError> {
+    let (restorer, owned) = (ctx.restorer.clone(), topic.to_string());
+    tokio::task::spawn_blocking(move || restorer.restore(&owned, partition))
+        .await
+        .map_err(|e| changelog::StateError::Restore {
+            topic: topic.to_string(),
+            partition,
+            changelog: ctx.settings.state.changelog_topic.clone(),
+            error: e.to_string(),
+        })?
+}
+
+/// Waits before the `failures`th retry (1 s, doubling to 30 s); `false` when a shutdown
+/// was asked for meanwhile.
+async fn wait_to_retry(health: &Health, failures: u32) -> bool {
+    let backoff = std::time::Duration::from_secs(1 << failures.min(5)).min(RETRY_MAX);
+    let until = Instant::now() + backoff;
+    while Instant::now() < until {
+        if health.is_stopping() {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    !health.is_stopping()
+}
+
+const RETRY_MAX: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())

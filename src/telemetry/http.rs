@@ -1,5 +1,6 @@
-//! `/metrics`, `/healthz` and `/readyz`. Ready means: partitions are assigned and the
-//! producer has reported no fatal error.
+//! `/metrics`, `/healthz` and `/readyz`. Ready means: partitions are assigned, the producer
+//! has reported no fatal error, the consumer reaches a broker, and no partition's state is
+//! waiting for the broker.
 
 use super::Metrics;
 use axum::extract::State;
@@ -17,6 +18,12 @@ use std::sync::Arc;
 pub struct Health {
     assigned: AtomicUsize,
     producer_failed: AtomicBool,
+    /// Partitions whose state cannot be rebuilt right now (the broker is unreachable).
+    restoring: AtomicUsize,
+    /// A shutdown was asked for: retry loops give up waiting.
+    stopping: AtomicBool,
+    /// The consumer reaches no broker (librdkafka's AllBrokersDown, or its last statistics).
+    brokers_down: AtomicBool,
 }
 
 impl Health {
@@ -28,8 +35,34 @@ impl Health {
         self.producer_failed.store(true, Ordering::Relaxed);
     }
 
+    /// A partition's state rebuild started failing (`true`) or succeeded after failing.
+    pub fn restore_failing(&self, failing: bool) {
+        if failing {
+            self.restoring.fetch_add(1, Ordering::Relaxed);
+        } else {
+            let _ = self
+                .restoring
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        }
+    }
+
+    pub fn set_brokers_down(&self, down: bool) {
+        self.brokers_down.store(down, Ordering::Relaxed);
+    }
+
+    pub fn set_stopping(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Relaxed)
+    }
+
     pub fn is_ready(&self) -> bool {
-        self.assigned.load(Ordering::Relaxed) > 0 && !self.producer_failed.load(Ordering::Relaxed)
+        self.assigned.load(Ordering::Relaxed) > 0
+            && !self.producer_failed.load(Ordering::Relaxed)
+            && self.restoring.load(Ordering::Relaxed) == 0
+            && !self.brokers_down.load(Ordering::Relaxed)
     }
 }
 

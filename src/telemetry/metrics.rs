@@ -78,6 +78,8 @@ pub struct Metrics {
     delivery_failures: Counter,
     outputs_refused: Family<KindLabel, Counter>,
     outputs_waiting: Gauge,
+    state_restore_failures: Counter,
+    state_records_skipped: Counter,
     backpressure_waits: Counter,
     decision_latency: Histogram,
     signal_to_command: Histogram,
@@ -120,6 +122,8 @@ impl Metrics {
             delivery_failures: Counter::default(),
             outputs_refused: Family::default(),
             outputs_waiting: Gauge::default(),
+            state_restore_failures: Counter::default(),
+            state_records_skipped: Counter::default(),
             backpressure_waits: Counter::default(),
             decision_latency: Histogram::new(exponential_buckets(0.000_005, 2.0, 18)),
             signal_to_command: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
@@ -178,6 +182,16 @@ impl Metrics {
             "outputs_refused",
             "Commands and decision records the broker refused for good, dead-lettered in their place",
             m.outputs_refused.clone(),
+        );
+        registry.register(
+            "state_restore_failures",
+            "Partition state rebuilds that failed and will be retried (the broker unreachable)",
+            m.state_restore_failures.clone(),
+        );
+        registry.register(
+            "state_records_skipped",
+            "Changelog records that could not be read on a rebuild (their subject starts empty)",
+            m.state_records_skipped.clone(),
         );
         registry.register(
             "outputs_waiting",
@@ -363,6 +377,14 @@ impl Metrics {
         self.outputs_refused
             .get_or_create(&KindLabel { kind: kind.into() })
             .inc();
+    }
+
+    pub fn state_restore_failed(&self) {
+        self.state_restore_failures.inc();
+    }
+
+    pub fn state_records_skipped(&self, n: u64) {
+        self.state_records_skipped.inc_by(n);
     }
 
     pub fn set_outputs_waiting(&self, n: usize) {
