@@ -315,6 +315,21 @@ pub struct Record {
 pub fn read_until(
     topics: &[String],
     timeout: Duration,
+    done: impl FnMut(&Record) -> bool,
+) -> Vec<Record> {
+    read(topics, timeout, None, done)
+}
+
+/// Reads every record of `topics` from the beginning until none has come for `idle` (or
+/// `max` passes).
+pub fn read_until_idle(topics: &[String], idle: Duration, max: Duration) -> Vec<Record> {
+    read(topics, max, Some(idle), |_| false)
+}
+
+fn read(
+    topics: &[String],
+    timeout: Duration,
+    idle: Option<Duration>,
     mut done: impl FnMut(&Record) -> bool,
 ) -> Vec<Record> {
     let consumer: BaseConsumer = ClientConfig::new()
@@ -332,8 +347,10 @@ pub fn read_until(
     consumer.assign(&tpl).unwrap();
     let deadline = Instant::now() + timeout;
     let mut out = Vec::new();
-    while Instant::now() < deadline {
+    let mut last = Instant::now();
+    while Instant::now() < deadline && idle.is_none_or(|i| last.elapsed() < i) {
         if let Some(Ok(m)) = consumer.poll(Duration::from_millis(200)) {
+            last = Instant::now();
             let mut headers = HashMap::new();
             if let Some(h) = m.headers() {
                 for i in 0..h.count() {
