@@ -167,7 +167,7 @@ async fn chaos() {
     let mutated = env_or("CHAOS_MUTATED", 50_000);
     let kills = env_or("CHAOS_KILLS", 20);
     let broker_kills = env_or("CHAOS_BROKER_KILLS", 5);
-    let mut rng = Rng(0x5eed_c4a0_5);
+    let mut rng = Rng(0x5eed_c4a0);
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     std::env::set_var("CONTAIND_TEST_BOOTSTRAP", format!("127.0.0.1:{port}"));

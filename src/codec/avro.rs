@@ -4,10 +4,15 @@
 //! fingerprint (single-object) or configured schema id (Confluent); both name the bundled
 //! Signal schema, whose names are resolved once, so a record decodes without per-record schema
 //! resolution (that was 30 % of the daemon's CPU, docs/benchmarks.md).
+//!
+//! Single-object headers carry the spec's fingerprint (`canonical`); the one containd 0.1.0
+//! wrote is still read for a deprecation period (see [`Fingerprints`]).
 
 use super::bounds::Bounds;
+use super::canonical;
 use super::DecodeError;
 use crate::signal::Signal;
+use apache_avro::error::Details;
 use apache_avro::headers::HeaderBuilder;
 use apache_avro::rabin::Rabin;
 use apache_avro::GenericSingleObjectReader;
@@ -25,29 +30,88 @@ pub const IDENTITY_SCHEMA: &str = include_str!("../../schemas/identity_record.av
 const SINGLE_OBJECT_MAGIC: [u8; 2] = [0xC3, 0x01];
 const CONFLUENT_MAGIC: u8 = 0;
 
-/// The three bundled schemas, parsed.
+/// The four bundled schemas, parsed, and the fingerprints their single-object headers carry.
 #[derive(Debug)]
 pub struct Schemas {
     pub signal: Schema,
     pub command: Schema,
     pub decision: Schema,
     pub identity: Schema,
+    /// Computed from the schema text, not from the parsed `Schema`s above, whose canonical
+    /// form is apache-avro's rather than the spec's.
+    pub fingerprints: BundledFingerprints,
 }
 
 impl Schemas {
     /// The bundled schemas are part of the binary; failing to parse them is a build defect
     /// that the unit tests catch, so this returns the parser's error rather than panicking.
     pub fn bundled() -> Result<Self, apache_avro::Error> {
+        let signal = Schema::parse_str(SIGNAL_SCHEMA)?;
+        let command = Schema::parse_str(COMMAND_SCHEMA)?;
+        let decision = Schema::parse_str(DECISION_SCHEMA)?;
+        let identity = Schema::parse_str(IDENTITY_SCHEMA)?;
+        let fingerprints = BundledFingerprints {
+            signal: Fingerprints::of(SIGNAL_SCHEMA, &signal)?,
+            command: Fingerprints::of(COMMAND_SCHEMA, &command)?,
+            decision: Fingerprints::of(DECISION_SCHEMA, &decision)?,
+            identity: Fingerprints::of(IDENTITY_SCHEMA, &identity)?,
+        };
         Ok(Self {
-            signal: Schema::parse_str(SIGNAL_SCHEMA)?,
-            command: Schema::parse_str(COMMAND_SCHEMA)?,
-            decision: Schema::parse_str(DECISION_SCHEMA)?,
-            identity: Schema::parse_str(IDENTITY_SCHEMA)?,
+            signal,
+            command,
+            decision,
+            identity,
+            fingerprints,
         })
     }
 }
 
-/// Rabin fingerprint as a little-endian u64, as the single-object header carries it.
+/// The fingerprints of each bundled schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BundledFingerprints {
+    pub signal: Fingerprints,
+    pub command: Fingerprints,
+    pub decision: Fingerprints,
+    pub identity: Fingerprints,
+}
+
+/// The two fingerprints a bundled schema is read under.
+///
+/// Deprecated: `legacy` is accepted on input until containd 0.3.0, which removes it (the test
+/// `legacy_fingerprints_are_removed_by_0_3` fails once the crate version gets there). containd
+/// 0.1.0 wrote it, so records already on the bus and producers built against 0.1.0 carry it;
+/// standard Avro readers do not know it. docs/json.md lists both per schema.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fingerprints {
+    /// CRC-64-AVRO of the schema's Parsing Canonical Form: what Java, fastavro and other
+    /// spec-compliant writers put in the header, and the only one containd writes.
+    pub spec: u64,
+    /// The same CRC over apache-avro 0.21's canonical form, which keeps a logical type as
+    /// `{"type":"long"}` where the spec writes `"long"`.
+    pub legacy: u64,
+}
+
+impl Fingerprints {
+    /// The canonical form of a bundled schema cannot fail once apache-avro parsed it (the
+    /// tests check it against fastavro); if it ever does, startup fails like a parse error.
+    fn of(text: &str, schema: &Schema) -> Result<Self, apache_avro::Error> {
+        use serde::de::Error as _;
+        let json = serde_json::from_str(text).map_err(Details::ParseSchemaJson)?;
+        let pcf = canonical::parsing_canonical_form(&json).map_err(|e| {
+            Details::ParseSchemaJson(serde_json::Error::custom(format!(
+                "no Parsing Canonical Form: {e}"
+            )))
+        })?;
+        Ok(Self {
+            spec: canonical::fingerprint(&pcf),
+            legacy: fingerprint(schema),
+        })
+    }
+}
+
+/// apache-avro's own fingerprint of `schema`, which is [`Fingerprints::legacy`], not the
+/// spec's (the Rabin CRC is right; the canonical form it hashes is not). Returned as a
+/// little-endian u64, as the single-object header carries it.
 pub fn fingerprint(schema: &Schema) -> u64 {
     let fp = schema.fingerprint::<Rabin>();
     let mut bytes = [0u8; 8];
@@ -115,10 +179,10 @@ pub struct AvroCodec {
     signal_writers: Arc<HashMap<u64, FramedReader>>,
     confluent_ids: Arc<HashMap<u32, FramedReader>>,
     flat_bounds: Arc<FlatBounds>,
-    command_header: [u8; 10],
-    decision_header: [u8; 10],
-    signal_header: [u8; 10],
-    identity_header: [u8; 10],
+    command_header: Headers,
+    decision_header: Headers,
+    signal_header: Headers,
+    identity_header: Headers,
 }
 
 /// Bounds of the records `decode_flat` reads, compiled once per codec.
@@ -129,10 +193,32 @@ struct FlatBounds {
     identity: Bounds,
 }
 
-fn header(schema: &Schema) -> [u8; 10] {
+/// The single-object header containd writes for one schema, and the legacy one it still reads.
+#[derive(Debug, Clone, Copy)]
+struct Headers {
+    write: [u8; 10],
+    legacy: [u8; 10],
+}
+
+impl Headers {
+    fn of(fingerprints: Fingerprints) -> Self {
+        Self {
+            write: header(fingerprints.spec),
+            legacy: header(fingerprints.legacy),
+        }
+    }
+
+    fn reads(&self, bytes: &[u8]) -> bool {
+        bytes
+            .get(..10)
+            .is_some_and(|h| h == self.write || h == self.legacy)
+    }
+}
+
+fn header(fingerprint: u64) -> [u8; 10] {
     let mut h = [0u8; 10];
     h[..2].copy_from_slice(&SINGLE_OBJECT_MAGIC);
-    h[2..].copy_from_slice(&fingerprint(schema).to_le_bytes());
+    h[2..].copy_from_slice(&fingerprint.to_le_bytes());
     h
 }
 
@@ -141,9 +227,12 @@ impl AvroCodec {
     /// registered for the input topics.
     pub fn new(schemas: Arc<Schemas>, confluent_signal_ids: &[u32]) -> Self {
         let mut signal_writers = HashMap::new();
-        // The bundled schemas parse (checked by `Schemas::bundled`), so their names resolve.
-        if let Ok(r) = FramedReader::new(&schemas.signal, header(&schemas.signal).to_vec()) {
-            signal_writers.insert(fingerprint(&schemas.signal), r);
+        let signal = schemas.fingerprints.signal;
+        for fp in [signal.spec, signal.legacy] {
+            // The bundled schemas parse (checked by `Schemas::bundled`), so their names resolve.
+            if let Ok(r) = FramedReader::new(&schemas.signal, header(fp).to_vec()) {
+                signal_writers.insert(fp, r);
+            }
         }
         let confluent_ids = confluent_signal_ids
             .iter()
@@ -153,11 +242,12 @@ impl AvroCodec {
                 FramedReader::new(&schemas.signal, h).ok().map(|r| (*id, r))
             })
             .collect();
+        let fingerprints = schemas.fingerprints;
         Self {
-            command_header: header(&schemas.command),
-            decision_header: header(&schemas.decision),
-            signal_header: header(&schemas.signal),
-            identity_header: header(&schemas.identity),
+            command_header: Headers::of(fingerprints.command),
+            decision_header: Headers::of(fingerprints.decision),
+            signal_header: Headers::of(fingerprints.signal),
+            identity_header: Headers::of(fingerprints.identity),
             flat_bounds: Arc::new(FlatBounds {
                 command: Bounds::new(&schemas.command),
                 decision: Bounds::new(&schemas.decision),
@@ -231,7 +321,7 @@ impl AvroCodec {
 
     /// Single-object encoding of a command.
     pub fn encode_command<T: Serialize>(&self, command: &T) -> Result<Vec<u8>, apache_avro::Error> {
-        encode_flat(&self.command_header, &self.schemas.command, command)
+        encode_flat(&self.command_header.write, &self.schemas.command, command)
     }
 
     /// Single-object encoding of a decision record.
@@ -239,7 +329,11 @@ impl AvroCodec {
         &self,
         decision: &T,
     ) -> Result<Vec<u8>, apache_avro::Error> {
-        encode_flat(&self.decision_header, &self.schemas.decision, decision)
+        encode_flat(
+            &self.decision_header.write,
+            &self.schemas.decision,
+            decision,
+        )
     }
 
     /// Decodes a single-object inventory record.
@@ -261,14 +355,14 @@ impl AvroCodec {
         record: &crate::inventory::IdentityRecord,
     ) -> Result<Vec<u8>, apache_avro::Error> {
         let value = apache_avro::to_value(record)?.resolve(&self.schemas.identity)?;
-        let mut out = self.identity_header.to_vec();
+        let mut out = self.identity_header.write.to_vec();
         out.extend(apache_avro::to_avro_datum(&self.schemas.identity, value)?);
         Ok(out)
     }
 
     /// Single-object encoding of a signal (used by producers in tests, the demo and benches).
     pub fn encode_signal(&self, signal: &Signal) -> Result<Vec<u8>, apache_avro::Error> {
-        let mut out = self.signal_header.to_vec();
+        let mut out = self.signal_header.write.to_vec();
         out.extend(self.signal_datum(signal)?);
         Ok(out)
     }
@@ -307,12 +401,12 @@ fn encode_flat<T: Serialize>(
 
 /// Trailing bytes after the datum are ignored here, unlike for signals.
 fn decode_flat<T: serde::de::DeserializeOwned>(
-    header: &[u8; 10],
+    headers: &Headers,
     schema: &Schema,
     bounds: &Bounds,
     bytes: &[u8],
 ) -> Result<T, DecodeError> {
-    if bytes.len() < 10 || bytes[..10] != header[..] {
+    if !headers.reads(bytes) {
         return Err(DecodeError::BadFraming {
             expected: "single-object encoding of the bundled schema",
             detail: format!("{} bytes with another header", bytes.len()),
@@ -331,6 +425,11 @@ mod tests {
 
     fn codec() -> AvroCodec {
         AvroCodec::new(Arc::new(Schemas::bundled().unwrap()), &[7])
+    }
+
+    /// `bytes` with its single-object header naming `fingerprint` instead.
+    fn framed_with(bytes: &[u8], fingerprint: u64) -> Vec<u8> {
+        [&bytes[..2], &fingerprint.to_le_bytes(), &bytes[10..]].concat()
     }
 
     fn sample() -> Signal {
@@ -376,6 +475,56 @@ mod tests {
         };
         let bytes = c.encode_identity(&ownerless).unwrap();
         assert_eq!(c.decode_identity(&bytes).unwrap(), ownerless);
+        // No logical types: the spec's form and apache-avro's agree, so nothing changed.
+        let fp = c.schemas().fingerprints.identity;
+        assert_eq!(
+            (fp.spec, fp.legacy),
+            (0xf9a4a596da5895a8, 0xf9a4a596da5895a8)
+        );
+        assert_eq!(bytes[2..10], fp.spec.to_le_bytes());
+    }
+
+    /// Outputs name their schema as standard Avro readers do (fastavro prints the signal's as
+    /// `c1cae31694ceffe6`, the header bytes); what containd 0.1.0 wrote is still read.
+    #[test]
+    fn spec_fingerprint_is_written_and_the_legacy_one_read() {
+        let c = codec();
+        let fps = c.schemas().fingerprints;
+        assert_eq!(fps.signal.spec, 0xe6ffce9416e3cac1);
+        assert_eq!(fps.signal.legacy, 0x7243f1980b40af29);
+        let so = c.encode_signal(&sample()).unwrap();
+        assert_eq!(so[2..10], fps.signal.spec.to_le_bytes());
+        let d = SignalDecoder::new(c.clone(), 1 << 20);
+        let legacy = framed_with(&so, fps.signal.legacy);
+        assert_eq!(d.decode(Format::Avro, Some(&legacy)).unwrap(), sample());
+
+        let command: crate::emit::EnforcementCommand = serde_json::from_value(serde_json::json!({
+            "command_id": "c1", "action": "revoke_sessions", "target": "okta",
+            "principal_id": null, "subject": {"id": "u1", "format": "opaque", "identifiers": {}},
+            "parameters": {}, "issued_at": 1, "expires_at": 2,
+            "why": {"rule_id": "r", "ruleset_version": "v", "signal_ids": ["s1"],
+                    "event_type": "urn:x:y", "description": null}}))
+        .unwrap();
+        let bytes = c.encode_command(&command).unwrap();
+        assert_eq!(bytes[2..10], fps.command.spec.to_le_bytes());
+        let legacy = framed_with(&bytes, fps.command.legacy);
+        let back: crate::emit::EnforcementCommand = c.decode_command(&legacy).unwrap();
+        assert_eq!(back, command);
+    }
+
+    /// `Fingerprints` promises the legacy fingerprints are read only until containd 0.3.0
+    /// (docs/json.md says so too): this fails once the crate version gets there.
+    #[test]
+    fn legacy_fingerprints_are_removed_by_0_3() {
+        let version: Vec<u32> = env!("CARGO_PKG_VERSION")
+            .split('.')
+            .take(2)
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert!(
+            version < vec![0, 3],
+            "remove Fingerprints::legacy and the headers built from it (src/codec/avro.rs)"
+        );
     }
 
     #[test]
@@ -454,6 +603,10 @@ mod tests {
         let c = codec();
         let bytes = c.encode_decision(&record).unwrap();
         let back: DecisionRecord = c.decode_decision(&bytes).unwrap();
+        assert_eq!(back, record);
+        let fp = c.schemas().fingerprints.decision;
+        assert_eq!(bytes[2..10], fp.spec.to_le_bytes());
+        let back: DecisionRecord = c.decode_decision(&framed_with(&bytes, fp.legacy)).unwrap();
         assert_eq!(back, record);
     }
 }

@@ -1,14 +1,15 @@
-//! Wire encodings of the three records: Avro single-object encoding, the Confluent wire
-//! format (magic byte + schema id), and JSON for the same logical records.
+//! Wire encodings of the records: Avro single-object encoding, the Confluent wire format
+//! (magic byte + schema id), and JSON for the same logical records.
 //!
 //! Decoding never panics on input; every failure is a [`DecodeError`] whose kind becomes the
 //! dead-letter reason.
 
 mod avro;
 mod bounds;
+pub mod canonical;
 mod json;
 
-pub use avro::{AvroCodec, Schemas};
+pub use avro::{AvroCodec, BundledFingerprints, Fingerprints, Schemas};
 
 use crate::signal::Signal;
 use serde::{Deserialize, Serialize};
@@ -17,7 +18,9 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Format {
-    /// Avro single-object encoding: `C3 01`, 8-byte Rabin fingerprint, datum.
+    /// Avro single-object encoding: `C3 01`, the 8-byte little-endian CRC-64-AVRO fingerprint
+    /// of the schema's Parsing Canonical Form, datum. Input may also carry the fingerprint
+    /// containd 0.1.0 wrote, until 0.3.0 ([`Fingerprints`]).
     Avro,
     /// Confluent Schema Registry wire format: `00`, 4-byte big-endian schema id, datum.
     Confluent,
