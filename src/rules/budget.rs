@@ -14,8 +14,11 @@ pub const MAX_NODES: usize = 1000;
 /// Deepest nesting of calls, selections and literals.
 pub const MAX_DEPTH: usize = 32;
 /// Most comprehensions (`all`, `exists`, `map`, `filter`) inside one another: each level
-/// multiplies the work by the size of the list it runs over.
-pub const MAX_COMPREHENSION_NESTING: usize = 2;
+/// multiplies the work by the size of the list it runs over, and a signal's lists are as long
+/// as its sender makes them (up to `input.max_message_bytes`). One level keeps a rule's work
+/// linear in the size of the signal; the interpreter cannot be interrupted mid-expression, so
+/// this bound is what keeps a hostile signal from stalling a partition.
+pub const MAX_COMPREHENSION_NESTING: usize = 1;
 
 /// Rejects a source too long, or bracketed too deep, to parse: the parser recurses per
 /// bracket, and a few thousand nested ones overflow its stack (a crash at `check`, or in the
@@ -162,7 +165,9 @@ mod tests {
             "[1,2].all(now, [1,2].all(window, [1,2].all(subject, now + window + subject > 0)))";
         let e = Condition::compile(nested).unwrap_err();
         assert!(e.contains("3 comprehensions"), "{e}");
-        let two = Condition::compile("[1,2].all(now, [1,2].exists(window, now == window))");
+        let e = Condition::compile("[1,2].all(now, [1,2].exists(window, now == window))");
+        assert!(e.unwrap_err().contains("2 comprehensions"));
+        let two = Condition::compile("[1,2].all(now, now > 0) && [3].exists(window, window == 3)");
         assert!(two.is_ok(), "{:?}", two.err());
 
         let chain = vec![r#"signal.id == "x""#; 600].join(" || ");

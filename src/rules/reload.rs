@@ -49,9 +49,18 @@ impl Reloader {
     ) -> impl std::future::Future<Output = ()> {
         #[cfg(unix)]
         let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        // Loading runs on the blocking pool: a large rule set never holds a runtime thread
+        // the pipeline needs.
+        let this = Arc::new(self);
         async move {
-            let mut last = dir_digest(&self.dir);
-            let mut tick = tokio::time::interval(self.poll);
+            let reload = |why: &'static str| {
+                let this = this.clone();
+                async move {
+                    let _ = tokio::task::spawn_blocking(move || this.reload(why)).await;
+                }
+            };
+            let mut last = dir_digest(&this.dir);
+            let mut tick = tokio::time::interval(this.poll);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 #[cfg(unix)]
@@ -65,19 +74,21 @@ impl Reloader {
                 };
                 #[cfg(not(unix))]
                 let hangup = std::future::pending::<()>();
-                tokio::select! {
+                let why = tokio::select! {
                     _ = stop.wait_for(|s| *s) => return,
                     _ = hangup => {
-                        last = dir_digest(&self.dir);
-                        self.reload("SIGHUP");
+                        last = dir_digest(&this.dir);
+                        Some("SIGHUP")
                     }
                     _ = tick.tick() => {
-                        let now = dir_digest(&self.dir);
-                        if now != last {
-                            last = now;
-                            self.reload("rules directory changed");
-                        }
+                        let now = dir_digest(&this.dir);
+                        let changed = now != last;
+                        last = now;
+                        changed.then_some("rules directory changed")
                     }
+                };
+                if let Some(why) = why {
+                    reload(why).await;
                 }
             }
         }
