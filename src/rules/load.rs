@@ -26,6 +26,10 @@ fn holds_by_default(action: &str) -> bool {
     )
 }
 
+/// Largest rules file: YAML parsing cost grows faster than the text (nesting, aliases), and
+/// real rule files are a few KiB.
+pub const MAX_FILE_BYTES: usize = 1 << 20;
+
 /// Loads, checks and compiles the rules in `dir`.
 pub fn load_dir(
     dir: &Path,
@@ -36,6 +40,15 @@ pub fn load_dir(
     let mut sources = Vec::new();
     for path in rule_files(dir)? {
         match std::fs::read_to_string(&path) {
+            Ok(text) if text.len() > MAX_FILE_BYTES => problems.push(problem(
+                &path,
+                None,
+                "",
+                format!(
+                    "{} bytes; a rules file may have at most {MAX_FILE_BYTES} (split it)",
+                    text.len()
+                ),
+            )),
             Ok(text) => sources.push((path, text)),
             Err(e) => problems.push(problem(&path, None, "", format!("cannot read: {e}"))),
         }

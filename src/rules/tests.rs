@@ -190,3 +190,20 @@ fn duplicate_ids_across_files_are_rejected() {
         e[0]
     );
 }
+
+#[test]
+fn a_rules_file_over_the_size_bound_is_a_problem() {
+    let dir = tempfile::tempdir().unwrap();
+    let padding = format!("# {}\n", "x".repeat(load::MAX_FILE_BYTES));
+    std::fs::write(
+        dir.path().join("10-big.yaml"),
+        format!("{padding}rules: []\n"),
+    )
+    .unwrap();
+    let p = load_dir(dir.path(), &targets(), &[]).unwrap_err();
+    assert!(
+        p[0].to_string().contains("10-big.yaml") && p[0].message.contains("at most"),
+        "{}",
+        p[0]
+    );
+}
