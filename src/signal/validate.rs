@@ -21,7 +21,14 @@ pub enum ValidationError {
     InvalidEventFields { event: String, problem: String },
     #[error("field `{field}` is {len} bytes; at most {MAX_NAME_BYTES} are accepted")]
     FieldTooLong { field: String, len: usize },
+    #[error("`{field}` has {count} entries; at most {MAX_ENTRIES} are accepted")]
+    TooManyEntries { field: &'static str, count: usize },
 }
+
+/// Most entries in a signal's maps and lists (attributes, claims, identifiers, aliases). A
+/// rule's comprehension runs over them, so their size bounds a rule's work per signal; real
+/// signals carry a handful.
+pub const MAX_ENTRIES: usize = 256;
 
 /// Longest id, issuer, event type, transaction id or subject identifier accepted. Every one of
 /// them is echoed into each command, decision and record key, so one oversized value would
@@ -39,6 +46,7 @@ impl ValidationError {
             Self::InvalidSubject(_) => "invalid_subject",
             Self::InvalidEventFields { .. } => "invalid_event_fields",
             Self::FieldTooLong { .. } => "field_too_long",
+            Self::TooManyEntries { .. } => "too_many_entries",
         }
     }
 }
@@ -56,8 +64,18 @@ pub fn validate(signal: &Signal) -> Result<(), ValidationError> {
     check_event_fields(signal)
 }
 
-/// Every name the signal's outputs echo is at most [`MAX_NAME_BYTES`].
+/// Every name the signal's outputs echo is at most [`MAX_NAME_BYTES`]; every collection
+/// rules iterate over has at most [`MAX_ENTRIES`].
 fn check_lengths(signal: &Signal) -> Result<(), ValidationError> {
+    let counts = [
+        ("attributes", signal.attributes.len()),
+        ("event.claims", signal.event.claims.len()),
+        ("subject.identifiers", signal.subject.identifiers.len()),
+        ("subject.aliases", signal.subject.aliases.len()),
+    ];
+    if let Some((field, count)) = counts.into_iter().find(|(_, n)| *n > MAX_ENTRIES) {
+        return Err(ValidationError::TooManyEntries { field, count });
+    }
     let s = &signal.subject;
     let simple = std::iter::once(("subject", &s.format, &s.identifiers))
         .chain(
@@ -265,5 +283,27 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("device (email) needs members"));
+    }
+
+    #[test]
+    fn names_and_collections_are_bounded() {
+        let mut s = signal("urn:containd:event:policy:changed", serde_json::json!({}));
+        assert_eq!(validate(&s), Ok(()));
+        s.subject
+            .identifiers
+            .insert("id".into(), "x".repeat(MAX_NAME_BYTES + 1));
+        let e = validate(&s).unwrap_err();
+        assert_eq!(e.kind(), "field_too_long");
+        assert!(e.to_string().contains("`subject`") && e.to_string().contains("2049 bytes"));
+        let mut s = signal("urn:containd:event:policy:changed", serde_json::json!({}));
+        s.attributes = (0..=MAX_ENTRIES)
+            .map(|i| (i.to_string(), "v".into()))
+            .collect();
+        let e = validate(&s).unwrap_err();
+        assert_eq!(e.kind(), "too_many_entries");
+        assert!(
+            e.to_string().contains("`attributes` has 257 entries"),
+            "{e}"
+        );
     }
 }
