@@ -112,3 +112,47 @@ async fn oversized_and_hostile_records_do_not_stop_the_pipeline() {
     assert!(!log.contains(&"s".repeat(10_000)) && !log.contains(&"p".repeat(10_000)));
     assert!(daemon.terminate().success());
 }
+
+/// A 45-byte Avro record whose map count is 4×10⁸ aborted the process (and again on every
+/// restart): now it is a dead letter and the next record is decided.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_avro_allocation_bomb_is_a_dead_letter() {
+    let topics = Topics::new(&unique("bomb"));
+    create_topics(&all_topics(&topics)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), &topics, &unique("g"), "format = \"avro\"");
+    let mut daemon = Daemon::start(&config, "containd.log");
+
+    let c = codec();
+    let mut valid = sample_signals()[5].clone();
+    valid.id = "after-bomb".into();
+    let good = c.encode_signal(&valid).unwrap();
+    // Header, then id "a", issuer "i", no transmitter, event type "e", occurred_at 0,
+    // received_at 0, subject format "f", and an identifiers map of 400,000,000 entries.
+    let datum: &[u8] = b"\x02a\x02i\x00\x02e\x00\x00\x02f\x80\x90\xbc\xfd\x02";
+    let bomb = [&good[..10], datum, &[0; 19]].concat();
+    assert_eq!(bomb.len(), 45);
+    let p = producer();
+    produce(&p, &topics.signals, Some("k"), &bomb).await;
+    produce(&p, &topics.signals, Some("k"), &good).await;
+
+    let outputs = [topics.dead_letter.clone(), topics.decisions.clone()];
+    let records = read_until(&outputs, Duration::from_secs(60), count(2));
+    let dead: Vec<&Record> = records
+        .iter()
+        .filter(|r| r.topic == topics.dead_letter)
+        .collect();
+    assert_eq!(dead.len(), 1, "{}", daemon.log_text());
+    assert_eq!(dead[0].headers["containd.reason.kind"], "malformed_avro");
+    assert!(
+        dead[0].headers["containd.reason"].contains("400000000"),
+        "{:?}",
+        dead[0].headers
+    );
+    assert_eq!(dead[0].payload, bomb, "the original, untouched");
+    let decided = decisions(&records, &topics);
+    assert_eq!(decided.len(), 1);
+    assert_eq!(decided[0].signal_id, "after-bomb");
+    assert!(daemon.is_running());
+    assert!(daemon.terminate().success());
+}
