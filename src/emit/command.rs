@@ -5,6 +5,16 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 
 /// The built-in enforcement vocabulary; `extra_actions` in config extends it.
+/// Actions that cut an identity off (rather than ask it to prove itself again or end what it
+/// has open): a rule that takes one on every event type needs `allow_broad`.
+pub const DRASTIC: &[&str] = &[
+    "disable_account",
+    "disable_credential",
+    "quarantine_workload",
+    "revoke_access",
+    "block_session",
+];
+
 pub const VOCABULARY: &[&str] = &[
     "revoke_sessions",
     "require_step_up",

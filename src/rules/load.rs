@@ -118,8 +118,10 @@ pub fn load_sources(
             ));
         }
         seen.insert(spec.id.clone(), (path.clone(), line));
+        let allow_broad = spec.allow_broad;
         match checker.compile(path, text, line, spec) {
             Ok(rule) => {
+                problems.extend(too_broad(&rule, allow_broad, path, text));
                 warnings.extend(warnings_of(&rule.0, path, text));
                 compiled.push((order, rule))
             }
@@ -140,6 +142,35 @@ pub fn load_sources(
     let mut set = RuleSet::new(rules, types, version, accepts);
     set.warnings = warnings;
     Ok(set)
+}
+
+/// A rule with a drastic action that matches every event type acts on every signal — a
+/// policy change, a session start — of every source allowed to cause it: refused unless the
+/// rule says `allow_broad: true`.
+fn too_broad(
+    (rule, event_types): &(Rule, Vec<String>),
+    allow_broad: bool,
+    path: &Path,
+    text: &str,
+) -> Option<Problem> {
+    if allow_broad || !event_types.iter().any(|t| t == "*") {
+        return None;
+    }
+    let steps = rule.escalate.iter().flat_map(|e| e.steps.iter().flatten());
+    let drastic = rule
+        .actions
+        .iter()
+        .chain(steps)
+        .find(|a| crate::emit::command::DRASTIC.contains(&a.action.as_str()))?;
+    Some(problem(
+        path,
+        line_after(text, rule.line, "event_types"),
+        &format!("rule {}.match.event_types", rule.id),
+        format!(
+            "matches every event type (\"*\") and takes the drastic action {:?}: name the event types, or set allow_broad: true",
+            drastic.action
+        ),
+    ))
 }
 
 /// Problems a rule loads with: values CAEP does not define for the members its condition

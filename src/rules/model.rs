@@ -44,6 +44,10 @@ pub struct RuleSpec {
     /// same subject is not re-issued within this period (overrides `state.suppress_for`).
     #[serde(default, with = "humantime_serde")]
     pub suppress_for: Option<Duration>,
+    /// Lets a rule with a drastic action match every event type (`"*"`): refused otherwise,
+    /// since such a rule acts on every signal of every source its authority allows.
+    #[serde(default)]
+    pub allow_broad: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]

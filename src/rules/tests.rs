@@ -207,3 +207,24 @@ fn a_rules_file_over_the_size_bound_is_a_problem() {
         p[0]
     );
 }
+
+#[test]
+fn a_drastic_rule_on_every_event_type_needs_allow_broad() {
+    let broad = |allow: &str| {
+        format!(
+            "rules:\n  - id: everything\n    match:\n      event_types: [\"*\"]\n{allow}    actions:\n      - action: disable_credential\n        targets: [aws]\n"
+        )
+    };
+    let p = load(&[("10-broad.yaml", &broad(""))]).unwrap_err();
+    let shown = p[0].to_string();
+    assert!(
+        shown.starts_with("10-broad.yaml:4: rule everything.match.event_types")
+            && shown.contains("disable_credential")
+            && shown.contains("allow_broad"),
+        "{shown}"
+    );
+    assert!(load(&[("10-broad.yaml", &broad("    allow_broad: true\n"))]).is_ok());
+    // A broad rule that only asks for step-up or revokes sessions is fine.
+    let mild = "rules:\n  - id: mild\n    match:\n      event_types: [\"*\"]\n    actions:\n      - action: revoke_sessions\n        targets: [okta]\n";
+    assert!(load(&[("10-mild.yaml", mild)]).is_ok());
+}
