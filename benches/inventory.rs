@@ -53,6 +53,7 @@ fn record(i: usize) -> IdentityRecord {
                 principal_id: format!("0oa{i:017}"),
             },
         ],
+        protected: false,
     }
 }
 

@@ -88,6 +88,7 @@ fn bench(c: &mut Criterion) {
         let unknown = Identity::unknown();
         let source = containd::trust::Source::unrestricted(&s.source.issuer);
         group.bench_with_input(BenchmarkId::from_parameter(n), &n, |b, _| {
+            let rails = containd::safety::Rails::default();
             b.iter(|| {
                 let d = decide(
                     &rules,
@@ -107,6 +108,8 @@ fn bench(c: &mut Criterion) {
                         suppress_for: std::time::Duration::ZERO,
                         source: &source,
                         dedup_window: std::time::Duration::from_secs(86_400),
+                        rails: &rails,
+                        protection: None,
                     },
                 );
                 black_box(d.commands.len())

@@ -25,6 +25,7 @@ pub mod inventory;
 pub mod offline;
 pub mod pipeline;
 pub mod rules;
+pub mod safety;
 pub mod signal;
 pub mod state;
 pub mod telemetry;

@@ -7,7 +7,7 @@ use containd::offline::OfflineDecider;
 use containd::signal::{Signal, Source, Subject};
 use proptest::prelude::*;
 use std::cell::RefCell;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -170,4 +170,96 @@ fn signal() -> impl Strategy<Value = Signal> {
                 attributes,
             },
         )
+}
+
+const ACTIONS: &[&str] = &[
+    "revoke_sessions",
+    "require_step_up",
+    "block_session",
+    "disable_credential",
+    "rotate_credential",
+    "disable_account",
+    "quarantine_workload",
+    "revoke_access",
+    "shorten_access_window",
+    "sync_policy",
+];
+
+/// Random rule sets: every rule matches every event type (allowed to be broad) and takes
+/// random actions everywhere the identity has access, some through an escalation ladder.
+fn rule_set() -> impl Strategy<Value = String> {
+    let action = proptest::sample::select(ACTIONS);
+    let rule = (
+        proptest::collection::vec(action.clone(), 1..4),
+        proptest::collection::vec(action, 0..3),
+    );
+    proptest::collection::vec(rule, 1..5).prop_map(|rules| {
+        let mut yaml = String::from("rules:\n");
+        for (i, (actions, ladder)) in rules.iter().enumerate() {
+            let list = |actions: &[&str], indent: &str| {
+                actions
+                    .iter()
+                    .map(|a| format!("{indent}- {{action: {a}, targets: [where_identity_has_access], parameters: {{scope: all}}}}\n"))
+                    .collect::<String>()
+            };
+            yaml += &format!(
+                "  - id: r{i}\n    allow_broad: true\n    match: {{event_types: [\"*\"]}}\n    actions:\n{}",
+                list(actions, "      ")
+            );
+            if !ladder.is_empty() {
+                yaml += &format!(
+                    "    escalate:\n      within: 1h\n      steps:\n        - actions: []\n        - actions:\n{}",
+                    list(ladder, "            ")
+                );
+            }
+        }
+        yaml
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Whatever the rules say, a protected identity gets no drastic command: exactly the
+    /// drastic commands the same identity unprotected would get are held instead, and
+    /// everything else goes out the same.
+    #[test]
+    fn a_protected_identity_never_gets_a_drastic_command(rules in rule_set(), repeats in 1usize..4) {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("10-random.yaml"), &rules).unwrap();
+        let drastic = containd::emit::command::DRASTIC;
+        let run = |protected: bool| {
+            let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+            let mut d = OfflineDecider::load(&root.join("containd.toml"), dir.path()).unwrap();
+            let access = ["aws", "okta", "github-actions", "active-directory", "kubernetes", "agent-gateway", "cyberark"]
+                .map(|t| serde_json::json!({"target": t, "principal_id": format!("p-{t}")}));
+            d.add_identity(serde_json::from_value(serde_json::json!({
+                "id": "svc-breakglass", "aliases": ["bg-client"], "kind": "service_account",
+                "protected": protected, "access": access})).unwrap());
+            let (mut sent, mut held) = (BTreeSet::new(), BTreeSet::new());
+            for i in 0..repeats {
+                let mut s = sample();
+                s.id = format!("p-{i}");
+                s.source.issuer = "https://soar.acme.example".into();
+                s.event_type = "urn:containd:event:incident:containment-requested".into();
+                s.subject = serde_json::from_value(serde_json::json!(
+                    {"format": "opaque", "identifiers": {"id": "bg-client"}})).unwrap();
+                let decision = d.decide_json(&serde_json::to_vec(&s).unwrap(), i as i64 + 1).unwrap();
+                sent.extend(decision.commands.iter().map(|c| (c.command_id.clone(), c.action.clone())));
+                held.extend(decision.record.held.iter()
+                    .filter(|h| h.reason == "protected_identity")
+                    .map(|h| (h.command_id.clone(), h.action.clone())));
+            }
+            (sent, held)
+        };
+        let (sent, held) = run(true);
+        let (open_sent, open_held) = run(false);
+        prop_assert!(open_held.is_empty());
+        prop_assert!(sent.iter().all(|(_, a)| !drastic.contains(&a.as_str())), "{sent:?}\n{rules}");
+        let (want_held, want_sent): (BTreeSet<_>, BTreeSet<_>) = open_sent
+            .into_iter()
+            .partition(|(_, a)| drastic.contains(&a.as_str()));
+        prop_assert_eq!(held, want_held);
+        prop_assert_eq!(sent, want_sent);
+    }
 }

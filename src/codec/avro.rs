@@ -26,6 +26,9 @@ pub const SIGNAL_SCHEMA: &str = include_str!("../../schemas/signal.avsc");
 pub const COMMAND_SCHEMA: &str = include_str!("../../schemas/enforcement_command.avsc");
 pub const DECISION_SCHEMA: &str = include_str!("../../schemas/decision_record.avsc");
 pub const IDENTITY_SCHEMA: &str = include_str!("../../schemas/identity_record.avsc");
+/// The inventory record before `protected`: inventory producers still writing it are read,
+/// resolved to the current schema (`protected` = false).
+pub const IDENTITY_SCHEMA_V1: &str = include_str!("../../schemas/previous/identity_record.v1.avsc");
 
 const SINGLE_OBJECT_MAGIC: [u8; 2] = [0xC3, 0x01];
 const CONFLUENT_MAGIC: u8 = 0;
@@ -37,6 +40,8 @@ pub struct Schemas {
     pub command: Schema,
     pub decision: Schema,
     pub identity: Schema,
+    /// The previous inventory record schema ([`IDENTITY_SCHEMA_V1`]).
+    pub identity_v1: Schema,
     /// Computed from the schema text, not from the parsed `Schema`s above, whose canonical
     /// form is apache-avro's rather than the spec's.
     pub fingerprints: BundledFingerprints,
@@ -50,6 +55,7 @@ impl Schemas {
         let command = Schema::parse_str(COMMAND_SCHEMA)?;
         let decision = Schema::parse_str(DECISION_SCHEMA)?;
         let identity = Schema::parse_str(IDENTITY_SCHEMA)?;
+        let identity_v1 = Schema::parse_str(IDENTITY_SCHEMA_V1)?;
         let fingerprints = BundledFingerprints {
             signal: Fingerprints::of(SIGNAL_SCHEMA, &signal)?,
             command: Fingerprints::of(COMMAND_SCHEMA, &command)?,
@@ -61,6 +67,7 @@ impl Schemas {
             command,
             decision,
             identity,
+            identity_v1,
             fingerprints,
         })
     }
@@ -183,6 +190,9 @@ pub struct AvroCodec {
     decision_header: Headers,
     signal_header: Headers,
     identity_header: Headers,
+    /// The header of records written with [`IDENTITY_SCHEMA_V1`] (no logical types: the
+    /// spec's and apache-avro's fingerprints agree).
+    identity_v1_header: [u8; 10],
 }
 
 /// Bounds of the records `decode_flat` reads, compiled once per codec.
@@ -191,6 +201,7 @@ struct FlatBounds {
     command: Bounds,
     decision: Bounds,
     identity: Bounds,
+    identity_v1: Bounds,
 }
 
 /// The single-object header containd writes for one schema, and the legacy one it still reads.
@@ -248,10 +259,12 @@ impl AvroCodec {
             decision_header: Headers::of(fingerprints.decision),
             signal_header: Headers::of(fingerprints.signal),
             identity_header: Headers::of(fingerprints.identity),
+            identity_v1_header: header(fingerprint(&schemas.identity_v1)),
             flat_bounds: Arc::new(FlatBounds {
                 command: Bounds::new(&schemas.command),
                 decision: Bounds::new(&schemas.decision),
                 identity: Bounds::new(&schemas.identity),
+                identity_v1: Bounds::new(&schemas.identity_v1),
             }),
             schemas,
             signal_writers: Arc::new(signal_writers),
@@ -341,6 +354,18 @@ impl AvroCodec {
         &self,
         bytes: &[u8],
     ) -> Result<crate::inventory::IdentityRecord, DecodeError> {
+        if bytes.get(..10) == Some(&self.identity_v1_header) {
+            let datum = &bytes[10..];
+            self.flat_bounds
+                .identity_v1
+                .check(datum)
+                .map_err(DecodeError::BadAvro)?;
+            let (writer, reader) = (&self.schemas.identity_v1, &self.schemas.identity);
+            let value = apache_avro::from_avro_datum(writer, &mut &datum[..], Some(reader))
+                .map_err(|e| DecodeError::BadAvro(e.to_string()))?;
+            return apache_avro::from_value(&value)
+                .map_err(|e| DecodeError::BadAvro(e.to_string()));
+        }
         decode_flat(
             &self.identity_header,
             &self.schemas.identity,
@@ -445,6 +470,49 @@ mod tests {
         .unwrap()
     }
 
+    /// An inventory producer still on the schema before `protected` (fingerprint
+    /// f9a4a596da5895a8): read, resolved to the current record, not protected.
+    #[test]
+    fn identity_records_of_the_previous_schema_are_read() {
+        let c = codec();
+        let v1 = &c.schemas().identity_v1;
+        assert_eq!(fingerprint(v1), 0xf9a4a596da5895a8);
+        let value = apache_avro::types::Value::Record(vec![
+            ("id".into(), "svc-old".into()),
+            ("aliases".into(), apache_avro::types::Value::Array(vec![])),
+            (
+                "kind".into(),
+                apache_avro::types::Value::Enum(0, "service_account".into()),
+            ),
+            (
+                "owner".into(),
+                apache_avro::types::Value::Union(0, Box::new(apache_avro::types::Value::Null)),
+            ),
+            (
+                "criticality".into(),
+                apache_avro::types::Value::Union(0, Box::new(apache_avro::types::Value::Null)),
+            ),
+            (
+                "environment".into(),
+                apache_avro::types::Value::Union(0, Box::new(apache_avro::types::Value::Null)),
+            ),
+            ("access".into(), apache_avro::types::Value::Array(vec![])),
+        ]);
+        let mut bytes = header(0xf9a4a596da5895a8).to_vec();
+        bytes.extend(apache_avro::to_avro_datum(v1, value).unwrap());
+        let r = c.decode_identity(&bytes).unwrap();
+        assert_eq!((r.id.as_str(), r.protected), ("svc-old", false));
+        // And the current schema carries the flag.
+        let protected = crate::inventory::IdentityRecord {
+            protected: true,
+            ..r
+        };
+        let back = c
+            .decode_identity(&c.encode_identity(&protected).unwrap())
+            .unwrap();
+        assert!(back.protected);
+    }
+
     #[test]
     fn single_object_and_confluent_round_trip() {
         let c = codec();
@@ -475,11 +543,11 @@ mod tests {
         };
         let bytes = c.encode_identity(&ownerless).unwrap();
         assert_eq!(c.decode_identity(&bytes).unwrap(), ownerless);
-        // No logical types: the spec's form and apache-avro's agree, so nothing changed.
+        // No logical types: the spec's form and apache-avro's agree.
         let fp = c.schemas().fingerprints.identity;
         assert_eq!(
             (fp.spec, fp.legacy),
-            (0xf9a4a596da5895a8, 0xf9a4a596da5895a8)
+            (0xaba03e53c71a919e, 0xaba03e53c71a919e)
         );
         assert_eq!(bytes[2..10], fp.spec.to_le_bytes());
     }

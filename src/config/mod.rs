@@ -3,10 +3,12 @@
 //! its file, line (when known) and field.
 
 mod locate;
+pub mod safety;
 mod settings;
 pub mod trust;
 mod validate;
 
+pub use safety::SafetySettings;
 pub use settings::*;
 pub use trust::{SourceSettings, SsfPushSettings, TransmitterSettings, TrustSettings};
 pub use validate::validate;

@@ -44,6 +44,9 @@ pub struct Settings {
     /// The SSF push receiver (RFC 8935); unset: off.
     #[serde(default)]
     pub ssf_push: Option<super::trust::SsfPushSettings>,
+    /// Protected identities and the actions held for them (docs/safety.md).
+    #[serde(default)]
+    pub safety: super::SafetySettings,
     #[serde(default)]
     pub telemetry: TelemetrySettings,
     #[serde(default)]

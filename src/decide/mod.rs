@@ -28,6 +28,7 @@ use crate::emit::{
 };
 use crate::inventory::Identity;
 use crate::rules::{object_of, Action, Evaluation, Facts, Rule, RuleSet};
+use crate::safety::Rails;
 use crate::signal::Signal;
 use crate::state::{Cause, CommandId, NewHit, NewIssue, SignalRef, StateUpdate, SubjectState};
 use crate::trust::Source;
@@ -66,6 +67,10 @@ pub struct DecideInput<'a> {
     pub source: &'a Source,
     /// How long the signal's (issuer, id) is remembered for duplicate detection.
     pub dedup_window: Duration,
+    /// The safety rails (which actions are drastic).
+    pub rails: &'a Rails,
+    /// Why the identity is protected, when it is: its drastic commands are held.
+    pub protection: Option<&'a str>,
 }
 
 /// One action of a matched rule with its parameters and object evaluated for this signal.
@@ -343,13 +348,34 @@ impl<'a> Acting<'a, '_> {
                 self.any_dry_run = true;
                 continue;
             }
-            if self.held_for_parameters(action, &dest, &p.parameters, &id) {
+            if self.held_for_protection(action, &dest, &id)
+                || self.held_for_parameters(action, &dest, &p.parameters, &id)
+            {
                 continue;
             }
             self.remember(p, &dest, raw);
             let command = self.command(p, id, &dest, p.parameters.clone());
             self.commands.push(command);
         }
+    }
+
+    /// Holds a drastic command for a protected identity, whatever the rule says; returns
+    /// whether it did.
+    fn held_for_protection(&mut self, action: &Action, dest: &Dest<'_>, command_id: &str) -> bool {
+        let Some(why) = self.input.protection else {
+            return false;
+        };
+        if !self.input.rails.is_drastic(&action.action) {
+            return false;
+        }
+        self.held.push(Held {
+            command_id: command_id.to_string(),
+            action: action.action.clone(),
+            target: dest.target.to_string(),
+            reason: "protected_identity".into(),
+            detail: format!("{why}: {} is never issued automatically", action.action),
+        });
+        true
     }
 
     /// Holds a command whose action lacks a required parameter; returns whether it did.

@@ -29,6 +29,10 @@ pub struct IdentityRecord {
     pub environment: Option<String>,
     #[serde(default)]
     pub access: Vec<Access>,
+    /// Break-glass, root, an adapter's own credential: drastic actions on it are held, never
+    /// issued automatically (docs/safety.md).
+    #[serde(default)]
+    pub protected: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -107,6 +111,8 @@ pub struct Identity {
     pub environment: Option<Arc<str>>,
     /// (target name, principal id at that target).
     pub access: Box<[(Arc<str>, Box<str>)]>,
+    /// Drastic actions on it are held (`IdentityRecord::protected`).
+    pub protected: bool,
 }
 
 impl Identity {
@@ -125,6 +131,7 @@ impl Identity {
                     criticality: None,
                     environment: None,
                     access: Box::new([]),
+                    protected: false,
                 })
             })
             .clone()
@@ -154,6 +161,7 @@ impl Identity {
             "kind": if self.known { self.kind.name() } else { "unknown" },
             "owner": owner,
             "has_owner": self.has_owner(),
+            "protected": self.protected,
             "criticality": self.criticality.map(Criticality::name),
             "environment": self.environment.as_deref(),
             "access": self.access.iter()
@@ -218,6 +226,7 @@ impl Inventory {
                 .iter()
                 .map(|a| (self.names.get(&a.target), a.principal_id.as_str().into()))
                 .collect(),
+            protected: record.protected,
         });
         for alias in identity.aliases.iter() {
             if **alias != *identity.id {
@@ -292,6 +301,7 @@ mod tests {
                     principal_id: p.to_string(),
                 })
                 .collect(),
+            protected: false,
         }
     }
 

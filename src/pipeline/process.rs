@@ -10,6 +10,7 @@ use crate::emit::deadletter::headers;
 use crate::emit::{DeadLetter, DeadLetterReason, Outcome, RuleError, SourcePosition};
 use crate::inventory::{Identity, Inventory};
 use crate::rules::RuleSet;
+use crate::safety::Rails;
 use crate::signal::{validate, Signal};
 use crate::state::store::Change;
 use crate::state::{changelog, Mark, StateStore, StateUpdate};
@@ -132,6 +133,7 @@ pub struct Processor {
     changelog_topic: Arc<str>,
     /// The producer's `message.max.bytes`: no output may be larger.
     max_record_bytes: usize,
+    rails: Rails,
 }
 
 impl Processor {
@@ -149,6 +151,7 @@ impl Processor {
             dead_letter_topic: Arc::from(settings.output.dead_letter_topic.as_str()),
             changelog_topic: Arc::from(settings.state.changelog_topic.as_str()),
             max_record_bytes: fit::max_record_bytes(&settings),
+            rails: Rails::new(&settings.safety),
             settings,
             codec,
             target_topics,
@@ -295,6 +298,7 @@ impl Processor {
     ) -> Decision {
         let signal = j.signal;
         let subject_state = state.subject(msg.topic, msg.partition, j.state_key);
+        let protection = self.rails.protection(j.identity, j.subject_id);
         let admitted =
             self.trust
                 .authority
@@ -315,6 +319,8 @@ impl Processor {
             suppress_for: self.settings.state.suppress_for,
             source: admitted.as_ref().map_or(&NOBODY, |s| *s),
             dedup_window: self.trust.dedup_window,
+            rails: &self.rails,
+            protection: protection.as_deref(),
         };
         let key = seen_key(&signal.source.issuer, &signal.id);
         let first_seen = subject_state.and_then(|s| s.first_seen(&key, msg.offset));

@@ -192,6 +192,7 @@ fn probe_input() -> &'static ConditionInput {
             criticality: Some(crate::inventory::Criticality::High),
             environment: Some("probe".into()),
             access: Box::new([("probe".into(), "probe".into())]),
+            protected: true,
         };
         let mut input = ConditionInput::new(&Facts::new(&signal, "probe", &identity, 0))
             .unwrap_or_else(|e| unreachable!("the probe signal converts to CEL: {e}"));

@@ -406,6 +406,7 @@ mod tests {
             criticality: Some(crate::inventory::Criticality::High),
             environment: Some("prod".into()),
             access: Box::new([]),
+            protected: false,
         };
         let ownerless = Identity {
             owner_team: None,
