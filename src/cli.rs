@@ -295,7 +295,8 @@ fn replay_inputs(
     Ok((decider, text))
 }
 
-/// One replayed decision: a JSON object, or `FILE:LINE id outcome rules=… commands=… error[…]`.
+/// One replayed decision: a JSON object, or `FILE:LINE id outcome rules=… commands=…
+/// held[…] error[…]`.
 fn print_decision(at: &str, d: &crate::decide::Decision, json: bool) {
     if json {
         say!(
@@ -321,8 +322,14 @@ fn print_decision(at: &str, d: &crate::decide::Decision, json: bool) {
         .iter()
         .map(|e| format!(" error[{}]={}", e.rule_id, e.error))
         .collect();
+    let held: String = d
+        .record
+        .held
+        .iter()
+        .map(|h| format!(" held[{}→{}]={}", h.action, h.target, h.reason))
+        .collect();
     say!(
-        "{at} {} {} rules={} commands={}{errors}",
+        "{at} {} {} rules={} commands={}{held}{errors}",
         d.record.signal_id,
         d.record.outcome.name(),
         rules.join(","),
