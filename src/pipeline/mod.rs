@@ -305,6 +305,9 @@ fn observe(
             for s in d.record.matched_rules.iter().flat_map(|r| &r.suppressed) {
                 metrics.command_suppressed(&s.target, &s.action);
             }
+            for h in &d.record.held {
+                metrics.command_held(&h.reason, &h.action);
+            }
             observe_trust(metrics, &d.record);
             let identity = &d.record.identity;
             metrics.identity_decided(match (&identity.id, identity.ownerless) {

@@ -24,6 +24,12 @@ struct DecisionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HeldLabels {
+    reason: String,
+    action: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct KindLabel {
     kind: String,
 }
@@ -77,6 +83,7 @@ pub struct Metrics {
     condition_errors: Family<RuleLabel, Counter>,
     delivery_failures: Counter,
     outputs_refused: Family<KindLabel, Counter>,
+    held: Family<HeldLabels, Counter>,
     outputs_waiting: Gauge,
     state_restore_failures: Counter,
     state_records_skipped: Counter,
@@ -121,6 +128,7 @@ impl Metrics {
             condition_errors: Family::default(),
             delivery_failures: Counter::default(),
             outputs_refused: Family::default(),
+            held: Family::default(),
             outputs_waiting: Gauge::default(),
             state_restore_failures: Counter::default(),
             state_records_skipped: Counter::default(),
@@ -177,6 +185,11 @@ impl Metrics {
             "delivery_failures",
             "Output records the broker did not acknowledge",
             m.delivery_failures.clone(),
+        );
+        registry.register(
+            "commands_held",
+            "Commands decided but held, not sent, by reason (protected_identity, missing_parameter) and action",
+            m.held.clone(),
         );
         registry.register(
             "outputs_refused",
@@ -371,6 +384,15 @@ impl Metrics {
 
     pub fn delivery_failed(&self) {
         self.delivery_failures.inc();
+    }
+
+    pub fn command_held(&self, reason: &str, action: &str) {
+        self.held
+            .get_or_create(&HeldLabels {
+                reason: reason.into(),
+                action: action.into(),
+            })
+            .inc();
     }
 
     pub fn output_refused(&self, kind: &str) {
