@@ -54,6 +54,10 @@ fn bench(c: &mut Criterion) {
         .map(|i| {
             let mut s = containd::demo::sample_signals().unwrap().remove(5);
             s.id = format!("bench-{i}");
+            // A subject each: one subject's growing state is measured on its own below.
+            s.subject
+                .identifiers
+                .insert("id".into(), format!("policy-{i}"));
             serde_json::to_vec(&s).unwrap()
         })
         .collect();
@@ -62,6 +66,25 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             position += 1;
             let line = &lines[position as usize % lines.len()];
+            black_box(decider.decide_json(line, position).is_ok())
+        })
+    });
+    // One hot subject: every signal rewrites its changelog record, whose `seen` list (for
+    // duplicate detection, up to `state.max_entries`) grows with each signal.
+    let hot: Vec<Vec<u8>> = (0..10_000)
+        .map(|i| {
+            let mut s = containd::demo::sample_signals().unwrap().remove(5);
+            s.id = format!("hot-{i}");
+            serde_json::to_vec(&s).unwrap()
+        })
+        .collect();
+    let mut decider =
+        OfflineDecider::load(&root.join("containd.toml"), &root.join("rules")).unwrap();
+    let mut position = 0i64;
+    g.bench_function("process_json_one_hot_subject", |b| {
+        b.iter(|| {
+            position += 1;
+            let line = &hot[position as usize % hot.len()];
             black_box(decider.decide_json(line, position).is_ok())
         })
     });
