@@ -41,12 +41,9 @@ pub async fn run(
 
     let mut summary = RunSummary::default();
     let mut names = TopicNames::default();
-    let mut commit_tick = tokio::time::interval(settings.delivery.commit_interval);
-    commit_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut redrive_tick = tokio::time::interval(Duration::from_millis(250));
-    redrive_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut sweep_tick = tokio::time::interval(settings.state.sweep_interval);
-    sweep_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut commit_tick = ticker(settings.delivery.commit_interval);
+    let mut redrive_tick = ticker(Duration::from_millis(250));
+    let mut sweep_tick = ticker(settings.state.sweep_interval);
     tokio::pin!(shutdown);
     let result = loop {
         if let Some(f) = tracker.failure() {
@@ -82,15 +79,7 @@ pub async fn run(
             }
             msg = consumer.recv() => match msg {
                 Ok(m) => {
-                    let incoming = Incoming {
-                        topic: m.topic(),
-                        partition: m.partition(),
-                        offset: m.offset(),
-                        timestamp: m.timestamp().to_millis(),
-                        key: m.key(),
-                        payload: m.payload(),
-                        format: None,
-                    };
+                    let incoming = incoming_of(&m);
                     let span = tracing::debug_span!("signal", topic = incoming.topic,
                         partition = incoming.partition, offset = incoming.offset,
                         id = tracing::field::Empty);
@@ -111,14 +100,8 @@ pub async fn run(
         Err(PipelineError::Interrupted) => Ok(()),
         other => other,
     };
-    // Drain: wait for outstanding acknowledgements within the grace period, then commit.
-    let deadline = Instant::now() + settings.shutdown.grace;
-    while tracker.in_flight() > 0 && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let left = drain(settings, &processor, &runtime, &tracker, &producer).await;
     commit(&consumer, &tracker, CommitMode::Sync);
-    let left = tracker.in_flight();
-    runtime.metrics.set_in_flight(left);
     // Closing leaves the group; revocation (drain and commit) runs before we return.
     drop(consumer);
     let _ = producer.flush(Duration::from_secs(1));
@@ -134,6 +117,46 @@ pub async fn run(
         "stopped"
     );
     Ok(summary)
+}
+
+/// A consumed record as the processor takes it.
+pub(super) fn incoming_of<M: Message>(m: &M) -> Incoming<'_> {
+    Incoming {
+        topic: m.topic(),
+        partition: m.partition(),
+        offset: m.offset(),
+        timestamp: m.timestamp().to_millis(),
+        key: m.key(),
+        payload: m.payload(),
+        format: None,
+    }
+}
+
+fn ticker(period: Duration) -> tokio::time::Interval {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick
+}
+
+/// Waits for outstanding acknowledgements within the grace period, producing again what is
+/// due meanwhile; returns how many signals are still in flight.
+async fn drain(
+    settings: &Settings,
+    processor: &Processor,
+    runtime: &Runtime,
+    tracker: &OffsetTracker,
+    producer: &OutputProducer,
+) -> usize {
+    let deadline = Instant::now() + settings.shutdown.grace;
+    while tracker.in_flight() > 0 && Instant::now() < deadline {
+        if redrive(processor, runtime, producer).await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let left = tracker.in_flight();
+    runtime.metrics.set_in_flight(left);
+    left
 }
 
 pub(super) fn create_consumer(

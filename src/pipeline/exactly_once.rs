@@ -8,10 +8,9 @@ use super::at_least_once::{
     create_consumer, create_producer, handle, subscribe, sweep, OutputProducer,
 };
 use super::offsets::OffsetTracker;
-use super::{lock, Context, Incoming, PipelineError, Processor, RunSummary, Runtime, TopicNames};
+use super::{lock, Context, PipelineError, Processor, RunSummary, Runtime, TopicNames};
 use crate::config::Settings;
 use rdkafka::consumer::Consumer;
-use rdkafka::message::Message;
 use rdkafka::producer::Producer;
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
@@ -73,15 +72,7 @@ pub async fn run(
                     continue;
                 }
             };
-            let incoming = Incoming {
-                topic: m.topic(),
-                partition: m.partition(),
-                offset: m.offset(),
-                timestamp: m.timestamp().to_millis(),
-                key: m.key(),
-                payload: m.payload(),
-                format: None,
-            };
+            let incoming = super::at_least_once::incoming_of(&m);
             batch
                 .entry((names.get(incoming.topic), incoming.partition))
                 .and_modify(|(_, next)| *next = incoming.offset + 1)
