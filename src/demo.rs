@@ -83,11 +83,13 @@ const SET_TOPIC: &str = "identity.signals.set.v1";
 const SET_AUDIENCE: &str = "https://containd.acme.example";
 
 /// The demo's transmitter: a fresh ES256 key whose JWKS the MDM source is configured with,
-/// a SET it signs (device non-compliant), and a JSON signal from an unlisted issuer.
+/// a SET it signs (device non-compliant), a JSON signal from an unlisted issuer, and a
+/// rotation for a break-glass account (protected by the example's `[safety]`: held).
 struct TrustDemo {
     jwks_file: PathBuf,
     set: String,
     untrusted: Vec<u8>,
+    protected: Vec<u8>,
 }
 
 impl TrustDemo {
@@ -128,14 +130,24 @@ impl TrustDemo {
             "subject": {"format": "opaque", "identifiers": {"id": "svc-payments-api"}}
         }))
         .map_err(|error| DemoError::Signals { line: 0, error })?;
+        let protected = serde_json::to_vec(&serde_json::json!({
+            "id": "sig-breakglass-1", "source": {"issuer": "https://vault.acme.example"},
+            "event_type": "urn:containd:event:secrets:credential-rotated",
+            "occurred_at": now * 1000,
+            "subject": {"format": "opaque", "identifiers": {"id": "breakglass-admin-eu"}},
+            "event": {"credential_type": "password"},
+            "attributes": {"previous_credential_id": "BG-OLD-1"}
+        }))
+        .map_err(|error| DemoError::Signals { line: 0, error })?;
         Ok(Self {
             jwks_file,
             set,
             untrusted,
+            protected,
         })
     }
 
-    /// The two demo inputs as signals (for the table), in the order they are sent.
+    /// The demo's own inputs as signals (for the table), in the order they are sent.
     fn signals(&self, settings: &Settings) -> Result<Vec<Signal>, DemoError> {
         let verifier =
             crate::trust::SetVerifier::load(settings, Path::new("examples/containd.toml"))
@@ -143,9 +155,10 @@ impl TrustDemo {
         let set = verifier
             .signal(self.set.as_bytes(), crate::trust::now_ms())
             .map_err(|e| DemoError::Set(e.to_string()))?;
-        let untrusted = serde_json::from_slice(&self.untrusted)
-            .map_err(|error| DemoError::Signals { line: 0, error })?;
-        Ok(vec![set, untrusted])
+        let json = |bytes: &[u8]| {
+            serde_json::from_slice(bytes).map_err(|error| DemoError::Signals { line: 0, error })
+        };
+        Ok(vec![set, json(&self.untrusted)?, json(&self.protected)?])
     }
 
     async fn send(&self, producer: &FutureProducer, settings: &Settings) -> Result<(), DemoError> {
@@ -155,6 +168,11 @@ impl TrustDemo {
                 settings.input.topics[0].as_str(),
                 "svc-payments-api",
                 self.untrusted.as_slice(),
+            ),
+            (
+                settings.input.topics[0].as_str(),
+                "breakglass-admin-eu",
+                self.protected.as_slice(),
             ),
         ];
         for (topic, key, payload) in sends {
@@ -479,6 +497,23 @@ fn print(
             if ownerless.is_empty() { "none".to_string() } else { ownerless.join(", ") },
         );
         print_trust(decisions);
+        print_held(decisions);
+    }
+}
+
+/// What the safety rails held, and why.
+fn print_held(decisions: &[DecisionRecord]) {
+    for d in decisions {
+        for h in &d.held {
+            say!(
+                "safety: {} {} -> {} held ({}): {}",
+                d.signal_id,
+                h.action,
+                h.target,
+                h.reason,
+                h.detail
+            );
+        }
     }
 }
 

@@ -191,7 +191,7 @@ fn demo_prints_commands_for_all_five_scenarios() {
     assert!(has("incident-quarantine-agent", "quarantine_workload"));
     assert!(has("policy-changed-sync", "sync_policy"));
     // 18 for the seed scenarios, 2 for the demo's verified SET (step-up on okta and the
-    // agent gateway); the untrusted signal adds none.
+    // agent gateway); the untrusted signal and the protected identity's add none.
     assert_eq!(lines.len(), 20, "every command of the seed scenarios, once");
     let from_set: Vec<&serde_json::Value> = lines
         .iter()
@@ -199,6 +199,8 @@ fn demo_prints_commands_for_all_five_scenarios() {
         .collect();
     assert_eq!(from_set.len(), 2, "the verified SET acted");
     assert!(!lines.iter().any(|l| l["signal_id"] == "sig-forged-1"));
+    // The break-glass rotation's disables are held by the safety rails, never sent.
+    assert!(!lines.iter().any(|l| l["signal_id"] == "sig-breakglass-1"));
     for l in &lines {
         for field in ["target", "action", "subject_id", "rule_id", "command_id"] {
             assert!(
