@@ -6,7 +6,7 @@
 
 use containd::codec::{AvroCodec, Format, Schemas, SignalDecoder};
 use containd::config::{SourceSettings, TrustSettings};
-use containd::state::{Mark, Retention, StateUpdate, SubjectState};
+use containd::state::Mark;
 use containd::trust::signer::SetSigner;
 use containd::trust::{seen_key, Authority, SetVerifier};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -96,22 +96,20 @@ fn bench(c: &mut Criterion) {
             )
         })
     });
-    // A subject that has seen 100 signals within the dedup window.
-    let mut state = SubjectState::new();
-    for i in 0..100 {
-        let update = StateUpdate {
-            seen: Some((
-                seen_key(ISS, &format!("s-{i}")),
-                Duration::from_secs(86_400),
-            )),
-            ..StateUpdate::default()
-        };
-        state.apply(Mark { offset: i, at: now }, &update, Retention::default());
+    // A partition that has seen 100,000 signals within the dedup window.
+    let mut seen = containd::state::seen::SeenSet::default();
+    for i in 0..100_000 {
+        let key = seen_key(ISS, &format!("s-{i}"));
+        seen.record(
+            key,
+            Mark { offset: i, at: now },
+            Duration::from_secs(86_400),
+        );
     }
-    g.bench_function("duplicate_lookup_100_seen", |b| {
+    g.bench_function("duplicate_lookup_100k_seen", |b| {
         b.iter(|| {
             let key = seen_key(black_box(ISS), black_box("s-new"));
-            black_box(state.first_seen(&key, 1_000))
+            black_box(seen.first_seen(&key, 1_000_000))
         })
     });
     g.finish();

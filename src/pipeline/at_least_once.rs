@@ -332,8 +332,8 @@ pub(super) async fn sweep(
         return Ok(());
     }
     runtime.metrics.state_written("sweep", records.len());
-    for (topic, partition, subject, change) in records {
-        if let Some(out) = processor.state_record(&topic, partition, &subject, change) {
+    for (topic, partition, key, change) in records {
+        if let Some(out) = processor.state_record(&topic, partition, &key, change) {
             let token = Box::new(AckToken {
                 topic: Arc::from(topic.as_str()),
                 partition,

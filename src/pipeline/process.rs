@@ -12,7 +12,7 @@ use crate::inventory::{Identity, Inventory};
 use crate::rules::RuleSet;
 use crate::safety::Rails;
 use crate::signal::{validate, Signal};
-use crate::state::store::Change;
+use crate::state::store::{Change, Key as StateKey};
 use crate::state::{changelog, Mark, StateStore, StateUpdate};
 use crate::trust::authority::NOBODY;
 use crate::trust::{seen_key, Trust};
@@ -259,9 +259,15 @@ impl Processor {
             moved.retain(|(name, _)| name != key);
         }
         moved.push((key.to_string(), change));
-        moved
+        let seen = update.seen.and_then(|(signal, window)| {
+            state.remember(msg.topic, msg.partition, signal, at, window)
+        });
+        let subjects = moved
             .into_iter()
-            .filter_map(|(name, change)| self.state_record(msg.topic, msg.partition, &name, change))
+            .map(|(name, c)| (StateKey::Subject(name), c));
+        subjects
+            .chain(seen)
+            .filter_map(|(k, change)| self.state_record(msg.topic, msg.partition, &k, change))
             .collect()
     }
 
@@ -323,7 +329,7 @@ impl Processor {
             protection: protection.as_deref(),
         };
         let key = seen_key(&signal.source.issuer, &signal.id);
-        let first_seen = subject_state.and_then(|s| s.first_seen(&key, msg.offset));
+        let first_seen = state.first_seen(msg.topic, msg.partition, &key, msg.offset);
         match (admitted, first_seen) {
             (Err(why), _) => refuse(
                 &input,
@@ -346,7 +352,7 @@ impl Processor {
         &self,
         topic: &str,
         partition: i32,
-        subject_id: &str,
+        key: &StateKey,
         change: Change,
     ) -> Option<OutRecord> {
         let payload = match change {
@@ -357,7 +363,10 @@ impl Processor {
         Some(OutRecord {
             topic: self.changelog_topic.clone(),
             partition: Some(partition),
-            key: Some(changelog::key(topic, partition, subject_id)),
+            key: Some(match key {
+                StateKey::Subject(subject) => changelog::key(topic, partition, subject),
+                StateKey::Seen(seen) => changelog::seen_key(topic, partition, seen),
+            }),
             payload,
             headers: Vec::new(),
             kind: OutKind::State,

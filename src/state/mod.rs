@@ -10,6 +10,7 @@
 //! no window counted twice, no closed containment reopened).
 
 pub mod changelog;
+pub mod seen;
 pub mod store;
 
 pub use store::{Change, Shard, StateStore};
@@ -165,7 +166,7 @@ impl Issued {
     }
 }
 
-/// A signal decided for this subject, remembered by (issuer, id) for duplicate detection.
+/// A signal decided in the partition, remembered by (issuer, id) for duplicate detection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Seen {
     /// [`crate::trust::seen_key`] of (issuer, signal id).
@@ -185,8 +186,9 @@ pub struct SubjectState {
     pub rules: Vec<RuleState>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub issued: Vec<Issued>,
-    /// Signals decided (issuer, id), for duplicate detection.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Read from records of releases that kept duplicate detection per subject; moved to the
+    /// partition's [`seen::SeenSet`] on restore and never written again.
+    #[serde(default, skip_serializing)]
     pub seen: Vec<Seen>,
 }
 
@@ -308,6 +310,15 @@ fn plus(at: i64, d: Duration) -> i64 {
 }
 
 impl StateUpdate {
+    /// Whether the update changes the subject's own record (the seen signal is kept per
+    /// partition, `seen`).
+    pub fn changes_subject(&self) -> bool {
+        !(self.hits.is_empty()
+            && self.triggers.is_empty()
+            && self.issued.is_empty()
+            && self.closed.is_empty())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.hits.is_empty()
             && self.triggers.is_empty()
@@ -398,17 +409,6 @@ impl SubjectState {
             .filter(|i| i.at >= from)
     }
 
-    /// The offset at which the signal with this (issuer, id) key was first decided, when that
-    /// was before `o`: a later read of the same signal is a duplicate. The record at `o`
-    /// itself (a re-read after a crash) is not.
-    pub fn first_seen(&self, key: &[u8; 16], o: i64) -> Option<i64> {
-        self.seen
-            .iter()
-            .filter(|s| s.key.0 == *key && s.offset < o)
-            .map(|s| s.offset)
-            .min()
-    }
-
     /// Containments in force as of (`o`, `t`), in issue order.
     pub fn open(&self, o: i64, t: i64) -> impl Iterator<Item = &Issued> {
         self.issued.iter().filter(move |i| i.open_at(o, t))
@@ -417,7 +417,7 @@ impl SubjectState {
     /// Applies a decision's changes made at `at`. A replay (offset already applied) or an empty
     /// update changes nothing; returns whether anything changed.
     pub fn apply(&mut self, at: Mark, update: &StateUpdate, retention: Retention) -> bool {
-        if at.offset <= self.applied || update.is_empty() {
+        if at.offset <= self.applied || !update.changes_subject() {
             return false;
         }
         self.applied = at.offset;
@@ -445,14 +445,6 @@ impl SubjectState {
                     i.closed = Some(at);
                 }
             }
-        }
-        if let Some((key, window)) = update.seen {
-            self.seen.push(Seen {
-                key: CommandId(key),
-                offset: at.offset,
-                at: at.at,
-                until: plus(at.at, window),
-            });
         }
         for n in &update.issued {
             self.issued.push(Issued {
@@ -486,8 +478,6 @@ impl SubjectState {
         }
         self.rules
             .retain(|r| !r.hits.is_empty() || !r.triggers.is_empty());
-        self.seen.retain(|s| s.until >= from);
-        cap(&mut self.seen, retention.max_entries);
         // An entry followed by a newer one for the same target, action, object and principal
         // is superseded: only the newest answers suppression. Superseded entries stay only
         // while a replay could still decide before their successor.
@@ -542,14 +532,11 @@ impl SubjectState {
         }
         self.issued.extend(other.issued);
         self.issued.sort_by_key(|i| i.offset);
-        self.seen.extend(other.seen);
-        self.seen.sort_by_key(|s| s.offset);
     }
 
     /// Entries held, for the state size metric.
     pub fn entries(&self) -> usize {
         self.issued.len()
-            + self.seen.len()
             + self
                 .rules
                 .iter()
@@ -558,7 +545,7 @@ impl SubjectState {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.rules.is_empty() && self.issued.is_empty() && self.seen.is_empty()
+        self.rules.is_empty() && self.issued.is_empty()
     }
 }
 

@@ -2,12 +2,16 @@
 //! subjects whose signals land there. A shard is rebuilt from the changelog when its partition
 //! is first seen after an assignment and dropped when the partition is revoked.
 
-use super::{Mark, Retention, StateUpdate, SubjectState};
+use super::seen::SeenSet;
+use super::{CommandId, Mark, Retention, StateUpdate, SubjectState};
 use std::collections::HashMap;
+use std::time::Duration;
 
 #[derive(Debug, Default)]
 pub struct Shard {
     pub subjects: HashMap<String, SubjectState>,
+    /// Signals decided in the partition, for duplicate detection.
+    pub seen: SeenSet,
     /// Newest signal time applied or restored: the clock eviction runs on.
     pub stream_time: i64,
 }
@@ -26,6 +30,13 @@ pub enum Change {
     Updated(Vec<u8>),
     /// Nothing left for the subject: a tombstone.
     Removed,
+}
+
+/// What a changelog record is about: a subject's state, or one signal remembered as seen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Key {
+    Subject(String),
+    Seen(CommandId),
 }
 
 /// Shards by input topic, then partition (looked up per signal without allocating a key).
@@ -154,9 +165,40 @@ impl StateStore {
         Change::Updated(super::changelog::encode(state))
     }
 
+    /// When the signal with this (issuer, id) key was first decided in the partition, if
+    /// before offset `o` (see [`SeenSet::first_seen`]).
+    pub fn first_seen(&self, topic: &str, partition: i32, key: &[u8; 16], o: i64) -> Option<i64> {
+        self.shards
+            .get(topic)?
+            .get(&partition)?
+            .seen
+            .first_seen(key, o)
+    }
+
+    /// Remembers a decided signal for the dedup `window`; the changelog record to write, if
+    /// it was not remembered already.
+    pub fn remember(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        key: [u8; 16],
+        at: Mark,
+        window: Duration,
+    ) -> Option<(Key, Change)> {
+        if !self.has_shard(topic, partition) {
+            self.insert_shard(topic, partition, Shard::default());
+        }
+        let seen = self
+            .shard_mut(topic, partition)?
+            .seen
+            .record(key, at, window)?;
+        let record = serde_json::to_vec(&seen).unwrap_or_default();
+        Some((Key::Seen(seen.key), Change::Updated(record)))
+    }
+
     /// Evicts expired entries in every shard by its stream time; returns the changelog records
-    /// to write: (topic, partition, subject, what changed).
-    pub fn sweep(&mut self) -> Vec<(String, i32, String, Change)> {
+    /// to write: (topic, partition, what the record is about, what changed).
+    pub fn sweep(&mut self) -> Vec<(String, i32, Key, Change)> {
         let retention = self.retention;
         let mut out = Vec::new();
         let shards = self
@@ -165,6 +207,9 @@ impl StateStore {
             .flat_map(|(t, ps)| ps.iter_mut().map(move |(p, s)| (t, p, s)));
         for (topic, partition, shard) in shards {
             let now = shard.stream_time;
+            for key in shard.seen.evict(now, retention.margin) {
+                out.push((topic.clone(), *partition, Key::Seen(key), Change::Removed));
+            }
             shard.subjects.retain(|subject, state| {
                 if !state.evict(now, retention) {
                     return true;
@@ -175,7 +220,12 @@ impl StateStore {
                 } else {
                     Change::Removed
                 };
-                out.push((topic.clone(), *partition, subject.clone(), change));
+                out.push((
+                    topic.clone(),
+                    *partition,
+                    Key::Subject(subject.clone()),
+                    change,
+                ));
                 keep
             });
         }

@@ -252,7 +252,12 @@ fn sweep_evicts_by_stream_time_and_emits_tombstones() {
     let swept = store.sweep();
     assert_eq!(
         swept,
-        vec![("t".to_string(), 0, "old".to_string(), Change::Removed)]
+        vec![(
+            "t".to_string(),
+            0,
+            store::Key::Subject("old".to_string()),
+            Change::Removed
+        )]
     );
     assert_eq!(store.size(), (1, 1, 1));
     assert!(store.sweep().is_empty());
@@ -342,4 +347,52 @@ fn state_kept_under_an_identitys_former_names_moves_to_its_key_durably() {
 
     // Moving again finds nothing: no records.
     assert!(store.adopt("t", 0, "agent", ["wimse://a/agent"]).is_empty());
+}
+
+#[test]
+fn seen_signals_live_in_the_partition_and_come_back_from_the_changelog() {
+    let mut store = StateStore::new(retention());
+    let w = Duration::from_secs(600);
+    let (key, change) = store
+        .remember("t", 0, [9; 16], Mark { offset: 4, at: 0 }, w)
+        .unwrap();
+    assert!(store
+        .remember("t", 0, [9; 16], Mark { offset: 4, at: 0 }, w)
+        .is_none());
+    assert_eq!(store.first_seen("t", 0, &[9; 16], 7), Some(4));
+    let store::Key::Seen(id) = key else {
+        panic!("a seen record")
+    };
+    let Change::Updated(value) = change else {
+        panic!("written")
+    };
+    // Rebuilt from its changelog record; a subject record of an older release carrying a
+    // `seen` list migrates into the partition's set.
+    let mut shard = Shard::default();
+    let prefix = changelog::prefix("t", 0);
+    let seen_key = changelog::seen_key("t", 0, &id);
+    changelog::restore_record(&mut shard, &prefix, &seen_key, Some(&value)).unwrap();
+    assert_eq!(shard.seen.first_seen(&[9; 16], 7), Some(4));
+    let legacy = br#"{"applied":3,"seen":[{"key":"08080808080808080808080808080808","offset":3,"at":0,"until":600000}]}"#;
+    changelog::restore_record(
+        &mut shard,
+        &prefix,
+        &changelog::key("t", 0, "svc"),
+        Some(legacy),
+    )
+    .unwrap();
+    assert_eq!(shard.seen.first_seen(&[8; 16], 7), Some(3));
+    assert!(shard.subjects["svc"].seen.is_empty());
+    // A tombstone forgets it; other partitions' seen keys are skipped.
+    changelog::restore_record(&mut shard, &prefix, &seen_key, None).unwrap();
+    assert_eq!(shard.seen.first_seen(&[9; 16], 7), None);
+    let other = changelog::seen_key("t", 1, &id);
+    changelog::restore_record(&mut shard, &prefix, &other, Some(&value)).unwrap();
+    assert_eq!(shard.seen.first_seen(&[9; 16], 7), None);
+    // The subject's record no longer carries the seen list.
+    assert!(
+        !String::from_utf8(changelog::encode(&shard.subjects["svc"]))
+            .unwrap()
+            .contains("seen")
+    );
 }
