@@ -149,3 +149,25 @@ fn topic_names_kafka_refuses_and_bad_producer_sizes_are_problems() {
         "{shown:?}"
     );
 }
+
+#[test]
+fn safety_names_known_actions_and_real_identities() {
+    let text = format!(
+        "{VALID}\n[safety]\nprotected = [\"breakglass-*\", \"*\"]\ndrastic_actions = [\"disable_account\", \"disabel_account\"]\n"
+    );
+    let p = problems(&text);
+    let shown: Vec<String> = p.iter().map(ToString::to_string).collect();
+    assert_eq!(p.len(), 2, "{shown:?}");
+    assert!(
+        shown
+            .iter()
+            .any(|s| s.contains("safety.protected[1]") && s.contains("every one")),
+        "{shown:?}"
+    );
+    assert!(
+        shown
+            .iter()
+            .any(|s| s.contains("safety.drastic_actions[1]") && s.contains("disabel_account")),
+        "{shown:?}"
+    );
+}

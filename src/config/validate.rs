@@ -22,6 +22,7 @@ pub fn validate(settings: &Settings, file: &Path, text: &str) -> Vec<Problem> {
     state_and_inventory(settings, &mut problem);
     targets(settings, &mut problem);
     topic_names(settings, &mut problem);
+    safety(settings, &mut problem);
     for (field, message) in super::trust::validate(settings) {
         problem(field, message);
     }
@@ -151,6 +152,27 @@ fn topic_names(settings: &Settings, problem: &mut dyn FnMut(String, String)) {
             field,
             format!("{topic:?} is not a Kafka topic name (1-249 of A-Z a-z 0-9 . _ -)"),
         );
+    }
+}
+
+/// `[safety]`: held actions are known actions; protected names are not empty.
+fn safety(settings: &Settings, problem: &mut dyn FnMut(String, String)) {
+    let known = |a: &str| VOCABULARY.contains(&a) || settings.extra_actions.iter().any(|x| x == a);
+    for (i, a) in settings.safety.drastic_actions.iter().enumerate() {
+        if !known(a) {
+            problem(
+                format!("safety.drastic_actions[{i}]"),
+                format!("unknown action {a:?}"),
+            );
+        }
+    }
+    for (i, p) in settings.safety.protected.iter().enumerate() {
+        if p.trim_end_matches('*').is_empty() {
+            problem(
+                format!("safety.protected[{i}]"),
+                format!("{p:?} names no identity (it would protect every one)"),
+            );
+        }
     }
 }
 
