@@ -6,52 +6,7 @@
 mod common;
 
 use common::*;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-
-struct Broker {
-    child: Child,
-}
-
-impl Broker {
-    /// A broker on `port` keeping its data in `db` (a directory).
-    fn start(port: u16, db: &std::path::Path) -> Self {
-        let url = format!("tcp://127.0.0.1:{port}");
-        let child = Command::new("nisshi")
-            .args([
-                "broker",
-                "--listener-url",
-                &url,
-                "--advertised-listener-url",
-                &url,
-            ])
-            // nisshi reads the sqlite path relative to its working directory.
-            .args(["--storage-engine", "sqlite://broker.db"])
-            .current_dir(db)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("nisshi on PATH (scripts/test puts it there)");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Self { child }
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_long_broker_outage_is_ridden_out() {

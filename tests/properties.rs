@@ -172,23 +172,16 @@ fn signal() -> impl Strategy<Value = Signal> {
         )
 }
 
-const ACTIONS: &[&str] = &[
-    "revoke_sessions",
-    "require_step_up",
-    "block_session",
-    "disable_credential",
-    "rotate_credential",
-    "disable_account",
-    "quarantine_workload",
-    "revoke_access",
-    "shorten_access_window",
-    "sync_policy",
-];
-
 /// Random rule sets: every rule matches every event type (allowed to be broad) and takes
 /// random actions everywhere the identity has access, some through an escalation ladder.
 fn rule_set() -> impl Strategy<Value = String> {
-    let action = proptest::sample::select(ACTIONS);
+    // Every built-in action a rule can take (a restore needs what it lifts).
+    let actions: Vec<&str> = containd::emit::command::VOCABULARY
+        .iter()
+        .copied()
+        .filter(|a| *a != "restore")
+        .collect();
+    let action = proptest::sample::select(actions);
     let rule = (
         proptest::collection::vec(action.clone(), 1..4),
         proptest::collection::vec(action, 0..3),

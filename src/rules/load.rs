@@ -59,15 +59,18 @@ pub fn load_dir(
     load_sources(sources, targets, extra_actions)
 }
 
-/// Checks and compiles rules from (file name, text) pairs, in the order given.
-pub fn load_sources(
-    sources: Vec<(PathBuf, String)>,
-    targets: &[TargetSettings],
-    extra_actions: &[String],
-) -> Result<RuleSet, Vec<Problem>> {
+/// The rule files parsed: their rules with file index and line, the files' text (kept once
+/// per file, for error lines), the content hash, and the YAML problems.
+struct Parsed {
+    problems: Vec<Problem>,
+    version: String,
+    files: Vec<(PathBuf, String)>,
+    specs: Vec<(usize, Option<usize>, RuleSpec)>,
+}
+
+fn parse(sources: Vec<(PathBuf, String)>) -> Parsed {
     let mut problems = Vec::new();
     let mut hasher = Sha256::new();
-    // Each rule refers to its file by index; the text is kept once per file (for error lines).
     let mut files: Vec<(PathBuf, String)> = Vec::new();
     let mut specs: Vec<(usize, Option<usize>, RuleSpec)> = Vec::new();
     for (path, text) in sources {
@@ -86,19 +89,40 @@ pub fn load_sources(
                 }));
                 files.push((path, text));
             }
-            Err(e) => {
-                let line = e.location().map(|l| l.line());
-                let message = e.to_string();
-                let field = field_of_yaml_error(&message);
-                let message = message
-                    .strip_prefix(&format!("{field}: "))
-                    .unwrap_or(&message)
-                    .to_string();
-                problems.push(problem(&path, line, &field, message));
-            }
+            Err(e) => problems.push(yaml_problem(&path, &e)),
         }
     }
+    Parsed {
+        problems,
+        version: hex::encode(&hasher.finalize()[..6]),
+        files,
+        specs,
+    }
+}
 
+fn yaml_problem(path: &Path, e: &serde_yaml::Error) -> Problem {
+    let line = e.location().map(|l| l.line());
+    let message = e.to_string();
+    let field = field_of_yaml_error(&message);
+    let message = message
+        .strip_prefix(&format!("{field}: "))
+        .unwrap_or(&message)
+        .to_string();
+    problem(path, line, &field, message)
+}
+
+/// Checks and compiles rules from (file name, text) pairs, in the order given.
+pub fn load_sources(
+    sources: Vec<(PathBuf, String)>,
+    targets: &[TargetSettings],
+    extra_actions: &[String],
+) -> Result<RuleSet, Vec<Problem>> {
+    let Parsed {
+        mut problems,
+        version,
+        files,
+        specs,
+    } = parse(sources);
     let checker = Checker::new(targets, extra_actions);
     let mut seen: HashMap<String, (PathBuf, Option<usize>)> = HashMap::new();
     let mut compiled = Vec::new();
@@ -121,8 +145,8 @@ pub fn load_sources(
         let allow_broad = spec.allow_broad;
         match checker.compile(path, text, line, spec) {
             Ok(rule) => {
-                problems.extend(too_broad(&rule, allow_broad, path, text));
-                warnings.extend(warnings_of(&rule.0, path, text));
+                problems.extend(super::lint::too_broad(&rule, allow_broad, path, text));
+                warnings.extend(super::lint::warnings_of(&rule.0, path, text));
                 compiled.push((order, rule))
             }
             Err(mut p) => problems.append(&mut p),
@@ -134,7 +158,6 @@ pub fn load_sources(
     compiled.sort_by_key(|(order, (rule, _))| (std::cmp::Reverse(rule.priority), *order));
     let (rules, types): (Vec<Rule>, Vec<Vec<String>>) =
         compiled.into_iter().map(|(_, pair)| pair).unzip();
-    let version = hex::encode(&hasher.finalize()[..6]);
     let accepts = targets
         .iter()
         .map(|t| (t.name.clone(), t.actions.clone()))
@@ -142,59 +165,6 @@ pub fn load_sources(
     let mut set = RuleSet::new(rules, types, version, accepts);
     set.warnings = warnings;
     Ok(set)
-}
-
-/// A rule with a drastic action that matches every event type acts on every signal — a
-/// policy change, a session start — of every source allowed to cause it: refused unless the
-/// rule says `allow_broad: true`.
-fn too_broad(
-    (rule, event_types): &(Rule, Vec<String>),
-    allow_broad: bool,
-    path: &Path,
-    text: &str,
-) -> Option<Problem> {
-    if allow_broad || !event_types.iter().any(|t| t == "*") {
-        return None;
-    }
-    let steps = rule.escalate.iter().flat_map(|e| e.steps.iter().flatten());
-    let drastic = rule
-        .actions
-        .iter()
-        .chain(steps)
-        .find(|a| crate::emit::command::DRASTIC.contains(&a.action.as_str()))?;
-    Some(problem(
-        path,
-        line_after(text, rule.line, "event_types"),
-        &format!("rule {}.match.event_types", rule.id),
-        format!(
-            "matches every event type (\"*\") and takes the drastic action {:?}: name the event types, or set allow_broad: true",
-            drastic.action
-        ),
-    ))
-}
-
-/// Problems a rule loads with: values CAEP does not define for the members its condition
-/// compares, required parameters a signal may leave empty.
-fn warnings_of(rule: &Rule, path: &Path, text: &str) -> Vec<Problem> {
-    let condition = rule.condition.as_ref().map(|c| c.expression());
-    let values = condition.map(super::types::doubtful).unwrap_or_default();
-    let at_condition = line_after(text, rule.line, "condition");
-    let values = values.into_iter().map(|message| {
-        problem(
-            path,
-            at_condition,
-            &format!("rule {}.condition", rule.id),
-            message,
-        )
-    });
-    let parameters =
-        super::nullable::unmet_requirements(rule)
-            .into_iter()
-            .map(|(field, action, message)| {
-                let line = line_after(text, rule.line, &action);
-                problem(path, line, &format!("rule {}.{field}", rule.id), message)
-            });
-    values.chain(parameters).collect()
 }
 
 fn rule_files(dir: &Path) -> Result<Vec<PathBuf>, Vec<Problem>> {
@@ -222,7 +192,7 @@ fn rule_files(dir: &Path) -> Result<Vec<PathBuf>, Vec<Problem>> {
     Ok(files)
 }
 
-fn problem(file: &Path, line: Option<usize>, field: &str, message: String) -> Problem {
+pub(super) fn problem(file: &Path, line: Option<usize>, field: &str, message: String) -> Problem {
     Problem {
         file: file.into(),
         line,
@@ -246,7 +216,7 @@ fn rule_lines(text: &str) -> HashMap<String, std::collections::VecDeque<usize>> 
 }
 
 /// Line at or after `from` whose text contains `needle`.
-fn line_after(text: &str, from: Option<usize>, needle: &str) -> Option<usize> {
+pub(super) fn line_after(text: &str, from: Option<usize>, needle: &str) -> Option<usize> {
     let start = from.unwrap_or(1);
     text.lines()
         .enumerate()

@@ -4,6 +4,7 @@
 mod budget;
 mod condition;
 mod fast;
+mod lint;
 mod load;
 mod model;
 mod nullable;

@@ -415,3 +415,48 @@ pub fn commands(records: &[Record], topics: &Topics) -> Vec<(Record, Enforcement
 pub fn sample_signals() -> Vec<containd::signal::Signal> {
     containd::demo::sample_signals().expect("sample signals parse")
 }
+
+/// A nisshi broker of a test's own (sqlite storage in `dir`, so topics and offsets survive a
+/// restart on the same port): for outages. Stopped on drop.
+pub struct Broker {
+    child: Child,
+}
+
+impl Broker {
+    pub fn start(port: u16, dir: &Path) -> Self {
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new("nisshi")
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+            ])
+            // nisshi reads the sqlite path relative to its working directory.
+            .args(["--storage-engine", "sqlite://broker.db"])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nisshi on PATH (scripts/test and scripts/chaos put it there)");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Self { child }
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
