@@ -30,7 +30,9 @@ use crate::inventory::Identity;
 use crate::rules::{object_of, Action, Evaluation, Facts, Rule, RuleSet};
 use crate::safety::Rails;
 use crate::signal::Signal;
-use crate::state::{Cause, CommandId, NewHit, NewIssue, SignalRef, StateUpdate, SubjectState};
+use crate::state::{
+    Cause, CommandId, NewHit, NewIssue, SignalRef, StateUpdate, SubjectState, Trigger,
+};
 use crate::trust::Source;
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -173,12 +175,12 @@ impl<'a> Acting<'a, '_> {
         let mut step = None;
         let mut ladder: &[Action] = &[];
         if let Some(e) = &rule.escalate {
-            let earlier: Vec<String> = self
-                .state
-                .triggers(&rule.id, e.within, o, t)
+            let fired: Vec<&Trigger> = self.state.triggers(&rule.id, e.within, o, t).collect();
+            let earlier: Vec<String> = fired
+                .iter()
                 .filter_map(|m| m.signal_id.as_deref().map(str::to_string))
                 .collect();
-            let (i, actions) = e.step(self.state.triggers(&rule.id, e.within, o, t).count());
+            let (i, actions) = e.step(fired.len());
             step = Some(i as i32);
             ladder = actions;
             self.escalations.push((rule.id.clone(), earlier));

@@ -95,13 +95,31 @@ pub async fn run(
         }
     };
 
-    // Stopped while waiting for the broker is a clean stop.
+    finish(
+        settings, &processor, &runtime, &tracker, consumer, producer, summary, result,
+    )
+    .await
+}
+
+/// After the loop: drain and commit, leave the group, and say how it ended (a stop while
+/// waiting for the broker is a clean stop; signals left in flight are replayed).
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    settings: &Settings,
+    processor: &Processor,
+    runtime: &Runtime,
+    tracker: &OffsetTracker,
+    consumer: SignalConsumer,
+    producer: OutputProducer,
+    summary: RunSummary,
+    result: Result<(), PipelineError>,
+) -> Result<RunSummary, PipelineError> {
     let result = match result {
         Err(PipelineError::Interrupted) => Ok(()),
         other => other,
     };
-    let left = drain(settings, &processor, &runtime, &tracker, &producer).await;
-    commit(&consumer, &tracker, CommitMode::Sync);
+    let left = drain(settings, processor, runtime, tracker, &producer).await;
+    commit(&consumer, tracker, CommitMode::Sync);
     // Closing leaves the group; revocation (drain and commit) runs before we return.
     drop(consumer);
     let _ = producer.flush(Duration::from_secs(1));
