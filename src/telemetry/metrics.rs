@@ -156,166 +156,187 @@ impl Metrics {
             refused: Family::default(),
             registry: Registry::default(),
         };
+        m.register_pipeline(&mut registry);
+        m.register_delivery(&mut registry);
+        m.register_state(&mut registry);
+        m.register_rules_and_trust(&mut registry);
+        Self { registry, ..m }
+    }
+
+    /// Signals in, decisions and dead letters out, and how long deciding takes.
+    fn register_pipeline(&self, registry: &mut Registry) {
         registry.register(
             "signals_consumed",
             "Signal records consumed (= decisions + dead letters)",
-            m.consumed.clone(),
+            self.consumed.clone(),
         );
         registry.register(
             "decisions",
             "Signals decided, by topic and outcome",
-            m.decisions.clone(),
+            self.decisions.clone(),
         );
         registry.register(
             "dead_letters",
             "Records sent to the dead-letter topic, by reason kind",
-            m.dead_letters.clone(),
+            self.dead_letters.clone(),
         );
         registry.register(
             "commands",
             "Enforcement commands produced, by target and action",
-            m.commands.clone(),
+            self.commands.clone(),
         );
         registry.register(
             "rule_condition_errors",
             "Rule conditions that failed to evaluate (treated as no match)",
-            m.condition_errors.clone(),
-        );
-        registry.register(
-            "delivery_failures",
-            "Output records the broker did not acknowledge",
-            m.delivery_failures.clone(),
-        );
-        registry.register(
-            "commands_held",
-            "Commands decided but held, not sent, by reason (protected_identity, missing_parameter) and action",
-            m.held.clone(),
-        );
-        registry.register(
-            "outputs_refused",
-            "Commands and decision records the broker refused for good, dead-lettered in their place",
-            m.outputs_refused.clone(),
-        );
-        registry.register(
-            "state_restore_failures",
-            "Partition state rebuilds that failed and will be retried (the broker unreachable)",
-            m.state_restore_failures.clone(),
-        );
-        registry.register(
-            "state_records_skipped",
-            "Changelog records that could not be read on a rebuild (their subject starts empty)",
-            m.state_records_skipped.clone(),
-        );
-        registry.register(
-            "outputs_waiting",
-            "Output records waiting to be produced again after a failed delivery",
-            m.outputs_waiting.clone(),
-        );
-        registry.register(
-            "backpressure_waits",
-            "Times consumption paused because too many signals were in flight",
-            m.backpressure_waits.clone(),
+            self.condition_errors.clone(),
         );
         registry.register(
             "decision_latency_seconds",
             "Decode, validate and evaluate time per signal",
-            m.decision_latency.clone(),
-        );
-        registry.register(
-            "signal_to_command_seconds",
-            "From the signal's bus timestamp to the broker acknowledging its command",
-            m.signal_to_command.clone(),
+            self.decision_latency.clone(),
         );
         registry.register(
             "consumer_lag",
             "Records behind the high watermark, per partition (librdkafka statistics)",
-            m.consumer_lag.clone(),
-        );
-        registry.register(
-            "in_flight_signals",
-            "Signals whose outputs are not yet all acknowledged",
-            m.in_flight.clone(),
+            self.consumer_lag.clone(),
         );
         registry.register(
             "assigned_partitions",
             "Signal partitions assigned to this instance",
-            m.assigned_partitions.clone(),
+            self.assigned_partitions.clone(),
+        );
+    }
+
+    /// Outputs on their way to the broker: failures, refusals, holds, in-flight signals.
+    fn register_delivery(&self, registry: &mut Registry) {
+        registry.register(
+            "delivery_failures",
+            "Output records the broker did not acknowledge",
+            self.delivery_failures.clone(),
         );
         registry.register(
-            "rules_loaded",
-            "Rules in the active rule set",
-            m.rules_loaded.clone(),
+            "commands_held",
+            "Commands decided but held, not sent, by reason (protected_identity, missing_parameter) and action",
+            self.held.clone(),
         );
         registry.register(
-            "rules_reload_failures",
-            "Rule reloads refused because the new set had problems (the running set stays)",
-            m.rules_reload_failures.clone(),
+            "outputs_refused",
+            "Commands and decision records the broker refused for good, dead-lettered in their place",
+            self.outputs_refused.clone(),
         );
         registry.register(
-            "ruleset_active",
-            "1 for the active rule-set version",
-            m.ruleset.clone(),
+            "outputs_waiting",
+            "Output records waiting to be produced again after a failed delivery",
+            self.outputs_waiting.clone(),
+        );
+        registry.register(
+            "backpressure_waits",
+            "Times consumption paused because too many signals were in flight",
+            self.backpressure_waits.clone(),
+        );
+        registry.register(
+            "signal_to_command_seconds",
+            "From the signal's bus timestamp to the broker acknowledging its command",
+            self.signal_to_command.clone(),
+        );
+        registry.register(
+            "in_flight_signals",
+            "Signals whose outputs are not yet all acknowledged",
+            self.in_flight.clone(),
         );
         registry.register(
             "transactions",
             "exactly_once mode: transactions by result",
-            m.transactions.clone(),
+            self.transactions.clone(),
+        );
+    }
+
+    /// Partition state: its size, rebuilds and changelog writes.
+    fn register_state(&self, registry: &mut Registry) {
+        registry.register(
+            "state_restore_failures",
+            "Partition state rebuilds that failed and will be retried (the broker unreachable)",
+            self.state_restore_failures.clone(),
+        );
+        registry.register(
+            "state_records_skipped",
+            "Changelog records that could not be read on a rebuild (their subject starts empty)",
+            self.state_records_skipped.clone(),
         );
         registry.register(
             "state_partitions",
             "Input partitions whose state this instance holds",
-            m.state_shards.clone(),
+            self.state_shards.clone(),
         );
         registry.register(
             "state_subjects",
             "Subjects with state (windows, firings, issued commands, open containments)",
-            m.state_subjects.clone(),
+            self.state_subjects.clone(),
         );
         registry.register(
             "state_entries",
             "State entries held (window hits, firings, issued commands)",
-            m.state_entries.clone(),
+            self.state_entries.clone(),
         );
         registry.register(
             "state_restore_seconds",
             "Time to rebuild one partition's state from the changelog",
-            m.state_restore.clone(),
+            self.state_restore.clone(),
         );
         registry.register(
             "state_changelog_records",
             "Changelog records written, by cause (decision, sweep)",
-            m.state_writes.clone(),
+            self.state_writes.clone(),
+        );
+    }
+
+    /// Rule sets, suppression, the inventory, trust refusals and the build.
+    fn register_rules_and_trust(&self, registry: &mut Registry) {
+        registry.register(
+            "rules_loaded",
+            "Rules in the active rule set",
+            self.rules_loaded.clone(),
+        );
+        registry.register(
+            "rules_reload_failures",
+            "Rule reloads refused because the new set had problems (the running set stays)",
+            self.rules_reload_failures.clone(),
+        );
+        registry.register(
+            "ruleset_active",
+            "1 for the active rule-set version",
+            self.ruleset.clone(),
         );
         registry.register(
             "commands_suppressed",
             "Commands not re-issued because the same action went to the target recently",
-            m.suppressed.clone(),
+            self.suppressed.clone(),
         );
         registry.register(
             "inventory_identities",
             "Identities in the in-memory inventory",
-            m.inventory_identities.clone(),
+            self.inventory_identities.clone(),
         );
         registry.register(
             "inventory_records",
             "Inventory records read, by result (upserted, deleted, rejected)",
-            m.inventory_records.clone(),
+            self.inventory_records.clone(),
         );
         registry.register(
             "decided_identities",
             "Decided signals by what the inventory knew of the subject (known, unknown, ownerless)",
-            m.identities_seen.clone(),
+            self.identities_seen.clone(),
         );
         registry.register(
             "untrusted_signals",
             "Signals refused before any rule ran, by reason (unknown_issuer, topic_not_allowed, \
              event_type_not_allowed, unsigned, future_timestamp, duplicate) and configured issuer",
-            m.untrusted.clone(),
+            self.untrusted.clone(),
         );
         registry.register(
             "commands_refused",
             "Commands matched rules wanted that the signal's source has no authority for",
-            m.refused.clone(),
+            self.refused.clone(),
         );
         registry.register(
             "build",
@@ -324,7 +345,6 @@ impl Metrics {
                 version: env!("CARGO_PKG_VERSION").into(),
             }),
         );
-        Self { registry, ..m }
     }
 
     /// Prometheus text exposition.
