@@ -29,14 +29,7 @@ pub async fn run(
 ) -> Result<RunSummary, PipelineError> {
     let tracker = Arc::new(OffsetTracker::new());
     let consumer = create_consumer(settings, &runtime, &ctx, &tracker, false)?;
-    let txn_id = settings
-        .delivery
-        .transactional_id
-        .clone()
-        .unwrap_or_else(|| {
-            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
-            format!("containd-{}-{host}", settings.input.group_id)
-        });
+    let txn_id = transactional_id(settings);
     let producer = create_producer(settings, &runtime, &tracker, Some(&txn_id), None)?;
     producer.init_transactions(TXN_TIMEOUT)?;
     subscribe(&consumer, settings)?;
@@ -111,19 +104,7 @@ pub async fn run(
                 summary.dead_lettered += batch_summary.dead_lettered;
                 summary.commands += batch_summary.commands;
             }
-            Err(e) => {
-                runtime.metrics.transaction("aborted");
-                tracing::warn!(error = %e, "transaction failed; aborting and rewinding the batch");
-                producer.abort_transaction(TXN_TIMEOUT)?;
-                // The batch's state changes were aborted with it: rebuild from the changelog.
-                {
-                    let mut state = lock(&ctx.state);
-                    for (topic, partition) in batch.keys() {
-                        state.remove_shard(topic, *partition);
-                    }
-                }
-                rewind(&consumer, &batch)?;
-            }
+            Err(e) => abort(&runtime, &ctx, &producer, &consumer, &batch, &e)?,
         }
         tracker.clear();
     }
@@ -133,6 +114,40 @@ pub async fn run(
         "stopped"
     );
     Ok(summary)
+}
+
+/// `delivery.transactional_id`, else one derived from the group and the host.
+fn transactional_id(settings: &Settings) -> String {
+    settings
+        .delivery
+        .transactional_id
+        .clone()
+        .unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+            format!("containd-{}-{host}", settings.input.group_id)
+        })
+}
+
+/// A failed batch: abort the transaction, drop the batch's partition state (its changes were
+/// aborted with it; it is rebuilt from the changelog) and rewind the consumer to redo it.
+fn abort(
+    runtime: &Runtime,
+    ctx: &Context,
+    producer: &OutputProducer,
+    consumer: &super::at_least_once::SignalConsumer,
+    batch: &BTreeMap<(Arc<str>, i32), (i64, i64)>,
+    error: &PipelineError,
+) -> Result<(), PipelineError> {
+    runtime.metrics.transaction("aborted");
+    tracing::warn!(%error, "transaction failed; aborting and rewinding the batch");
+    producer.abort_transaction(TXN_TIMEOUT)?;
+    {
+        let mut state = lock(&ctx.state);
+        for (topic, partition) in batch.keys() {
+            state.remove_shard(topic, *partition);
+        }
+    }
+    rewind(consumer, batch)
 }
 
 fn commit_batch(
