@@ -260,6 +260,43 @@ pub fn sample_signals() -> Result<Vec<Signal>, DemoError> {
         .collect()
 }
 
+/// The example inventory onto its topic, keyed by identity id.
+async fn send_inventory(producer: &FutureProducer, topic: &str) -> Result<(), DemoError> {
+    for (i, line) in INVENTORY.lines().enumerate() {
+        let record: crate::inventory::IdentityRecord = serde_json::from_str(line)
+            .map_err(|error| DemoError::Inventory { line: i + 1, error })?;
+        producer
+            .send(
+                FutureRecord::to(topic).key(&record.id).payload(line),
+                Duration::from_secs(5),
+            )
+            .await
+            .map_err(|(e, _)| e)?;
+    }
+    Ok(())
+}
+
+/// The seed signals onto the signal topic, keyed by subject.
+async fn send_signals(
+    producer: &FutureProducer,
+    topic: &str,
+    signals: &[Signal],
+) -> Result<(), DemoError> {
+    for s in signals {
+        let payload =
+            serde_json::to_vec(s).map_err(|error| DemoError::Signals { line: 0, error })?;
+        let key = s.subject.id().unwrap_or_default();
+        producer
+            .send(
+                FutureRecord::to(topic).key(&key).payload(&payload),
+                Duration::from_secs(5),
+            )
+            .await
+            .map_err(|(e, _)| e)?;
+    }
+    Ok(())
+}
+
 async fn demo(json: bool) -> Result<(), DemoError> {
     let mock = MockCluster::new(1)?;
     let bootstrap = mock.bootstrap_servers();
@@ -283,33 +320,9 @@ async fn demo(json: bool) -> Result<(), DemoError> {
         .set("bootstrap.servers", &bootstrap)
         .create()?;
     if let Some(topic) = &inventory_topic {
-        for (i, line) in INVENTORY.lines().enumerate() {
-            let record: crate::inventory::IdentityRecord = serde_json::from_str(line)
-                .map_err(|error| DemoError::Inventory { line: i + 1, error })?;
-            producer
-                .send(
-                    FutureRecord::to(topic).key(&record.id).payload(line),
-                    Duration::from_secs(5),
-                )
-                .await
-                .map_err(|(e, _)| e)?;
-        }
+        send_inventory(&producer, topic).await?;
     }
-    for s in &signals {
-        let payload =
-            serde_json::to_vec(s).map_err(|error| DemoError::Signals { line: 0, error })?;
-        let key = s.subject.id().unwrap_or_default();
-        producer
-            .send(
-                FutureRecord::to(&settings.input.topics[0])
-                    .key(&key)
-                    .payload(&payload),
-                Duration::from_secs(5),
-            )
-            .await
-            .map_err(|(e, _)| e)?;
-    }
-
+    send_signals(&producer, &settings.input.topics[0], &signals).await?;
     trust_demo.send(&producer, &settings).await?;
     signals.extend(trust_demo.signals(&settings)?);
     let trust = crate::trust::Trust::load(&settings, Path::new("examples/containd.toml"))
@@ -443,62 +456,84 @@ fn print(
         for id in &d.command_ids {
             let Some(c) = commands.get(id) else { continue };
             printed += 1;
-            if json {
-                let line = serde_json::json!({
-                    "target": c.target,
-                    "action": c.action,
-                    "subject_id": c.subject.id,
-                    "rule_id": c.why.rule_id,
-                    "command_id": c.command_id,
-                    "signal_id": s.id,
-                    "principal_id": c.principal_id,
-                    "parameters": c.parameters,
-                    "expires_at": c.expires_at,
-                });
-                say!("{line}");
-            } else {
-                say!(
-                    "{:<18} {:<22} {:<30} {:<34} {}",
-                    c.target,
-                    c.action,
-                    c.subject.id,
-                    c.principal_id.as_deref().unwrap_or("-"),
-                    c.why.rule_id
-                );
-            }
+            print_command(json, c, &s.id);
         }
     }
     if !json {
-        let outcomes: Vec<String> = outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
-        say!(
-            "\nsummary: {} signals, {} decisions ({}), {} dead letters, {} commands on {} targets",
-            signals.len(),
-            decisions.len(),
-            outcomes.join(", "),
-            dead_lettered,
-            printed,
-            commands
-                .values()
-                .map(|c| c.target.as_str())
-                .collect::<std::collections::BTreeSet<_>>()
-                .len(),
+        print_summary(
+            signals,
+            decisions,
+            commands,
+            (&outcomes, printed, dead_lettered),
         );
-        let known = decisions.iter().filter(|d| d.identity.id.is_some()).count();
-        let ownerless: Vec<&str> = decisions
-            .iter()
-            .filter(|d| d.identity.ownerless)
-            .filter_map(|d| d.identity.id.as_deref())
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        say!(
-            "identities: {known} decisions on inventory identities, {} on unknown ones; owner-less: {}",
-            decisions.len() - known,
-            if ownerless.is_empty() { "none".to_string() } else { ownerless.join(", ") },
-        );
-        print_trust(decisions);
-        print_held(decisions);
     }
+}
+
+/// One command: a table row, or a JSON line with `--json`.
+fn print_command(json: bool, c: &EnforcementCommand, signal_id: &str) {
+    if json {
+        let line = serde_json::json!({
+            "target": c.target,
+            "action": c.action,
+            "subject_id": c.subject.id,
+            "rule_id": c.why.rule_id,
+            "command_id": c.command_id,
+            "signal_id": signal_id,
+            "principal_id": c.principal_id,
+            "parameters": c.parameters,
+            "expires_at": c.expires_at,
+        });
+        say!("{line}");
+    } else {
+        say!(
+            "{:<18} {:<22} {:<30} {:<34} {}",
+            c.target,
+            c.action,
+            c.subject.id,
+            c.principal_id.as_deref().unwrap_or("-"),
+            c.why.rule_id
+        );
+    }
+}
+
+/// Counts by outcome, the inventory's part, then what trust and the safety rails did.
+fn print_summary(
+    signals: &[Signal],
+    decisions: &[DecisionRecord],
+    commands: &HashMap<String, EnforcementCommand>,
+    (outcomes, printed, dead_lettered): (&BTreeMap<&str, usize>, usize, u64),
+) {
+    let outcomes: Vec<String> = outcomes.iter().map(|(k, v)| format!("{k} {v}")).collect();
+    let targets: std::collections::BTreeSet<&str> =
+        commands.values().map(|c| c.target.as_str()).collect();
+    say!(
+        "\nsummary: {} signals, {} decisions ({}), {} dead letters, {} commands on {} targets",
+        signals.len(),
+        decisions.len(),
+        outcomes.join(", "),
+        dead_lettered,
+        printed,
+        targets.len(),
+    );
+    let known = decisions.iter().filter(|d| d.identity.id.is_some()).count();
+    let ownerless: Vec<&str> = decisions
+        .iter()
+        .filter(|d| d.identity.ownerless)
+        .filter_map(|d| d.identity.id.as_deref())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    say!(
+        "identities: {known} decisions on inventory identities, {} on unknown ones; owner-less: {}",
+        decisions.len() - known,
+        if ownerless.is_empty() {
+            "none".to_string()
+        } else {
+            ownerless.join(", ")
+        },
+    );
+    print_trust(decisions);
+    print_held(decisions);
 }
 
 /// What the safety rails held, and why.
