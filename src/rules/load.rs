@@ -267,55 +267,8 @@ impl<'a> Checker<'a> {
                 message,
             ))
         };
-        if spec.id.trim().is_empty() {
-            report("id:", "id", "must not be empty".into());
-        }
-        if spec.matcher.event_types.is_empty() {
-            report(
-                "event_types",
-                "match.event_types",
-                "list at least one event type (or \"*\")".into(),
-            );
-        }
-        for f in &spec.matcher.subject_formats {
-            if SubjectFormat::parse(f).is_none() {
-                report(
-                    f,
-                    "match.subject_formats",
-                    format!("unknown subject format {f:?}"),
-                );
-            }
-        }
-        for m in &spec.matcher.subject_members {
-            if !MEMBERS.contains(&m.as_str()) {
-                report(
-                    m,
-                    "match.subject_members",
-                    format!("unknown complex member {m:?}; one of {MEMBERS:?}"),
-                );
-            }
-        }
-        let condition = match spec
-            .condition
-            .as_deref()
-            .map(|c| Condition::compile(c).and_then(|c| c.probe(true).map(|()| c)))
-        {
-            None => None,
-            Some(Ok(c)) => Some(c),
-            Some(Err(e)) => {
-                report("condition", "condition", format!("CEL: {e}"));
-                None
-            }
-        };
-        if let Some(c) = &condition {
-            if c.uses_window() && spec.window.is_none() {
-                report(
-                    "condition",
-                    "condition",
-                    "uses `window`, but the rule declares no window".into(),
-                );
-            }
-        }
+        check_match(&spec, &mut report);
+        let condition = condition(&spec, &mut report);
         let actions = self.actions(&spec.actions, "actions", &mut report);
         let window = spec.window.as_ref().map(|w| {
             if w.within.is_zero() {
@@ -330,34 +283,10 @@ impl<'a> Checker<'a> {
                 event_types: w.event_types.clone(),
             }
         });
-        let mut escalate = spec.escalate.as_ref().map(|e| {
-            if e.within.is_zero() {
-                report("within", "escalate.within", "must be longer than 0s".into());
-            }
-            if e.steps.is_empty() {
-                report(
-                    "escalate",
-                    "escalate.steps",
-                    "list at least one step".into(),
-                );
-            }
-            let steps = e
-                .steps
-                .iter()
-                .enumerate()
-                .map(|(i, step)| {
-                    self.actions(
-                        &step.actions,
-                        &format!("escalate.steps[{i}].actions"),
-                        &mut report,
-                    )
-                })
-                .collect();
-            Escalate {
-                within: e.within,
-                steps,
-            }
-        });
+        let mut escalate = spec
+            .escalate
+            .as_ref()
+            .map(|e| self.escalate(e, &mut report));
         let rule_suppress = spec.suppress_for;
         let mut actions = actions;
         for a in actions.iter_mut().chain(
@@ -387,6 +316,40 @@ impl<'a> Checker<'a> {
             line,
         };
         Ok((rule, spec.matcher.event_types))
+    }
+
+    /// An escalation ladder: its period and each step's actions.
+    fn escalate(
+        &self,
+        e: &super::model::EscalateSpec,
+        report: &mut impl FnMut(&str, &str, String),
+    ) -> Escalate {
+        if e.within.is_zero() {
+            report("within", "escalate.within", "must be longer than 0s".into());
+        }
+        if e.steps.is_empty() {
+            report(
+                "escalate",
+                "escalate.steps",
+                "list at least one step".into(),
+            );
+        }
+        let steps = e
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, step)| {
+                self.actions(
+                    &step.actions,
+                    &format!("escalate.steps[{i}].actions"),
+                    report,
+                )
+            })
+            .collect();
+        Escalate {
+            within: e.within,
+            steps,
+        }
     }
 
     /// A target name, or `kind:<kind>` for every target of that kind that accepts the action.
@@ -576,4 +539,62 @@ impl<'a> Checker<'a> {
         }
         Ok(vec![t.name.clone()])
     }
+}
+
+/// The rule's id and match: an id, event types, known subject formats and members.
+fn check_match(spec: &RuleSpec, report: &mut impl FnMut(&str, &str, String)) {
+    if spec.id.trim().is_empty() {
+        report("id:", "id", "must not be empty".into());
+    }
+    if spec.matcher.event_types.is_empty() {
+        report(
+            "event_types",
+            "match.event_types",
+            "list at least one event type (or \"*\")".into(),
+        );
+    }
+    for f in &spec.matcher.subject_formats {
+        if SubjectFormat::parse(f).is_none() {
+            report(
+                f,
+                "match.subject_formats",
+                format!("unknown subject format {f:?}"),
+            );
+        }
+    }
+    for m in &spec.matcher.subject_members {
+        if !MEMBERS.contains(&m.as_str()) {
+            report(
+                m,
+                "match.subject_members",
+                format!("unknown complex member {m:?}; one of {MEMBERS:?}"),
+            );
+        }
+    }
+}
+
+/// The compiled condition (probed once), and that it reads `window` only with a window.
+fn condition(spec: &RuleSpec, report: &mut impl FnMut(&str, &str, String)) -> Option<Condition> {
+    let condition = match spec
+        .condition
+        .as_deref()
+        .map(|c| Condition::compile(c).and_then(|c| c.probe(true).map(|()| c)))
+    {
+        None => None,
+        Some(Ok(c)) => Some(c),
+        Some(Err(e)) => {
+            report("condition", "condition", format!("CEL: {e}"));
+            None
+        }
+    };
+    if let Some(c) = &condition {
+        if c.uses_window() && spec.window.is_none() {
+            report(
+                "condition",
+                "condition",
+                "uses `window`, but the rule declares no window".into(),
+            );
+        }
+    }
+    condition
 }
