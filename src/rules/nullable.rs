@@ -179,7 +179,7 @@ fn string_literal(e: &IdedExpr) -> Option<&str> {
 }
 
 /// `a.b.c` for identifiers and selections, `a.b["c"]` written as `a.b.c`.
-fn path(e: &IdedExpr) -> Option<String> {
+pub(super) fn path(e: &IdedExpr) -> Option<String> {
     match &e.expr {
         Expr::Ident(name) => Some(name.clone()),
         Expr::Select(s) if !s.test => Some(format!("{}.{}", path(&s.operand)?, s.field)),

@@ -135,12 +135,9 @@ fn unknown_values(f: &IdedExpr, literals: &[&str]) -> Option<String> {
     ))
 }
 
+/// The field a path expression names (`signal.event.change_type`), for messages.
 fn path(e: &IdedExpr) -> String {
-    match &e.expr {
-        Expr::Ident(name) => name.clone(),
-        Expr::Select(s) => format!("{}.{}", path(&s.operand), s.field),
-        _ => "the field".into(),
-    }
+    super::nullable::path(e).unwrap_or_else(|| "the field".into())
 }
 
 #[cfg(test)]
