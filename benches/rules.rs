@@ -23,6 +23,7 @@ fn targets() -> Vec<TargetSettings> {
         topic: "t".into(),
         kind: TargetKind::Idp,
         actions: vec!["revoke_sessions".into(), "require_step_up".into()],
+        require_approval: false,
     }]
 }
 

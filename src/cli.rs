@@ -337,6 +337,18 @@ fn print_decision(at: &str, d: &crate::decide::Decision, json: bool) {
     );
 }
 
+/// The breaker reset token (`[safety] admin_token_file`, checked readable by `check`).
+fn admin_token(settings: &Settings) -> Option<Arc<str>> {
+    let path = settings.safety.admin_token_file.as_ref()?;
+    match crate::approvals::read_key(path) {
+        Ok(t) => Some(Arc::from(String::from_utf8_lossy(&t).trim())),
+        Err(e) => {
+            tracing::error!(file = %path.display(), error = %e, "admin token unreadable: breaker resets refused");
+            None
+        }
+    }
+}
+
 async fn run(path: PathBuf) -> ExitCode {
     let (settings, rules, trust) = match load(&path) {
         Ok(ok) => ok,
@@ -352,13 +364,18 @@ async fn run(path: PathBuf) -> ExitCode {
     }
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
+    let breakers = crate::safety::breakers::SharedBreakers::default();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     if let Some(addr) = settings.telemetry.listen {
+        let admin = crate::safety::admin::Admin {
+            breakers: breakers.clone(),
+            token: admin_token(&settings),
+        };
         let mut rx = stop_rx.clone();
         let stopped = async move {
             let _ = rx.wait_for(|s| *s).await;
         };
-        match http::serve(addr, metrics.clone(), health.clone(), stopped).await {
+        match http::serve(addr, metrics.clone(), health.clone(), Some(admin), stopped).await {
             Ok((local, server)) => {
                 tracing::info!(%local, "serving /metrics, /healthz, /readyz");
                 tokio::spawn(server);
@@ -403,6 +420,7 @@ async fn run(path: PathBuf) -> ExitCode {
             rules: shared,
             metrics,
             health,
+            breakers,
         },
         shutdown,
     )

@@ -335,6 +335,7 @@ async fn demo(json: bool) -> Result<(), DemoError> {
         rules: shared,
         metrics: Arc::new(Metrics::new()),
         health: Arc::new(Health::default()),
+        breakers: Default::default(),
     };
     let pipeline = tokio::spawn(pipeline::run(settings.clone(), runtime, async {
         let _ = stop_rx.await;

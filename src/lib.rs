@@ -15,6 +15,7 @@
 //!   [`cli`] is the command line (`run`, `check`, `demo`, `rules test`, `replay`), [`demo`]
 //!   the embedded demo, [`offline`] rule tests and what-if replay without Kafka.
 
+pub mod approvals;
 pub mod cli;
 pub mod codec;
 pub mod config;

@@ -146,6 +146,7 @@ impl OfflineDecider {
                 debug_assert!(out.iter().all(|o| o.kind == OutKind::DeadLetter));
                 Err(format!("{} ({})", dl.reason, dl.reason.kind()))
             }
+            (Processed::Approval(_), _) => Err("an approvals record, not a signal".into()),
         }
     }
 }

@@ -64,6 +64,7 @@ async fn a_refused_command_is_dead_lettered_and_the_stream_goes_on() {
         ),
         rules: containd::rules::shared(rules),
         metrics: Arc::new(Metrics::new()),
+        breakers: Default::default(),
         health: Arc::new(Health::default()),
     };
     let metrics = runtime.metrics.clone();

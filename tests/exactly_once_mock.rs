@@ -108,6 +108,7 @@ async fn run_eos(
         rules: rules(&settings),
         metrics: metrics.clone(),
         health: Arc::new(Health::default()),
+        breakers: Default::default(),
     };
     let task = tokio::spawn(pipeline::run(settings.clone(), runtime, async {
         let _ = rx.await;

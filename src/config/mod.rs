@@ -8,7 +8,7 @@ mod settings;
 pub mod trust;
 mod validate;
 
-pub use safety::SafetySettings;
+pub use safety::{ApprovalPolicy, BreakerScope, BreakerSettings, SafetySettings};
 pub use settings::*;
 pub use trust::{SourceSettings, SsfPushSettings, TransmitterSettings, TrustSettings};
 pub use validate::validate;

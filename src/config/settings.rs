@@ -275,6 +275,9 @@ pub struct TargetSettings {
     pub kind: TargetKind,
     /// Actions the target's adapter can carry out.
     pub actions: Vec<String>,
+    /// Every command for this target waits for an operator's approval (`[safety]`).
+    #[serde(default)]
+    pub require_approval: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

@@ -128,6 +128,10 @@ fn topic_names(settings: &Settings, problem: &mut dyn FnMut(String, String)) {
             "state.changelog_topic".to_string(),
             &settings.state.changelog_topic,
         ),
+        (
+            "safety.approvals_topic".to_string(),
+            &settings.safety.approvals_topic,
+        ),
     ];
     let inputs = settings.input.topics.iter().enumerate();
     let inputs = inputs.map(|(i, t)| (format!("input.topics[{i}]"), t));
@@ -155,22 +159,79 @@ fn topic_names(settings: &Settings, problem: &mut dyn FnMut(String, String)) {
     }
 }
 
-/// `[safety]`: held actions are known actions; protected names are not empty.
+/// `[safety]`: held actions are known actions; protected names are not empty; approval and
+/// breaker settings make sense.
 fn safety(settings: &Settings, problem: &mut dyn FnMut(String, String)) {
     let known = |a: &str| VOCABULARY.contains(&a) || settings.extra_actions.iter().any(|x| x == a);
-    for (i, a) in settings.safety.drastic_actions.iter().enumerate() {
+    let s = &settings.safety;
+    let actions = s.drastic_actions.iter().enumerate();
+    let actions = actions.map(|(i, a)| (format!("safety.drastic_actions[{i}]"), a));
+    let policies = s.require_approval.iter().enumerate().flat_map(|(i, p)| {
+        let actions = p.actions.iter().enumerate();
+        actions.map(move |(j, a)| (format!("safety.require_approval[{i}].actions[{j}]"), a))
+    });
+    for (field, a) in actions.chain(policies) {
         if !known(a) {
-            problem(
-                format!("safety.drastic_actions[{i}]"),
-                format!("unknown action {a:?}"),
-            );
+            problem(field, format!("unknown action {a:?}"));
         }
     }
-    for (i, p) in settings.safety.protected.iter().enumerate() {
+    for (i, p) in s.protected.iter().enumerate() {
         if p.trim_end_matches('*').is_empty() {
             problem(
                 format!("safety.protected[{i}]"),
                 format!("{p:?} names no identity (it would protect every one)"),
+            );
+        }
+    }
+    if let Err(e) = crate::approvals::OnTimeout::parse(&s.on_timeout) {
+        problem("safety.on_timeout".into(), e);
+    } else if let Some(a) = s.on_timeout.strip_prefix("release:") {
+        if !known(a) || s.drastic_actions.iter().any(|d| d == a) {
+            problem(
+                "safety.on_timeout".into(),
+                format!("{a:?} is not a known action milder than the drastic ones"),
+            );
+        }
+    }
+    if s.approval_timeout.is_zero() {
+        problem(
+            "safety.approval_timeout".into(),
+            "must be longer than 0".into(),
+        );
+    }
+    breakers(settings, &known, problem);
+}
+
+/// `[[safety.breakers]]`: named once each, a limit above zero over a period.
+fn breakers(
+    settings: &Settings,
+    known: &dyn Fn(&str) -> bool,
+    problem: &mut dyn FnMut(String, String),
+) {
+    use crate::config::BreakerScope;
+    let mut names = std::collections::HashSet::new();
+    for (i, b) in settings.safety.breakers.iter().enumerate() {
+        let at = |f: &str| format!("safety.breakers[{i}].{f}");
+        if b.name.is_empty() || !names.insert(b.name.as_str()) {
+            problem(at("name"), format!("{:?} is empty or used twice", b.name));
+        }
+        if b.max == 0 {
+            problem(at("max"), "must be at least 1".into());
+        }
+        if b.per.is_zero() {
+            problem(at("per"), "must be longer than 0".into());
+        }
+        let Some(only) = &b.only else { continue };
+        let fits = match b.scope {
+            BreakerScope::Action => known(only),
+            BreakerScope::Target => settings.targets.iter().any(|t| &t.name == only),
+            BreakerScope::Source => settings.sources.iter().any(|t| &t.issuer == only),
+            BreakerScope::Rule => !only.is_empty(),
+        };
+        if !fits {
+            problem(
+                at("match"),
+                format!("{only:?} names no configured {:?}", b.scope),
             );
         }
     }

@@ -47,6 +47,11 @@ pub struct Decision {
     pub condition_errors: Vec<(String, String)>,
     /// What the decision changes in the subject's state.
     pub update: StateUpdate,
+    /// The complete commands behind the record's holds that an operator may approve
+    /// (published to the approvals topic), with their hold's reason and detail.
+    pub held_commands: Vec<EnforcementCommand>,
+    /// Circuit breakers this decision opened.
+    pub tripped: Vec<String>,
 }
 
 /// Everything about a signal besides its content that the decision depends on.
@@ -99,6 +104,7 @@ struct Acting<'a, 'r> {
     notes: Vec<String>,
     refused: Vec<Refused>,
     held: Vec<Held>,
+    held_commands: Vec<EnforcementCommand>,
     /// Window rules that fired and the earlier signals in their windows.
     contributors: Vec<(String, Vec<String>)>,
     /// Rules whose escalation ladder stepped and the signals of their earlier firings.
@@ -135,6 +141,7 @@ pub fn decide(rules: &RuleSet, input: DecideInput<'_>) -> Decision {
         notes: Vec::new(),
         refused: Vec::new(),
         held: Vec::new(),
+        held_commands: Vec::new(),
         contributors: evaluation
             .contributors
             .iter()
@@ -350,8 +357,8 @@ impl<'a> Acting<'a, '_> {
                 self.any_dry_run = true;
                 continue;
             }
-            if self.held_for_protection(action, &dest, &id)
-                || self.held_for_parameters(action, &dest, &p.parameters, &id)
+            if self.held_for_parameters(action, &dest, &p.parameters, &id)
+                || self.held_for_approval(p, &dest, &id)
             {
                 continue;
             }
@@ -361,22 +368,35 @@ impl<'a> Acting<'a, '_> {
         }
     }
 
-    /// Holds a drastic command for a protected identity, whatever the rule says; returns
-    /// whether it did.
-    fn held_for_protection(&mut self, action: &Action, dest: &Dest<'_>, command_id: &str) -> bool {
-        let Some(why) = self.input.protection else {
-            return false;
+    /// Holds a command automated containment may not issue alone — a protected identity's
+    /// drastic action, whatever the rule says, or one a rule, target or policy requires
+    /// approval for — complete, for the approvals topic; returns whether it did.
+    fn held_for_approval(&mut self, p: &Planned<'_>, dest: &Dest<'_>, command_id: &str) -> bool {
+        let action = &p.action.action;
+        let rails = self.input.rails;
+        let (reason, detail) = match self.input.protection {
+            Some(why) if rails.is_drastic(action) => (
+                "protected_identity",
+                format!("{why}: {action} is never issued automatically"),
+            ),
+            _ if p.action.require_approval => (
+                "approval_required",
+                format!("rule {} requires approval for {action}", p.rule.id),
+            ),
+            _ => match rails.approval(action, dest.target, self.input.identity) {
+                Some(why) => ("approval_required", why),
+                None => return false,
+            },
         };
-        if !self.input.rails.is_drastic(&action.action) {
-            return false;
-        }
         self.held.push(Held {
             command_id: command_id.to_string(),
-            action: action.action.clone(),
+            action: action.clone(),
             target: dest.target.to_string(),
-            reason: "protected_identity".into(),
-            detail: format!("{why}: {} is never issued automatically", action.action),
+            reason: reason.into(),
+            detail,
         });
+        let command = self.command(p, command_id.to_string(), dest, p.parameters.clone());
+        self.held_commands.push(command);
         true
     }
 
@@ -548,6 +568,8 @@ impl<'a> Acting<'a, '_> {
             commands: self.commands,
             condition_errors: self.condition_errors,
             update: self.update,
+            held_commands: self.held_commands,
+            tripped: Vec::new(),
         }
     }
 }

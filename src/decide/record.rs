@@ -48,6 +48,8 @@ pub fn refuse(input: &DecideInput<'_>, refusal: Refusal, ruleset_version: &str) 
         commands: Vec::new(),
         condition_errors: Vec::new(),
         update: StateUpdate::default(),
+        held_commands: Vec::new(),
+        tripped: Vec::new(),
     }
 }
 

@@ -154,6 +154,11 @@ pub enum Outcome {
     /// The decision's outputs cannot be produced (too large for the producer, or do not
     /// encode): nothing was sent, the state is unchanged, the signal is dead-lettered.
     Undeliverable,
+    /// An approvals-topic record released a held command (approved, or a milder action on
+    /// timeout): the command went to its target.
+    Released,
+    /// A held command was denied, or timed out: nothing was sent.
+    Cancelled,
 }
 
 impl Outcome {
@@ -170,6 +175,8 @@ impl Outcome {
             Self::Refused => "refused",
             Self::Held => "held",
             Self::Undeliverable => "undeliverable",
+            Self::Released => "released",
+            Self::Cancelled => "cancelled",
         }
     }
 }

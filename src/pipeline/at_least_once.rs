@@ -262,10 +262,11 @@ pub(super) fn subscribe(
             } else {
                 format!("^{p}")
             };
-            consumer.subscribe(&[&pattern])?;
+            consumer.subscribe(&[&pattern, &settings.safety.approvals_topic])?;
         }
         None => {
-            let topics: Vec<&str> = settings.input.topics.iter().map(String::as_str).collect();
+            let mut topics: Vec<&str> = settings.input.topics.iter().map(String::as_str).collect();
+            topics.push(&settings.safety.approvals_topic);
             consumer.subscribe(&topics)?;
         }
     }
@@ -340,29 +341,31 @@ pub(super) async fn sweep(
     ctx: &Context,
     producer: &OutputProducer,
 ) -> Result<(), PipelineError> {
-    let (records, size) = {
+    let (records, size, expiries) = {
         let mut state = lock(&ctx.state);
         let swept = state.sweep();
-        (swept, state.size())
+        let expiries = super::holds::expiries(processor, &mut state, &runtime.metrics);
+        (swept, state.size(), expiries)
     };
     runtime.metrics.state_size(size.0, size.1, size.2);
-    if records.is_empty() {
-        return Ok(());
-    }
     runtime.metrics.state_written("sweep", records.len());
-    for (topic, partition, key, change) in records {
-        if let Some(out) = processor.state_record(&topic, partition, &key, change) {
-            let token = Box::new(AckToken {
-                topic: Arc::from(topic.as_str()),
-                partition,
-                offset: -1,
-                command_of_signal_at: None,
-                tracked: false,
-                attempts: 0,
-                record: None,
-            });
-            send(producer, &out, token).await?;
-        }
+    let records = records
+        .into_iter()
+        .filter_map(|(topic, partition, key, change)| {
+            let out = processor.state_record(&topic, partition, &key, change)?;
+            Some((Arc::from(topic.as_str()), partition, out))
+        });
+    for (topic, partition, out) in records.chain(expiries) {
+        let token = Box::new(AckToken {
+            topic,
+            partition,
+            offset: -1,
+            command_of_signal_at: None,
+            tracked: false,
+            attempts: 0,
+            record: None,
+        });
+        send(producer, &out, token).await?;
     }
     Ok(())
 }

@@ -68,6 +68,7 @@ pub async fn ensure_topic(settings: &Settings) -> Result<(), StateError> {
             .filter(|t| {
                 settings.input.topics.iter().any(|n| n == t.name())
                     || pattern.as_ref().is_some_and(|p| p.is_match(t.name()))
+                    || t.name() == settings.safety.approvals_topic
             })
             .map(|t| (t.name().to_string(), t.partitions().len()))
             .max_by_key(|(_, n)| *n);
@@ -91,30 +92,64 @@ pub async fn ensure_topic(settings: &Settings) -> Result<(), StateError> {
         (None, _) if !settings.state.create_changelog => Err(StateError::Missing(topic.clone())),
         (None, widest) => {
             let partitions = widest.map_or(1, |(_, n)| n.max(1)) as i32;
-            let replication = brokers.clamp(1, 3) as i32;
-            let new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication))
-                .set("cleanup.policy", "compact");
-            let results = admin
-                .create_topics([&new], &AdminOptions::new())
-                .await
-                .map_err(|e| StateError::Create {
-                    topic: topic.clone(),
-                    error: e.to_string(),
-                })?;
-            for r in results {
-                if let Err((_, code)) = r {
-                    if code != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists {
-                        return Err(StateError::Create {
-                            topic: topic.clone(),
-                            error: code.to_string(),
-                        });
-                    }
-                }
-            }
-            tracing::info!(%topic, partitions, replication, "created the state changelog topic");
+            create(&admin, topic, (partitions, brokers), true).await?;
+            tracing::info!(%topic, partitions, "created the state changelog topic");
             Ok(())
         }
     }
+}
+
+/// Creates the approvals topic when it does not exist, with one partition (holds are few; its
+/// partitions need changelog partitions of their own, so it never has more than the widest
+/// input). It is a log, not compacted: a hold and its verdict share a key.
+pub async fn ensure_approvals_topic(settings: &Settings) -> Result<(), StateError> {
+    let admin: AdminClient<DefaultClientContext> = base_config(settings).create()?;
+    let topic = &settings.safety.approvals_topic;
+    let (exists, brokers) = {
+        let md = admin
+            .inner()
+            .fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
+        let exists = md
+            .topics()
+            .iter()
+            .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
+        (exists, md.brokers().len())
+    };
+    if !exists {
+        create(&admin, topic, (1, brokers), false).await?;
+        tracing::info!(%topic, "created the approvals topic");
+    }
+    Ok(())
+}
+
+/// Creates a topic (replication: the brokers, at most 3); one that already exists is fine.
+async fn create(
+    admin: &AdminClient<DefaultClientContext>,
+    topic: &str,
+    (partitions, brokers): (i32, usize),
+    compact: bool,
+) -> Result<(), StateError> {
+    let replication = brokers.clamp(1, 3) as i32;
+    let mut new = NewTopic::new(topic, partitions, TopicReplication::Fixed(replication));
+    if compact {
+        new = new.set("cleanup.policy", "compact");
+    }
+    let failed = |error: String| StateError::Create {
+        topic: topic.to_string(),
+        error,
+    };
+    let results = admin
+        .create_topics([&new], &AdminOptions::new())
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    for r in results {
+        if let Err((_, code)) = r {
+            if code != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists {
+                return Err(failed(code.to_string()));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Rebuilds partitions' state from the changelog with one long-lived consumer (no group; a

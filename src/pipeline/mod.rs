@@ -8,6 +8,7 @@ mod at_least_once;
 pub mod changelog;
 mod exactly_once;
 pub mod fit;
+mod holds;
 pub mod kafka;
 pub mod offsets;
 pub mod process;
@@ -88,6 +89,9 @@ pub struct Runtime {
     pub trust: Arc<crate::trust::Trust>,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
+    /// The circuit breakers (configured from `[safety] breakers` when the run starts),
+    /// shared with the `/breakers` endpoint.
+    pub breakers: crate::safety::breakers::SharedBreakers,
 }
 
 /// What the loop keeps besides offsets: the inventory and the state of owned partitions.
@@ -124,6 +128,7 @@ pub async fn run(
             .rules_activated(rules.len(), rules.version());
         retention(&settings)
     };
+    crate::safety::breakers::lock(&runtime.breakers).configure(&settings.safety.breakers);
     tokio::pin!(shutdown);
     let inventory = SharedInventory::default();
     let _tail = match &settings.inventory.topic {
@@ -144,7 +149,7 @@ pub async fn run(
         None => None,
     };
     let mut failures = 0;
-    while let Err(e) = changelog::ensure_topic(&settings).await {
+    while let Err(e) = ensure_topics(&settings).await {
         if !e.is_transient() {
             return Err(e.into());
         }
@@ -158,7 +163,9 @@ pub async fn run(
     let ctx = Context {
         settings: settings.clone(),
         inventory,
-        state: Arc::new(Mutex::new(StateStore::new(retention))),
+        state: Arc::new(Mutex::new(
+            StateStore::new(retention).with_breakers(runtime.breakers.clone()),
+        )),
         restorer: Arc::new(changelog::Restorer::new(&settings)?),
     };
     match settings.delivery.mode {
@@ -169,6 +176,13 @@ pub async fn run(
             exactly_once::run(&settings, processor, runtime, ctx, shutdown).await
         }
     }
+}
+
+/// The approvals topic (created when missing), then the changelog (checked against the
+/// inputs' and the approvals topic's partitions, created when missing and allowed).
+async fn ensure_topics(settings: &Settings) -> Result<(), changelog::StateError> {
+    changelog::ensure_approvals_topic(settings).await?;
+    changelog::ensure_topic(settings).await
 }
 
 /// Rebuilds a partition's state from the changelog unless this instance holds it already.
@@ -308,6 +322,9 @@ fn observe(
             for h in &d.record.held {
                 metrics.command_held(&h.reason, &h.action);
             }
+            for b in &d.tripped {
+                metrics.rails.breaker_tripped(b);
+            }
             observe_trust(metrics, &d.record);
             let identity = &d.record.identity;
             metrics.identity_decided(match (&identity.id, identity.ownerless) {
@@ -320,6 +337,17 @@ fn observe(
                 commands = d.commands.len(),
                 "decided"
             );
+        }
+        Processed::Approval(a) => {
+            if let Some(d) = &a.decision {
+                metrics
+                    .rails
+                    .approval(d.record.outcome.name(), a.latency_ms);
+                summary.commands += d.commands.len() as u64;
+                for c in &d.commands {
+                    metrics.command_produced(&c.target, &c.action);
+                }
+            }
         }
         Processed::DeadLettered(dl) => {
             summary.dead_lettered += 1;

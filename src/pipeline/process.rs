@@ -45,6 +45,8 @@ pub enum OutKind {
     DeadLetter,
     /// A changelog record of the subject's state.
     State,
+    /// A record of the approvals topic (a held command).
+    Hold,
 }
 
 impl OutKind {
@@ -55,6 +57,7 @@ impl OutKind {
             Self::Decision => "decision",
             Self::DeadLetter => "dead_letter",
             Self::State => "state",
+            Self::Hold => "hold",
         }
     }
 }
@@ -76,6 +79,18 @@ pub struct OutRecord {
 pub enum Processed {
     Decided(Box<Decision>),
     DeadLettered(DeadLetter),
+    /// A record of the approvals topic applied to its partition's holds.
+    Approval(ApprovalOutcome),
+}
+
+/// What an approvals-topic record did.
+#[derive(Debug, Default)]
+pub struct ApprovalOutcome {
+    /// The release's, cancellation's or refusal's decision; `None` for a new hold or a
+    /// record already applied.
+    pub decision: Option<Box<Decision>>,
+    /// How long the hold waited for its verdict (ms).
+    pub latency_ms: Option<i64>,
 }
 
 /// A decoded signal and what the decision about it depends on besides state and rules.
@@ -123,7 +138,7 @@ fn adopt_former_names(
 
 /// Turns records into outputs with the configured encodings and topics.
 pub struct Processor {
-    settings: Arc<Settings>,
+    pub(super) settings: Arc<Settings>,
     trust: Arc<Trust>,
     decoder: SignalDecoder,
     codec: AvroCodec,
@@ -131,6 +146,9 @@ pub struct Processor {
     decisions_topic: Arc<str>,
     dead_letter_topic: Arc<str>,
     changelog_topic: Arc<str>,
+    pub(super) approvals_topic: Arc<str>,
+    /// How approvals-topic records are judged.
+    pub(super) approvals: crate::approvals::Policy,
     /// The producer's `message.max.bytes`: no output may be larger.
     max_record_bytes: usize,
     rails: Rails,
@@ -150,12 +168,19 @@ impl Processor {
             decisions_topic: Arc::from(settings.output.decisions_topic.as_str()),
             dead_letter_topic: Arc::from(settings.output.dead_letter_topic.as_str()),
             changelog_topic: Arc::from(settings.state.changelog_topic.as_str()),
+            approvals_topic: Arc::from(settings.safety.approvals_topic.as_str()),
+            approvals: crate::approvals::Policy::of(&settings),
             max_record_bytes: fit::max_record_bytes(&settings),
-            rails: Rails::new(&settings.safety),
+            rails: Rails::new(&settings.safety, &settings.targets),
             settings,
             codec,
             target_topics,
         }
+    }
+
+    /// The topic a target's commands go to.
+    pub(super) fn target_topic(&self, target: &str) -> Option<&Arc<str>> {
+        self.target_topics.get(target)
     }
 
     /// The record's encoding: the override, else its topic's.
@@ -193,6 +218,9 @@ impl Processor {
         state: &mut StateStore,
         msg: &Incoming<'_>,
     ) -> (Processed, Vec<OutRecord>) {
+        if msg.topic == &*self.approvals_topic {
+            return self.approval(state, msg);
+        }
         let started = Instant::now();
         let now = crate::trust::now_ms();
         let (signal, subject_id) = match self.ingest(msg, now) {
@@ -205,7 +233,7 @@ impl Processor {
         let decided_at = msg.timestamp.unwrap_or(signal.received_at);
         let key = state_key(&identity, &subject_id);
         let moved = adopt_former_names(state, msg, key, &identity, &subject_id);
-        let decision = self.judge(
+        let mut decision = self.judge(
             rules,
             state,
             msg,
@@ -220,10 +248,12 @@ impl Processor {
                 decode_micros: started.elapsed().as_micros() as i64,
             },
         );
+        let verdicts = self.govern(state, msg, &mut decision);
         match self.encode(&decision, &subject_id) {
             Ok(mut out) => {
                 let update = &decision.update;
                 out.extend(self.apply(state, msg, (key, decided_at), update, moved));
+                out.extend(verdicts);
                 (Processed::Decided(Box::new(decision)), out)
             }
             Err(reason) => {
@@ -366,6 +396,8 @@ impl Processor {
             key: Some(match key {
                 StateKey::Subject(subject) => changelog::key(topic, partition, subject),
                 StateKey::Seen(seen) => changelog::seen_key(topic, partition, seen),
+                StateKey::Breaker(offset) => changelog::breaker_key(topic, partition, *offset),
+                StateKey::Hold(id) => changelog::hold_key(topic, partition, id),
             }),
             payload,
             headers: Vec::new(),
@@ -375,7 +407,7 @@ impl Processor {
 
     /// The decision's commands and record as output records, each within the producer's size
     /// limit; otherwise why not.
-    fn encode(
+    pub(super) fn encode(
         &self,
         decision: &Decision,
         subject_id: &str,
@@ -418,6 +450,7 @@ impl Processor {
                 },
             });
         }
+        out.extend(self.hold_records(decision));
         let payload = match self.settings.output.format {
             OutputFormat::Avro => self
                 .codec
@@ -479,7 +512,7 @@ impl Processor {
         fit::dead_letter(record, self.max_record_bytes)
     }
 
-    fn dead_letter(
+    pub(super) fn dead_letter(
         &self,
         msg: &Incoming<'_>,
         reason: DeadLetterReason,

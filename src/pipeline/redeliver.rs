@@ -84,7 +84,7 @@ impl Redelivery {
 fn next(u: Undelivered) -> Next {
     let gives_up = matches!(
         u.token.record.as_ref().map(|r| &r.kind),
-        Some(OutKind::Command { .. } | OutKind::Decision)
+        Some(OutKind::Command { .. } | OutKind::Decision | OutKind::Hold)
     );
     if gives_up && u.refused && u.token.attempts >= REFUSED_ATTEMPTS {
         Next::DeadLetter(u.token, u.error)

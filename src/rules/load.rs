@@ -428,6 +428,7 @@ impl<'a> Checker<'a> {
                 lifts,
                 object,
                 fallback,
+                require_approval: a.require_approval,
             });
         }
         actions

@@ -123,6 +123,8 @@ pub struct Action {
     pub object: Option<Param>,
     /// Targets for a blast radius that reaches nothing (see `ActionSpec::fallback_targets`).
     pub fallback: Vec<String>,
+    /// Held for an operator's approval (see `ActionSpec::require_approval`).
+    pub require_approval: bool,
 }
 
 /// The containments a restore may lift: each list empty = any.

@@ -136,6 +136,10 @@ pub struct ActionSpec {
     /// identity is never left uncontained because its inventory record is incomplete.
     #[serde(default)]
     pub fallback_targets: Vec<String>,
+    /// The command is never issued automatically: it is held on the approvals topic until
+    /// an operator approves it (`containd approvals approve`), denies it, or it times out.
+    #[serde(default)]
+    pub require_approval: bool,
 }
 
 /// A restore's `lifts`: a list of actions, or the full form.

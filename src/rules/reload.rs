@@ -152,6 +152,7 @@ mod tests {
             topic: "t".into(),
             kind: TargetKind::Idp,
             actions: vec!["revoke_sessions".into()],
+            require_approval: false,
         }];
         let set = load_dir(dir, &targets, &[]).unwrap();
         Reloader {

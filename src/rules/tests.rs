@@ -8,6 +8,7 @@ fn targets() -> Vec<TargetSettings> {
         topic: format!("containment.commands.{name}.v1"),
         kind,
         actions: actions.iter().map(|a| a.to_string()).collect(),
+        require_approval: false,
     };
     vec![
         t(

@@ -6,20 +6,33 @@
 //! say: the decision holds the command (`held`, reason `protected_identity`) and says why. An
 //! identity is protected when its inventory record says so, or when `[safety] protected`
 //! names its inventory id or canonical subject id (exactly, or by a prefix ending in `*`).
+//!
+//! **Approval** — an action (`require_approval` in its rule), a target (`require_approval`
+//! in `[[targets]]`) or an identity's facts (`[[safety.require_approval]]`) can require an
+//! operator's approval: the command is held (`approval_required`) and published to the
+//! approvals topic (see [`crate::approvals`]), as are a protected identity's held commands.
+//!
+//! **Circuit breakers** ([`breakers`]) hold what goes past a limit.
 
-use crate::config::SafetySettings;
+pub mod admin;
+pub mod breakers;
+
+use crate::config::{ApprovalPolicy, SafetySettings, TargetSettings};
 use crate::inventory::Identity;
 
-/// The rails, compiled from `[safety]`.
+/// The rails, compiled from `[safety]` and the targets.
 #[derive(Debug, Clone, Default)]
 pub struct Rails {
     exact: Vec<String>,
     prefixes: Vec<String>,
     drastic: Vec<String>,
+    /// Targets every command of which waits for approval.
+    approval_targets: Vec<String>,
+    policies: Vec<ApprovalPolicy>,
 }
 
 impl Rails {
-    pub fn new(settings: &SafetySettings) -> Self {
+    pub fn new(settings: &SafetySettings, targets: &[TargetSettings]) -> Self {
         let (prefixes, exact): (Vec<&String>, Vec<&String>) =
             settings.protected.iter().partition(|p| p.ends_with('*'));
         Self {
@@ -29,7 +42,35 @@ impl Rails {
                 .map(|p| p.trim_end_matches('*').to_string())
                 .collect(),
             drastic: settings.drastic_actions.clone(),
+            approval_targets: targets
+                .iter()
+                .filter(|t| t.require_approval)
+                .map(|t| t.name.clone())
+                .collect(),
+            policies: settings.require_approval.clone(),
         }
+    }
+
+    /// Why a command for `action` at `target` needs an operator's approval (beyond the
+    /// rule's own `require_approval`), or `None`.
+    pub fn approval(&self, action: &str, target: &str, identity: &Identity) -> Option<String> {
+        if self.approval_targets.iter().any(|t| t == target) {
+            return Some(format!(
+                "target {target} requires approval for every command"
+            ));
+        }
+        let policy = self.policies.iter().position(|p| {
+            let acts = match p.actions.is_empty() {
+                true => self.is_drastic(action),
+                false => p.actions.iter().any(|a| a == action),
+            };
+            acts && facts_match(p, identity)
+        })?;
+        Some(format!(
+            "[[safety.require_approval]] #{} holds {action} for {}",
+            policy + 1,
+            identity_facts(identity)
+        ))
     }
 
     /// Why the identity is protected, or `None` when it is not.
@@ -58,6 +99,29 @@ impl Rails {
     }
 }
 
+/// Whether an identity's facts satisfy a policy (each empty list = any).
+fn facts_match(p: &ApprovalPolicy, identity: &Identity) -> bool {
+    let criticality = identity.criticality.map(|c| c.name());
+    let environment = identity.environment.as_deref();
+    let fits = |want: &[String], have: Option<&str>| {
+        want.is_empty() || have.is_some_and(|h| want.iter().any(|w| w == h))
+    };
+    fits(&p.criticality, criticality) && fits(&p.environment, environment)
+}
+
+fn identity_facts(identity: &Identity) -> String {
+    format!(
+        "{} (criticality {}, environment {})",
+        if identity.known {
+            &*identity.id
+        } else {
+            "an unknown identity"
+        },
+        identity.criticality.map_or("unknown", |c| c.name()),
+        identity.environment.as_deref().unwrap_or("unknown"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,10 +137,13 @@ mod tests {
 
     #[test]
     fn protection_comes_from_the_inventory_or_the_config() {
-        let rails = Rails::new(&SafetySettings {
-            protected: vec!["svc-root".into(), "breakglass-*".into()],
-            ..SafetySettings::default()
-        });
+        let rails = Rails::new(
+            &SafetySettings {
+                protected: vec!["svc-root".into(), "breakglass-*".into()],
+                ..SafetySettings::default()
+            },
+            &[],
+        );
         assert!(rails
             .protection(&identity("svc-ci", true), "x")
             .unwrap()

@@ -3,7 +3,7 @@
 //! record goes to the changelog partition with the input partition's number. Value: the
 //! subject's state as JSON, or a tombstone when nothing is left.
 
-use super::{CommandId, Seen, Shard, SubjectState};
+use super::{CommandId, Shard, SubjectState};
 
 pub fn key(topic: &str, partition: i32, subject: &str) -> Vec<u8> {
     format!("{topic}|{partition}|{subject}").into_bytes()
@@ -19,6 +19,17 @@ pub fn prefix(topic: &str, partition: i32) -> Vec<u8> {
 /// topic names cannot contain it.
 pub fn seen_key(topic: &str, partition: i32, key: &CommandId) -> Vec<u8> {
     format!("{topic}|{partition}#seen#{key}").into_bytes()
+}
+
+/// The key of the circuit breakers' verdicts on the signal at `offset`:
+/// `<topic>|<partition>#breaker#<offset>`.
+pub fn breaker_key(topic: &str, partition: i32, offset: i64) -> Vec<u8> {
+    format!("{topic}|{partition}#breaker#{offset}").into_bytes()
+}
+
+/// The key of a held command (an approvals-topic partition): `<topic>|<partition>#hold#<id>`.
+pub fn hold_key(topic: &str, partition: i32, command_id: &str) -> Vec<u8> {
+    format!("{topic}|{partition}#hold#{command_id}").into_bytes()
 }
 
 pub fn encode(state: &SubjectState) -> Vec<u8> {
@@ -82,32 +93,53 @@ pub fn restore_record(
     Ok(())
 }
 
-/// A seen-signal record of this partition (other keys are skipped).
+/// A seen-signal, breaker-verdict or hold record of this partition (other keys are skipped).
 fn restore_seen(
     shard: &mut Shard,
     prefix: &[u8],
     key: &[u8],
     value: Option<&[u8]>,
 ) -> Result<(), BadRecord> {
-    // `prefix` is `<topic>|<partition>|`: the seen keys share all of it but the last byte.
-    let seen_prefix = [&prefix[..prefix.len() - 1], b"#seen#"].concat();
-    let Some(hex_key) = key.strip_prefix(seen_prefix.as_slice()) else {
+    // `prefix` is `<topic>|<partition>|`: these keys share all of it but the last byte.
+    let base = &prefix[..prefix.len() - 1];
+    let Some(rest) = key.strip_prefix(base) else {
         return Ok(());
     };
     let bad = |reason: String| BadRecord {
         key: String::from_utf8_lossy(key).into_owned(),
         reason,
     };
-    let id = std::str::from_utf8(hex_key)
-        .ok()
-        .and_then(CommandId::parse)
-        .ok_or_else(|| bad("not a seen key".into()))?;
-    match value.filter(|v| !v.is_empty()) {
-        None => shard.seen.remove(&id),
-        Some(bytes) => {
-            let seen: Seen = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
-            shard.seen.restore(seen);
+    let value = value.filter(|v| !v.is_empty());
+    let text = |b: &[u8]| std::str::from_utf8(b).map(str::to_string);
+    if let Some(hex_key) = rest.strip_prefix(b"#seen#".as_slice()) {
+        let id = text(hex_key)
+            .ok()
+            .and_then(|h| CommandId::parse(&h))
+            .ok_or_else(|| bad("not a seen key".into()))?;
+        match value {
+            None => shard.seen.remove(&id),
+            Some(bytes) => shard.seen.restore(json(bytes, key)?),
         }
+    } else if let Some(offset) = rest.strip_prefix(b"#breaker#".as_slice()) {
+        let offset: i64 = text(offset)
+            .ok()
+            .and_then(|o| o.parse().ok())
+            .ok_or_else(|| bad("not a breaker key".into()))?;
+        match value {
+            None => shard.breaker_verdicts.remove(&offset),
+            Some(bytes) => shard.breaker_verdicts.insert(offset, json(bytes, key)?),
+        };
+    } else if let Some(id) = rest.strip_prefix(b"#hold#".as_slice()) {
+        let id = text(id).map_err(|e| bad(e.to_string()))?;
+        let hold = value.map(|v| json(v, key)).transpose()?;
+        shard.holds.restore(&id, hold);
     }
     Ok(())
+}
+
+fn json<T: serde::de::DeserializeOwned>(bytes: &[u8], key: &[u8]) -> Result<T, BadRecord> {
+    serde_json::from_slice(bytes).map_err(|e| BadRecord {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: e.to_string(),
+    })
 }

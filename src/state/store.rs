@@ -4,7 +4,9 @@
 
 use super::seen::SeenSet;
 use super::{CommandId, Mark, Retention, StateUpdate, SubjectState};
-use std::collections::HashMap;
+use crate::approvals::HoldTable;
+use crate::safety::breakers::{self, SharedBreakers, Verdicts};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 #[derive(Debug, Default)]
@@ -12,6 +14,10 @@ pub struct Shard {
     pub subjects: HashMap<String, SubjectState>,
     /// Signals decided in the partition, for duplicate detection.
     pub seen: SeenSet,
+    /// What the circuit breakers did to the partition's signals, by offset.
+    pub breaker_verdicts: BTreeMap<i64, Verdicts>,
+    /// Held commands (a partition of the approvals topic).
+    pub holds: HoldTable,
     /// Newest signal time applied or restored: the clock eviction runs on.
     pub stream_time: i64,
 }
@@ -37,6 +43,10 @@ pub enum Change {
 pub enum Key {
     Subject(String),
     Seen(CommandId),
+    /// The circuit breakers' verdicts on the signal at this offset.
+    Breaker(i64),
+    /// A held command, by command id.
+    Hold(String),
 }
 
 /// Shards by input topic, then partition (looked up per signal without allocating a key).
@@ -44,6 +54,8 @@ pub enum Key {
 pub struct StateStore {
     shards: HashMap<String, HashMap<i32, Shard>>,
     retention: Retention,
+    /// The instance's circuit breakers (they count across its partitions).
+    pub breakers: SharedBreakers,
 }
 
 impl StateStore {
@@ -52,6 +64,12 @@ impl StateStore {
             retention,
             ..Self::default()
         }
+    }
+
+    /// The store with the instance's circuit breakers.
+    pub fn with_breakers(mut self, breakers: SharedBreakers) -> Self {
+        self.breakers = breakers;
+        self
     }
 
     pub fn retention(&self) -> Retention {
@@ -65,13 +83,23 @@ impl StateStore {
     }
 
     pub fn insert_shard(&mut self, topic: &str, partition: i32, shard: Shard) {
+        let mut counts = breakers::lock(&self.breakers);
+        for (offset, verdicts) in &shard.breaker_verdicts {
+            let origin = format!("{topic}|{partition}@{offset}");
+            counts.restore(verdicts, &origin);
+        }
+        drop(counts);
         self.shards
             .entry(topic.to_string())
             .or_default()
             .insert(partition, shard);
     }
 
-    fn shard_mut(&mut self, topic: &str, partition: i32) -> Option<&mut Shard> {
+    pub fn shard(&self, topic: &str, partition: i32) -> Option<&Shard> {
+        self.shards.get(topic)?.get(&partition)
+    }
+
+    pub fn shard_mut(&mut self, topic: &str, partition: i32) -> Option<&mut Shard> {
         self.shards.get_mut(topic)?.get_mut(&partition)
     }
 
@@ -196,10 +224,34 @@ impl StateStore {
         Some((Key::Seen(seen.key), Change::Updated(record)))
     }
 
+    /// What the circuit breakers did to the signal at `offset` when it was first decided.
+    pub fn breaker_verdicts(&self, topic: &str, partition: i32, offset: i64) -> Option<&Verdicts> {
+        self.shard(topic, partition)?.breaker_verdicts.get(&offset)
+    }
+
+    /// Remembers what the breakers did to the signal at `offset`; the changelog record.
+    pub fn record_verdicts(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        verdicts: Verdicts,
+    ) -> (Key, Change) {
+        if !self.has_shard(topic, partition) {
+            self.insert_shard(topic, partition, Shard::default());
+        }
+        let record = serde_json::to_vec(&verdicts).unwrap_or_default();
+        if let Some(shard) = self.shard_mut(topic, partition) {
+            shard.breaker_verdicts.insert(offset, verdicts);
+        }
+        (Key::Breaker(offset), Change::Updated(record))
+    }
+
     /// Evicts expired entries in every shard by its stream time; returns the changelog records
     /// to write: (topic, partition, what the record is about, what changed).
     pub fn sweep(&mut self) -> Vec<(String, i32, Key, Change)> {
         let retention = self.retention;
+        let keep_verdicts = breakers::lock(&self.breakers).longest_period() + retention.margin;
         let mut out = Vec::new();
         let shards = self
             .shards
@@ -209,6 +261,12 @@ impl StateStore {
             let now = shard.stream_time;
             for key in shard.seen.evict(now, retention.margin) {
                 out.push((topic.clone(), *partition, Key::Seen(key), Change::Removed));
+            }
+            let gone = evict_verdicts(&mut shard.breaker_verdicts, now, keep_verdicts);
+            let holds = shard.holds.evict(crate::trust::now_ms(), retention.margin);
+            let gone = gone.into_iter().map(Key::Breaker);
+            for key in gone.chain(holds.into_iter().map(Key::Hold)) {
+                out.push((topic.clone(), *partition, key, Change::Removed));
             }
             shard.subjects.retain(|subject, state| {
                 if !state.evict(now, retention) {
@@ -232,6 +290,14 @@ impl StateStore {
         out
     }
 
+    /// Every owned partition's holds (the approvals topic's partitions), mutably.
+    pub fn hold_tables(&mut self) -> impl Iterator<Item = (&str, i32, &mut HoldTable)> {
+        self.shards.iter_mut().flat_map(|(t, ps)| {
+            ps.iter_mut()
+                .map(move |(p, s)| (t.as_str(), *p, &mut s.holds))
+        })
+    }
+
     /// Size of the largest subject's changelog record (bytes).
     pub fn largest_record(&self) -> usize {
         self.shards
@@ -250,4 +316,18 @@ impl StateStore {
         let entries = shards().map(Shard::entries).sum();
         (shards().count(), subjects, entries)
     }
+}
+
+/// Drops breaker verdicts older than `keep` before `now`; returns their offsets.
+fn evict_verdicts(verdicts: &mut BTreeMap<i64, Verdicts>, now: i64, keep: Duration) -> Vec<i64> {
+    let before = now - keep.as_millis() as i64;
+    let gone: Vec<i64> = verdicts
+        .iter()
+        .filter(|(_, v)| v.at < before)
+        .map(|(o, _)| *o)
+        .collect();
+    for o in &gone {
+        verdicts.remove(o);
+    }
+    gone
 }

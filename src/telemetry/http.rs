@@ -77,6 +77,7 @@ pub async fn serve(
     addr: SocketAddr,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
+    admin: Option<crate::safety::admin::Admin>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<(SocketAddr, impl Future<Output = std::io::Result<()>>)> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
@@ -86,6 +87,10 @@ pub async fn serve(
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready_handler))
         .with_state(AppState { metrics, health });
+    let app = match admin {
+        Some(admin) => app.merge(admin.routes()),
+        None => app,
+    };
     let fut = async move {
         axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)

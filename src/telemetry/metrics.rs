@@ -109,6 +109,8 @@ pub struct Metrics {
     identities_seen: Family<ReasonLabel, Counter>,
     untrusted: Family<UntrustedLabels, Counter>,
     refused: Family<CommandLabels, Counter>,
+    /// Circuit breakers and approval holds.
+    pub rails: super::rails::RailMetrics,
 }
 
 impl Default for Metrics {
@@ -154,12 +156,14 @@ impl Metrics {
             identities_seen: Family::default(),
             untrusted: Family::default(),
             refused: Family::default(),
+            rails: Default::default(),
             registry: Registry::default(),
         };
         m.register_pipeline(&mut registry);
         m.register_delivery(&mut registry);
         m.register_state(&mut registry);
         m.register_rules_and_trust(&mut registry);
+        m.rails.register(&mut registry);
         Self { registry, ..m }
     }
 
@@ -216,7 +220,7 @@ impl Metrics {
         );
         registry.register(
             "commands_held",
-            "Commands decided but held, not sent, by reason (protected_identity, missing_parameter) and action",
+            "Commands decided but held, not sent, by reason (protected_identity, approval_required, breaker_open, missing_parameter) and action",
             self.held.clone(),
         );
         registry.register(

@@ -4,6 +4,7 @@
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod rails;
 pub mod throttle;
 
 pub use metrics::Metrics;

@@ -1,0 +1,656 @@
+//! `containd approvals`: the operator's side of the approvals topic.
+//!
+//! `list` reads the topic to its current end and folds it as containd does — one
+//! [`HoldTable`] per partition, records in offset order, under the same [`Policy`] — so what
+//! it shows as pending is what containd holds. `approve` and `deny` first check that the
+//! command is pending (a verdict on anything else would only be ignored), then write one
+//! verdict record to the hold's own partition, where containd reads it after the hold.
+
+use super::{is_command_id, ApprovalRecord, Closed, Hold, HoldTable, Policy, Transition, Verdict};
+use crate::cli::{rfc3339, say, table};
+use crate::config::Settings;
+use crate::pipeline::kafka::{consumer_config, producer_config};
+use crate::state::Mark;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+/// The bound on reading the topic to its end, and on a verdict's acknowledgement.
+const WAIT: Duration = Duration::from_secs(30);
+const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
+const POLL: Duration = Duration::from_millis(200);
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Without a usable key, a forged hold could not be told from containd's own.
+    #[error("safety.approvals_key_file: {0}")]
+    Key(String),
+    #[error("approvals topic {0:?} does not exist: nothing was held yet, or safety.approvals_topic names another topic")]
+    NoTopic(String),
+    #[error(
+        "approvals topic {topic:?}: partition {partition} not read to its end (offset {end}) within {waited:?}: is a broker down, or a transaction open on it?{}",
+        last.as_ref().map(|e| format!(" (last error: {e})")).unwrap_or_default()
+    )]
+    Incomplete {
+        topic: String,
+        partition: i32,
+        end: i64,
+        waited: Duration,
+        last: Option<KafkaError>,
+    },
+    #[error("Kafka client: {0}")]
+    Kafka(#[from] KafkaError),
+    #[error("{0:?} is not a command id: 32 hex digits, as `containd approvals list` shows them")]
+    NotAnId(String),
+    #[error("no approver: pass --approver, or set $USER")]
+    NoApprover,
+    #[error("--reason is empty: say why; it is recorded with the verdict")]
+    NoReason,
+    #[error(
+        "{approver:?} is not one of [safety] approvers ({}): containd would refuse the verdict",
+        allowed.join(", ")
+    )]
+    NotApprover {
+        approver: String,
+        allowed: Vec<String>,
+    },
+    #[error("{id} is not held on {topic:?}: an unknown command id, or its hold is past the topic's retention")]
+    Unknown { id: String, topic: String },
+    #[error(
+        "{id} is no longer pending: already {} by {} at {} ({})",
+        closed.outcome, closed.by, rfc3339(closed.at), closed.reason
+    )]
+    Released { id: String, closed: Closed },
+    #[error("producing the verdict on {id} to {topic:?}: {source}")]
+    Produce {
+        id: String,
+        topic: String,
+        source: KafkaError,
+    },
+}
+
+impl crate::cli::Failure for Error {
+    fn is_config(&self) -> bool {
+        matches!(self, Self::Key(_))
+    }
+}
+
+/// One approvals-topic record as read.
+#[derive(Debug, Clone)]
+pub struct Raw {
+    pub partition: i32,
+    pub offset: i64,
+    /// The record's timestamp (ms), which containd judges it at.
+    pub at: i64,
+    pub payload: Option<Vec<u8>>,
+}
+
+/// The approvals topic folded: each partition's holds, and what could not be applied.
+#[derive(Debug, Default)]
+pub struct Holds {
+    tables: BTreeMap<i32, HoldTable>,
+    /// Records that are no approvals record at all.
+    pub malformed: usize,
+    /// Why containd refuses the records it refuses (an unsealed hold, an approver not
+    /// allowed): such a record changes nothing here either.
+    pub refused: Vec<String>,
+}
+
+impl Holds {
+    /// Applies the records partition by partition, in offset order.
+    pub fn fold(mut records: Vec<Raw>, policy: &Policy) -> Self {
+        records.sort_by_key(|r| (r.partition, r.offset));
+        let mut holds = Self::default();
+        for raw in records {
+            let parsed = raw
+                .payload
+                .as_deref()
+                .and_then(|p| serde_json::from_slice::<ApprovalRecord>(p).ok());
+            let Some(record) = parsed else {
+                holds.malformed += 1;
+                continue;
+            };
+            let mark = Mark {
+                offset: raw.offset,
+                at: raw.at,
+            };
+            let table = holds.tables.entry(raw.partition).or_default();
+            if let Transition::Ignored { refused: true, why } = table.apply(record, mark, policy) {
+                holds.refused.push(why);
+            }
+        }
+        holds
+    }
+
+    /// The holds nobody decided on yet, oldest first.
+    pub fn pending(&self) -> Vec<&Hold> {
+        let mut pending: Vec<&Hold> = self.tables.values().flat_map(|t| t.pending()).collect();
+        pending.sort_by(|a, b| {
+            (a.request.held_at, &a.request.command_id)
+                .cmp(&(b.request.held_at, &b.request.command_id))
+        });
+        pending
+    }
+
+    /// The hold of `command_id`, pending or closed, with its partition.
+    pub fn find(&self, command_id: &str) -> Option<(i32, &Hold)> {
+        self.tables
+            .iter()
+            .find_map(|(p, t)| t.get(command_id).map(|h| (*p, h)))
+    }
+
+    /// The pending hold of `command_id` with its partition, or why there is none.
+    fn pending_hold(&self, command_id: &str, topic: &str) -> Result<(i32, &Hold), Error> {
+        let (partition, hold) = self.find(command_id).ok_or_else(|| Error::Unknown {
+            id: command_id.into(),
+            topic: topic.into(),
+        })?;
+        match &hold.closed {
+            Some(closed) => Err(Error::Released {
+                id: command_id.into(),
+                closed: closed.clone(),
+            }),
+            None => Ok((partition, hold)),
+        }
+    }
+}
+
+/// `containd approvals list`: the pending holds, as a table or (`json`) a JSON array of
+/// [`Hold`]s.
+pub fn list(settings: &Settings, json: bool) -> Result<(), Error> {
+    let holds = load(settings)?;
+    let pending = holds.pending();
+    if json {
+        say!("{}", serde_json::to_string_pretty(&pending).unwrap_or_default());
+    } else if pending.is_empty() {
+        say!(
+            "no held command is pending on {}",
+            settings.safety.approvals_topic
+        );
+    } else {
+        say!("{}", render(&pending));
+    }
+    Ok(())
+}
+
+/// The pending holds as a table, one row each.
+pub fn render(pending: &[&Hold]) -> String {
+    let rows: Vec<Vec<String>> = pending
+        .iter()
+        .map(|h| {
+            let (r, c) = (&h.request, &h.request.command);
+            vec![
+                r.command_id.clone(),
+                c.action.clone(),
+                c.target.clone(),
+                c.subject.id.clone(),
+                r.reason.clone(),
+                rfc3339(r.held_at),
+                rfc3339(r.expires_at),
+                r.detail.clone(),
+            ]
+        })
+        .collect();
+    let header = [
+        "COMMAND ID",
+        "ACTION",
+        "TARGET",
+        "SUBJECT",
+        "REASON",
+        "HELD AT",
+        "EXPIRES AT",
+        "DETAIL",
+    ];
+    table(&header, &rows)
+}
+
+/// What an operator decides about a held command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Choice {
+    /// Release it to its target topic.
+    Approve,
+    /// Cancel it.
+    Deny,
+}
+
+/// `containd approvals approve`.
+pub fn approve(
+    settings: &Settings,
+    id: &str,
+    approver: Option<&str>,
+    reason: &str,
+) -> Result<(), Error> {
+    decide(settings, Choice::Approve, id, approver, reason)
+}
+
+/// `containd approvals deny`.
+pub fn deny(
+    settings: &Settings,
+    id: &str,
+    approver: Option<&str>,
+    reason: &str,
+) -> Result<(), Error> {
+    decide(settings, Choice::Deny, id, approver, reason)
+}
+
+/// Checks the verdict and that its command is pending, then writes it next to the hold.
+/// `approver` defaults to `$USER`.
+pub fn decide(
+    settings: &Settings,
+    choice: Choice,
+    id: &str,
+    approver: Option<&str>,
+    reason: &str,
+) -> Result<(), Error> {
+    let approver = approver
+        .map(str::to_string)
+        .or_else(|| std::env::var("USER").ok());
+    let verdict = verdict(settings, id, approver, reason)?;
+    let topic = &settings.safety.approvals_topic;
+    let holds = load(settings)?;
+    let (partition, hold) = holds.pending_hold(&verdict.command_id, topic)?;
+    let now = chrono::Utc::now().timestamp_millis();
+    if hold.request.expires_at <= now {
+        eprintln!(
+            "warning: {} passed its approval timeout at {}; once containd has written its expiry, this verdict is ignored",
+            verdict.command_id,
+            rfc3339(hold.request.expires_at)
+        );
+    }
+    let (summary, then) = describe(hold, choice);
+    let record = match choice {
+        Choice::Approve => ApprovalRecord::Approve(verdict),
+        Choice::Deny => ApprovalRecord::Deny(verdict),
+    };
+    let (partition, offset) = send(settings, partition, &record)?;
+    say!("{summary}: verdict written to {topic} partition {partition} offset {offset}; {then}");
+    Ok(())
+}
+
+/// What the verdict is about, and what containd does with it.
+fn describe(hold: &Hold, choice: Choice) -> (String, String) {
+    let (r, c) = (&hold.request, &hold.request.command);
+    let what = format!("{} ({} → {}, subject {})", r.command_id, c.action, c.target, c.subject.id);
+    match choice {
+        Choice::Approve => (
+            format!("approved {what}"),
+            format!("containd releases the command to {}", r.topic),
+        ),
+        Choice::Deny => (
+            format!("denied {what}"),
+            "containd cancels the command".into(),
+        ),
+    }
+}
+
+/// The verdict asked for, checked as containd will check it.
+fn verdict(
+    settings: &Settings,
+    id: &str,
+    approver: Option<String>,
+    reason: &str,
+) -> Result<Verdict, Error> {
+    let command_id = id.trim().to_ascii_lowercase();
+    if !is_command_id(&command_id) {
+        return Err(Error::NotAnId(id.into()));
+    }
+    let approver = approver
+        .map(|a| a.trim().to_string())
+        .filter(|a| !a.is_empty())
+        .ok_or(Error::NoApprover)?;
+    let allowed = &settings.safety.approvers;
+    if !allowed.is_empty() && !allowed.contains(&approver) {
+        return Err(Error::NotApprover {
+            approver,
+            allowed: allowed.clone(),
+        });
+    }
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(Error::NoReason);
+    }
+    Ok(Verdict {
+        command_id,
+        approver,
+        reason: reason.into(),
+    })
+}
+
+/// The topic read and folded under containd's policy; what was skipped is said on stderr.
+fn load(settings: &Settings) -> Result<Holds, Error> {
+    let policy = Policy::of(settings);
+    if let Some(Err(why)) = &policy.key {
+        return Err(Error::Key(why.clone()));
+    }
+    let holds = Holds::fold(read(settings)?, &policy);
+    let topic = &settings.safety.approvals_topic;
+    if holds.malformed > 0 {
+        eprintln!(
+            "skipped {} malformed record(s) on {topic}",
+            holds.malformed
+        );
+    }
+    if let Some(last) = holds.refused.last() {
+        let n = holds.refused.len();
+        eprintln!("{n} record(s) on {topic} refused, as containd refuses them; the last: {last}");
+    }
+    Ok(holds)
+}
+
+/// Reads every partition of the approvals topic from its beginning to its end as of now.
+/// read_committed (the consumer default): an aborted transaction's holds are no holds.
+pub fn read(settings: &Settings) -> Result<Vec<Raw>, Error> {
+    let topic = &settings.safety.approvals_topic;
+    let consumer = reader(settings)?;
+    let ends = ends(&consumer, topic)?;
+    if ends.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut tpl = TopicPartitionList::new();
+    for partition in ends.keys() {
+        tpl.add_partition_offset(topic, *partition, Offset::Beginning)?;
+    }
+    consumer.assign(&tpl)?;
+    drain(&consumer, topic, ends)
+}
+
+/// A consumer in a throwaway group that never commits: reading moves nobody's position.
+fn reader(settings: &Settings) -> Result<BaseConsumer, Error> {
+    let mut config = consumer_config(settings);
+    let nonce = chrono::Utc::now().timestamp_micros();
+    config
+        .set(
+            "group.id",
+            format!("containd-approvals-cli-{}-{nonce}", std::process::id()),
+        )
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false");
+    Ok(config.create()?)
+}
+
+/// The end (high watermark) of each partition that has records.
+fn ends(consumer: &BaseConsumer, topic: &str) -> Result<BTreeMap<i32, i64>, Error> {
+    let metadata = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .first()
+        .filter(|t| t.error().is_none())
+        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
+        .unwrap_or_default();
+    if partitions.is_empty() {
+        return Err(Error::NoTopic(topic.into()));
+    }
+    let mut ends = BTreeMap::new();
+    for partition in partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, partition, METADATA_TIMEOUT)?;
+        if high > low {
+            ends.insert(partition, high);
+        }
+    }
+    Ok(ends)
+}
+
+/// Polls until every partition of `ends` is read to its end, within [`WAIT`].
+fn drain(
+    consumer: &BaseConsumer,
+    topic: &str,
+    mut ends: BTreeMap<i32, i64>,
+) -> Result<Vec<Raw>, Error> {
+    let deadline = Instant::now() + WAIT;
+    let mut records = Vec::new();
+    let mut last = None;
+    while let Some((&partition, &end)) = ends.first_key_value() {
+        if Instant::now() >= deadline {
+            return Err(Error::Incomplete {
+                topic: topic.into(),
+                partition,
+                end,
+                waited: WAIT,
+                last,
+            });
+        }
+        match consumer.poll(POLL) {
+            Some(Ok(m)) => {
+                let (partition, offset) = (m.partition(), m.offset());
+                records.push(Raw {
+                    partition,
+                    offset,
+                    at: m.timestamp().to_millis().unwrap_or_default(),
+                    payload: m.payload().map(<[u8]>::to_vec),
+                });
+                if ends.get(&partition).is_some_and(|end| offset + 1 >= *end) {
+                    ends.remove(&partition);
+                }
+            }
+            // A broker going away mid-read: keep polling until the deadline.
+            Some(Err(e)) => last = Some(e),
+            None => drop_reached(consumer, &mut ends),
+        }
+    }
+    Ok(records)
+}
+
+/// Drops the partitions whose position is at their end: transaction markers (or
+/// compaction) can leave the last offsets without a record to read.
+fn drop_reached(consumer: &BaseConsumer, ends: &mut BTreeMap<i32, i64>) {
+    let Ok(positions) = consumer.position() else {
+        return;
+    };
+    for e in positions.elements() {
+        if let Offset::Offset(position) = e.offset() {
+            if ends.get(&e.partition()).is_some_and(|end| position >= *end) {
+                ends.remove(&e.partition());
+            }
+        }
+    }
+}
+
+/// Produces the verdict to the hold's partition and waits for its acknowledgement (within
+/// [`WAIT`]); returns where it was written.
+fn send(settings: &Settings, partition: i32, record: &ApprovalRecord) -> Result<(i32, i64), Error> {
+    let topic = &settings.safety.approvals_topic;
+    let id = record.command_id();
+    let fail = |source| Error::Produce {
+        id: id.into(),
+        topic: topic.clone(),
+        source,
+    };
+    let mut config = producer_config(settings, None);
+    config.set("message.timeout.ms", WAIT.as_millis().to_string());
+    let producer: FutureProducer = config.create().map_err(fail)?;
+    let payload = record.to_json();
+    let out = FutureRecord::to(topic)
+        .partition(partition)
+        .key(id)
+        .payload(&payload);
+    let delivery = producer.send_result(out).map_err(|(e, _)| fail(e))?;
+    match futures::executor::block_on(delivery) {
+        Ok(Ok(d)) => Ok((d.partition, d.offset)),
+        Ok(Err((e, _))) => Err(fail(e)),
+        Err(_) => Err(fail(KafkaError::Canceled)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::approvals::{Evidence, Expiry, HoldRequest};
+    use crate::emit::{EnforcementCommand, SourcePosition, TargetSubject, Why};
+
+    fn id(n: u8) -> String {
+        format!("{n:032x}")
+    }
+
+    fn hold(n: u8, held_at: i64) -> ApprovalRecord {
+        ApprovalRecord::Hold(Box::new(HoldRequest {
+            command_id: id(n),
+            reason: "protected_identity".into(),
+            detail: "svc-root is protected by [safety] protected \"svc-root\"".into(),
+            held_at,
+            expires_at: held_at + 60_000,
+            on_timeout: "cancel".into(),
+            topic: "containment.commands.aws.v1".into(),
+            command: EnforcementCommand {
+                command_id: id(n),
+                action: "disable_account".into(),
+                target: "aws".into(),
+                principal_id: None,
+                subject: TargetSubject {
+                    id: format!("svc-{n}"),
+                    format: "opaque".into(),
+                    identifiers: Default::default(),
+                },
+                parameters: Default::default(),
+                issued_at: held_at,
+                expires_at: None,
+                why: Why {
+                    rule_id: "r1".into(),
+                    ruleset_version: "v1".into(),
+                    signal_ids: vec!["s1".into()],
+                    event_type: "credential-compromise".into(),
+                    description: None,
+                },
+            },
+            evidence: Evidence {
+                signal_id: "s1".into(),
+                issuer: "https://idp.example".into(),
+                event_type: "credential-compromise".into(),
+                rule_id: "r1".into(),
+                source: SourcePosition {
+                    topic: "identity.signals.v1".into(),
+                    partition: 0,
+                    offset: 7,
+                },
+                identity: None,
+            },
+            seal: None,
+        }))
+    }
+
+    fn approve(n: u8, approver: &str) -> ApprovalRecord {
+        ApprovalRecord::Approve(Verdict {
+            command_id: id(n),
+            approver: approver.into(),
+            reason: "checked".into(),
+        })
+    }
+
+    fn raw(partition: i32, offset: i64, record: &ApprovalRecord) -> Raw {
+        Raw {
+            partition,
+            offset,
+            at: 1_000 + offset,
+            payload: Some(record.to_json()),
+        }
+    }
+
+    fn settings(extra: &str) -> Settings {
+        let text = format!("[input]\ntopics = [\"s\"]\n[rules]\ndir = \"r\"\n{extra}");
+        crate::config::parse(std::path::Path::new("c.toml"), &text).unwrap()
+    }
+
+    #[test]
+    fn folds_each_partition_in_offset_order_into_the_pending_holds() {
+        let records = vec![
+            // Out of order as read across partitions: the fold sorts by offset.
+            raw(0, 1, &approve(1, "alice")),
+            raw(0, 0, &hold(1, 500)),
+            raw(1, 0, &hold(2, 300)),
+            raw(1, 1, &hold(3, 100)),
+            raw(1, 2, &ApprovalRecord::Expire(Expiry { command_id: id(3) })),
+        ];
+        let holds = Holds::fold(records, &Policy::default());
+        let pending: Vec<&str> = holds
+            .pending()
+            .iter()
+            .map(|h| h.request.command_id.as_str())
+            .collect();
+        // Hold 3's expiry was read before its deadline: still pending, and oldest first.
+        assert_eq!(pending, [id(3), id(2)]);
+        let (partition, released) = holds.find(&id(1)).unwrap();
+        assert_eq!(partition, 0);
+        assert_eq!(released.closed.as_ref().unwrap().by, "alice");
+    }
+
+    #[test]
+    fn malformed_and_refused_records_are_counted_not_applied() {
+        let policy = Policy {
+            approvers: vec!["alice".into()],
+            ..Policy::default()
+        };
+        let mut garbage = raw(0, 1, &hold(9, 0));
+        garbage.payload = Some(b"{not json".to_vec());
+        let records = vec![
+            raw(0, 0, &hold(1, 0)),
+            garbage,
+            raw(0, 2, &approve(1, "mallory")),
+            Raw {
+                payload: None,
+                ..raw(0, 3, &hold(2, 0))
+            },
+        ];
+        let holds = Holds::fold(records, &policy);
+        assert_eq!(holds.malformed, 2);
+        assert_eq!(holds.refused.len(), 1);
+        assert!(holds.refused[0].contains("mallory"));
+        assert_eq!(holds.pending().len(), 1);
+    }
+
+    #[test]
+    fn a_verdict_needs_a_pending_hold() {
+        let records = vec![
+            raw(0, 0, &hold(1, 0)),
+            raw(0, 1, &hold(2, 0)),
+            raw(0, 2, &approve(2, "alice")),
+        ];
+        let holds = Holds::fold(records, &Policy::default());
+        assert_eq!(holds.pending_hold(&id(1), "t").unwrap().0, 0);
+        let closed = holds.pending_hold(&id(2), "t").unwrap_err().to_string();
+        assert!(closed.contains("already released by alice"), "{closed}");
+        let unknown = holds.pending_hold(&id(3), "t").unwrap_err();
+        assert!(matches!(unknown, Error::Unknown { .. }));
+    }
+
+    #[test]
+    fn verdicts_are_checked_as_containd_checks_them() {
+        let open = settings("");
+        let upper = id(10).to_uppercase();
+        let v = verdict(&open, &upper, Some("bob".into()), " looked at it ").unwrap();
+        assert_eq!((v.command_id.as_str(), v.reason.as_str()), (&*id(10), "looked at it"));
+        assert!(matches!(
+            verdict(&open, "abc", Some("bob".into()), "x"),
+            Err(Error::NotAnId(_))
+        ));
+        assert!(matches!(
+            verdict(&open, &id(1), None, "x"),
+            Err(Error::NoApprover)
+        ));
+        assert!(matches!(
+            verdict(&open, &id(1), Some("bob".into()), "  "),
+            Err(Error::NoReason)
+        ));
+        let strict = settings("[safety]\napprovers = [\"alice\"]\n");
+        assert!(matches!(
+            verdict(&strict, &id(1), Some("bob".into()), "x"),
+            Err(Error::NotApprover { .. })
+        ));
+    }
+
+    #[test]
+    fn renders_a_row_per_pending_hold() {
+        let holds = Holds::fold(vec![raw(0, 0, &hold(1, 0))], &Policy::default());
+        let text = render(&holds.pending());
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2);
+        assert!(lines[0].starts_with("COMMAND ID") && lines[0].ends_with("DETAIL"));
+        for cell in [&*id(1), "disable_account", "aws", "svc-1", "protected_identity"] {
+            assert!(lines[1].contains(cell), "{cell} missing from {}", lines[1]);
+        }
+        assert!(lines[1].contains("1970-01-01T00:00:00Z  1970-01-01T00:01:00Z"));
+        assert!(lines[1].ends_with("protected \"svc-root\""));
+    }
+}

@@ -1,0 +1,241 @@
+//! Circuit breakers: at most `max` commands `per` period for each rule, target, action or
+//! source; past that the breaker opens and every further command it governs is held (never
+//! dropped: each goes to the approvals topic, `breaker_open`) until the cooldown ends or an
+//! operator resets it.
+//!
+//! Counts are the instance's (every partition it owns), in decision time (the signals' bus
+//! time). What a breaker did to a signal is written to that signal's partition state (a
+//! [`Verdicts`] record per signal, `<topic>|<partition>#breaker#<offset>`) so that a signal
+//! re-read after a crash is held or admitted exactly as the first time, and the counts are
+//! rebuilt from those records when a partition is assigned.
+
+use crate::config::{BreakerScope, BreakerSettings};
+use crate::emit::EnforcementCommand;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+/// What the breakers did to one signal's commands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdicts {
+    /// Decision time of the signal.
+    pub at: i64,
+    /// Breakers that counted one admitted command each (a key per command).
+    #[serde(default)]
+    pub counted: Vec<String>,
+    /// Commands held, with the breaker that held each.
+    #[serde(default)]
+    pub held: Vec<(String, String)>,
+}
+
+/// One breaker's view, for `/breakers` and `containd breakers list`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct View {
+    pub breaker: String,
+    pub max: u32,
+    pub per_secs: u64,
+    /// Commands admitted in the current period.
+    pub count: usize,
+    pub open: bool,
+    /// Decision time it opened at and closes at (ms), while open.
+    pub opened_at: Option<i64>,
+    pub closes_at: Option<i64>,
+    /// Commands held since it opened.
+    pub held: u64,
+}
+
+#[derive(Debug, Default)]
+struct Breaker {
+    /// Admitted commands by (decision time, where counted), within the period.
+    admitted: BTreeMap<(i64, String), ()>,
+    open: Option<(i64, i64)>,
+    held: u64,
+}
+
+/// The instance's breakers, shared by the pipeline and the `/breakers` endpoint.
+pub type SharedBreakers = std::sync::Arc<std::sync::Mutex<Breakers>>;
+
+/// Locks the shared breakers (a panic elsewhere does not lose them).
+pub fn lock(b: &SharedBreakers) -> std::sync::MutexGuard<'_, Breakers> {
+    b.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The configured breakers and their counts.
+#[derive(Debug, Default)]
+pub struct Breakers {
+    specs: Vec<BreakerSettings>,
+    state: HashMap<String, Breaker>,
+    /// Breakers that opened since the last call to [`Breakers::opened`], with why.
+    opened: Vec<(String, String)>,
+}
+
+impl Breakers {
+    pub fn new(specs: &[BreakerSettings]) -> Self {
+        Self {
+            specs: specs.to_vec(),
+            ..Self::default()
+        }
+    }
+
+    /// Replaces the configured limits (counts of breakers still configured are kept).
+    pub fn configure(&mut self, specs: &[BreakerSettings]) {
+        self.specs = specs.to_vec();
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        self.state
+            .retain(|key, _| key.split(':').next().is_some_and(|n| names.contains(&n)));
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.specs.is_empty()
+    }
+
+    /// The breakers governing a command from a signal of `issuer`: `<name>:<value>` each.
+    pub fn keys(&self, command: &EnforcementCommand, issuer: &str) -> Vec<(usize, String)> {
+        let mut out = Vec::new();
+        for (i, spec) in self.specs.iter().enumerate() {
+            let value = match spec.scope {
+                BreakerScope::Rule => &command.why.rule_id,
+                BreakerScope::Target => &command.target,
+                BreakerScope::Action => &command.action,
+                BreakerScope::Source => issuer,
+            };
+            if spec.only.as_ref().is_none_or(|o| o == value) {
+                out.push((i, format!("{}:{value}", spec.name)));
+            }
+        }
+        out
+    }
+
+    /// Admits the commands of one signal decided at `at` (counted under `origin`), or holds
+    /// those a breaker stops; `None` when no breaker governs any of them.
+    pub fn admit(
+        &mut self,
+        commands: &[EnforcementCommand],
+        issuer: &str,
+        at: i64,
+        origin: &str,
+    ) -> Option<Verdicts> {
+        let mut verdicts = Verdicts {
+            at,
+            ..Verdicts::default()
+        };
+        for (n, command) in commands.iter().enumerate() {
+            let keys = self.keys(command, issuer);
+            if keys.is_empty() {
+                continue;
+            }
+            match keys.iter().find(|(i, key)| !self.allows(*i, key, at)) {
+                Some((_, key)) => {
+                    self.state.entry(key.clone()).or_default().held += 1;
+                    verdicts
+                        .held
+                        .push((command.command_id.clone(), key.clone()));
+                }
+                None => {
+                    for (_, key) in keys {
+                        self.count(&key, at, &format!("{origin}#{n}"));
+                        verdicts.counted.push(key);
+                    }
+                }
+            }
+        }
+        (!verdicts.counted.is_empty() || !verdicts.held.is_empty()).then_some(verdicts)
+    }
+
+    /// Re-applies the counts of a signal decided earlier (a partition's state rebuilt).
+    pub fn restore(&mut self, verdicts: &Verdicts, origin: &str) {
+        for (n, key) in verdicts.counted.iter().enumerate() {
+            self.count(key, verdicts.at, &format!("{origin}#{n}"));
+        }
+    }
+
+    fn count(&mut self, key: &str, at: i64, origin: &str) {
+        let b = self.state.entry(key.to_string()).or_default();
+        b.admitted.insert((at, origin.to_string()), ());
+    }
+
+    /// Whether breaker `key` (spec `i`) lets one more command through at `at`; opens it
+    /// when the period is full.
+    fn allows(&mut self, i: usize, key: &str, at: i64) -> bool {
+        let spec = &self.specs[i];
+        let b = self.state.entry(key.to_string()).or_default();
+        if let Some((_, closes)) = b.open {
+            if at < closes {
+                return false;
+            }
+            // Cooled down: closed, and counting starts afresh.
+            b.open = None;
+            b.admitted.clear();
+            b.held = 0;
+        }
+        let from = at - spec.per.as_millis() as i64;
+        b.admitted = b.admitted.split_off(&(from, String::new()));
+        if b.admitted.len() < spec.max as usize {
+            return true;
+        }
+        let closes = at.saturating_add(spec.cooldown.as_millis() as i64);
+        b.open = Some((at, closes));
+        self.opened.push((
+            key.to_string(),
+            format!(
+                "{} commands within {}; further commands are held until {}",
+                spec.max,
+                humantime::format_duration(spec.per),
+                humantime::format_duration(spec.cooldown)
+            ),
+        ));
+        false
+    }
+
+    /// Breakers opened since the last call (for the log and the metrics).
+    pub fn opened(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.opened)
+    }
+
+    /// Closes every breaker whose key is `name` or starts with `name:`; returns how many.
+    pub fn reset(&mut self, name: &str) -> usize {
+        let mut n = 0;
+        for (key, b) in &mut self.state {
+            if key == name || key.strip_prefix(name).is_some_and(|r| r.starts_with(':')) {
+                n += usize::from(b.open.is_some());
+                *b = Breaker::default();
+            }
+        }
+        n
+    }
+
+    /// Every breaker with a count or open, as of `now` (ms).
+    pub fn list(&self, now: i64) -> Vec<View> {
+        let mut out: Vec<View> = self
+            .state
+            .iter()
+            .filter_map(|(key, b)| {
+                let name = key.split(':').next()?;
+                let spec = self.specs.iter().find(|s| s.name == name)?;
+                Some(View {
+                    breaker: key.clone(),
+                    max: spec.max,
+                    per_secs: spec.per.as_secs(),
+                    count: b.admitted.len(),
+                    open: b.open.is_some_and(|(_, closes)| now < closes),
+                    opened_at: b.open.map(|o| o.0),
+                    closes_at: b.open.map(|o| o.1),
+                    held: b.held,
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.breaker.cmp(&b.breaker));
+        out
+    }
+
+    /// How many breakers are open at `now` (ms).
+    pub fn open_count(&self, now: i64) -> usize {
+        let open = |b: &&Breaker| b.open.is_some_and(|(_, closes)| now < closes);
+        self.state.values().filter(open).count()
+    }
+
+    /// The longest period any breaker counts over: how long verdicts are worth keeping.
+    pub fn longest_period(&self) -> Duration {
+        self.specs.iter().map(|s| s.per).max().unwrap_or_default()
+    }
+}
