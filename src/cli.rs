@@ -1,5 +1,6 @@
-//! The command line: `run`, `check`, `demo`. Exit codes: 0 success, 1 runtime failure,
-//! 78 (EX_CONFIG) for a bad config or rules, 130 when a second signal forces an exit.
+//! The command line: `run`, `check`, `demo`, `rules`, `replay`, and the operator's
+//! `approvals` and `breakers`. Exit codes: 0 success, 1 runtime failure, 78 (EX_CONFIG) for a
+//! bad config or rules, 130 when a second signal forces an exit.
 
 use crate::config::{self, Problem, Settings};
 use crate::offline;
@@ -76,6 +77,62 @@ pub enum Command {
         #[arg(long)]
         inventory: Option<PathBuf>,
     },
+    /// Held commands waiting for an operator, on the approvals topic.
+    #[command(subcommand)]
+    Approvals(ApprovalsCommand),
+    /// The circuit breakers of a running containd (through its telemetry endpoint).
+    #[command(subcommand)]
+    Breakers(BreakersCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApprovalsCommand {
+    /// The held commands nobody approved or denied yet.
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// A JSON array of the pending holds instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Release a held command to its target topic.
+    Approve(VerdictArgs),
+    /// Cancel a held command.
+    Deny(VerdictArgs),
+}
+
+/// A verdict on one held command.
+#[derive(Debug, clap::Args)]
+pub struct VerdictArgs {
+    /// The held command's id, as `containd approvals list` shows it.
+    pub id: String,
+    #[arg(long, short)]
+    pub config: PathBuf,
+    /// Who decides (one of `[safety] approvers`, when set); default: $USER.
+    #[arg(long)]
+    pub approver: Option<String>,
+    /// Why; recorded with the verdict and in the decision record.
+    #[arg(long)]
+    pub reason: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BreakersCommand {
+    /// Every breaker that counted a command: open or closed, count, when it closes.
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The daemon's JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Close a breaker (`name`: each of its values; `name:value`: that one), with the
+    /// bearer token of `[safety] admin_token_file`.
+    Reset {
+        name: String,
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -125,6 +182,8 @@ pub fn main() -> ExitCode {
             inventory.as_deref(),
             json,
         ),
+        Command::Approvals(command) => approvals(command),
+        Command::Breakers(command) => breakers(command),
     }
 }
 
@@ -180,6 +239,99 @@ fn check(path: &std::path::Path) -> ExitCode {
             ExitCode::from(EXIT_CONFIG)
         }
     }
+}
+
+/// An operator command's failure: said on stderr; a config to fix exits 78, like `check`.
+pub trait Failure: std::fmt::Display {
+    /// Whether the config is to blame (the message then starts with the field).
+    fn is_config(&self) -> bool;
+}
+
+/// Loads the config (its problems exit 78), then runs an operator command on it.
+fn operate<E: Failure>(path: &Path, run: impl FnOnce(&Settings) -> Result<(), E>) -> ExitCode {
+    let settings = match config::load(path) {
+        Ok(settings) => settings,
+        Err(problems) => {
+            print_problems(&problems.0);
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match run(&settings) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is_config() => {
+            eprintln!("error: {}: {e}", path.display());
+            ExitCode::from(EXIT_CONFIG)
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn approvals(command: ApprovalsCommand) -> ExitCode {
+    use crate::approvals::cli;
+    match command {
+        ApprovalsCommand::List { config, json } => operate(&config, |s| cli::list(s, json)),
+        ApprovalsCommand::Approve(v) => operate(&v.config, |s| {
+            cli::approve(s, &v.id, v.approver.as_deref(), &v.reason)
+        }),
+        ApprovalsCommand::Deny(v) => operate(&v.config, |s| {
+            cli::deny(s, &v.id, v.approver.as_deref(), &v.reason)
+        }),
+    }
+}
+
+fn breakers(command: BreakersCommand) -> ExitCode {
+    use crate::safety::cli;
+    match command {
+        BreakersCommand::List { config, json } => operate(&config, |s| cli::list(s, json)),
+        BreakersCommand::Reset { name, config } => operate(&config, |s| cli::reset(s, &name)),
+    }
+}
+
+/// A table for the terminal: columns as wide as their widest cell, two spaces apart, the
+/// last unpadded (it holds free text). Control characters (a subject id is whatever a
+/// signal said) are escaped, so a cell cannot move the cursor or end the row.
+pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let clean = |cell: &str| -> String {
+        cell.chars()
+            .map(|c| match c.is_control() {
+                true => c.escape_default().to_string(),
+                false => c.to_string(),
+            })
+            .collect()
+    };
+    let rows: Vec<Vec<String>> = std::iter::once(header.iter().map(|h| h.to_string()).collect())
+        .chain(rows.iter().map(|r| r.iter().map(|c| clean(c)).collect()))
+        .collect();
+    let mut widths = vec![0; header.len()];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |row: &Vec<String>| {
+        let last = row.len().saturating_sub(1);
+        let cells = row
+            .iter()
+            .zip(&widths)
+            .enumerate()
+            .map(|(i, (c, w))| match i == last {
+                true => c.clone(),
+                false => format!("{c:<w$}"),
+            });
+        cells.collect::<Vec<_>>().join("  ")
+    };
+    rows.iter().map(line).collect::<Vec<_>>().join("\n")
+}
+
+/// A time in milliseconds since the epoch as RFC 3339 (UTC, to the second).
+pub(crate) fn rfc3339(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
+        || ms.to_string(),
+        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    )
 }
 
 fn offline(dir: &Path, config: Option<&Path>) -> Result<offline::OfflineDecider, ExitCode> {

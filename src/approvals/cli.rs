@@ -165,7 +165,10 @@ pub fn list(settings: &Settings, json: bool) -> Result<(), Error> {
     let holds = load(settings)?;
     let pending = holds.pending();
     if json {
-        say!("{}", serde_json::to_string_pretty(&pending).unwrap_or_default());
+        say!(
+            "{}",
+            serde_json::to_string_pretty(&pending).unwrap_or_default()
+        );
     } else if pending.is_empty() {
         say!(
             "no held command is pending on {}",
@@ -274,7 +277,10 @@ pub fn decide(
 /// What the verdict is about, and what containd does with it.
 fn describe(hold: &Hold, choice: Choice) -> (String, String) {
     let (r, c) = (&hold.request, &hold.request.command);
-    let what = format!("{} ({} → {}, subject {})", r.command_id, c.action, c.target, c.subject.id);
+    let what = format!(
+        "{} ({} → {}, subject {})",
+        r.command_id, c.action, c.target, c.subject.id
+    );
     match choice {
         Choice::Approve => (
             format!("approved {what}"),
@@ -329,10 +335,7 @@ fn load(settings: &Settings) -> Result<Holds, Error> {
     let holds = Holds::fold(read(settings)?, &policy);
     let topic = &settings.safety.approvals_topic;
     if holds.malformed > 0 {
-        eprintln!(
-            "skipped {} malformed record(s) on {topic}",
-            holds.malformed
-        );
+        eprintln!("skipped {} malformed record(s) on {topic}", holds.malformed);
     }
     if let Some(last) = holds.refused.last() {
         let n = holds.refused.len();
@@ -620,7 +623,10 @@ mod tests {
         let open = settings("");
         let upper = id(10).to_uppercase();
         let v = verdict(&open, &upper, Some("bob".into()), " looked at it ").unwrap();
-        assert_eq!((v.command_id.as_str(), v.reason.as_str()), (&*id(10), "looked at it"));
+        assert_eq!(
+            (v.command_id.as_str(), v.reason.as_str()),
+            (&*id(10), "looked at it")
+        );
         assert!(matches!(
             verdict(&open, "abc", Some("bob".into()), "x"),
             Err(Error::NotAnId(_))
@@ -647,7 +653,13 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 2);
         assert!(lines[0].starts_with("COMMAND ID") && lines[0].ends_with("DETAIL"));
-        for cell in [&*id(1), "disable_account", "aws", "svc-1", "protected_identity"] {
+        for cell in [
+            &*id(1),
+            "disable_account",
+            "aws",
+            "svc-1",
+            "protected_identity",
+        ] {
             assert!(lines[1].contains(cell), "{cell} missing from {}", lines[1]);
         }
         assert!(lines[1].contains("1970-01-01T00:00:00Z  1970-01-01T00:01:00Z"));

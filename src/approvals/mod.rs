@@ -17,10 +17,10 @@
 //! rebalances, and a verdict re-read after a crash re-sends the identical release instead of
 //! deciding again. Every transition is a decision record.
 
-// pub mod cli;
+pub mod cli;
 mod table;
 
-pub use table::{Closed, Hold, HoldTable, Transition};
+pub use table::{is_command_id, Closed, Hold, HoldTable, Transition};
 
 use crate::emit::{EnforcementCommand, SourcePosition};
 use serde::{Deserialize, Serialize};

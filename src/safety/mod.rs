@@ -16,6 +16,7 @@
 
 pub mod admin;
 pub mod breakers;
+pub mod cli;
 
 use crate::config::{ApprovalPolicy, SafetySettings, TargetSettings};
 use crate::inventory::Identity;
