@@ -89,6 +89,7 @@ pub enum Command {
 pub enum ApprovalsCommand {
     /// The held commands nobody approved or denied yet.
     List {
+        /// The daemon's config: its Kafka settings and `[safety]`.
         #[arg(long, short)]
         config: PathBuf,
         /// A JSON array of the pending holds instead of a table.
@@ -106,6 +107,7 @@ pub enum ApprovalsCommand {
 pub struct VerdictArgs {
     /// The held command's id, as `containd approvals list` shows it.
     pub id: String,
+    /// The daemon's config: its Kafka settings and `[safety]`.
     #[arg(long, short)]
     pub config: PathBuf,
     /// Who decides (one of `[safety] approvers`, when set); default: $USER.
@@ -120,6 +122,7 @@ pub struct VerdictArgs {
 pub enum BreakersCommand {
     /// Every breaker that counted a command: open or closed, count, when it closes.
     List {
+        /// The daemon's config: its `telemetry.listen`.
         #[arg(long, short)]
         config: PathBuf,
         /// The daemon's JSON array instead of a table.
@@ -129,7 +132,10 @@ pub enum BreakersCommand {
     /// Close a breaker (`name`: each of its values; `name:value`: that one), with the
     /// bearer token of `[safety] admin_token_file`.
     Reset {
+        /// A breaker's name (`[[safety.breakers]] name`), or `name:value` for one of its
+        /// values, as `containd breakers list` shows them.
         name: String,
+        /// The daemon's config: its `telemetry.listen` and `[safety] admin_token_file`.
         #[arg(long, short)]
         config: PathBuf,
     },
@@ -492,8 +498,8 @@ fn print_decision(at: &str, d: &crate::decide::Decision, json: bool) {
 /// The breaker reset token (`[safety] admin_token_file`, checked readable by `check`).
 fn admin_token(settings: &Settings) -> Option<Arc<str>> {
     let path = settings.safety.admin_token_file.as_ref()?;
-    match crate::approvals::read_key(path) {
-        Ok(t) => Some(Arc::from(String::from_utf8_lossy(&t).trim())),
+    match crate::safety::cli::read_token(path) {
+        Ok(t) => Some(Arc::from(t)),
         Err(e) => {
             tracing::error!(file = %path.display(), error = %e, "admin token unreadable: breaker resets refused");
             None

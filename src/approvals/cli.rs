@@ -40,7 +40,12 @@ pub enum Error {
         partition: i32,
         end: i64,
         waited: Duration,
-        last: Option<KafkaError>,
+        last: Option<Box<KafkaError>>,
+    },
+    #[error("approvals topic {topic:?}: cannot learn its partitions from the brokers: {source}; are the kafka \"bootstrap.servers\" reachable?")]
+    Brokers {
+        topic: String,
+        source: Box<KafkaError>,
     },
     #[error("Kafka client: {0}")]
     Kafka(#[from] KafkaError),
@@ -64,12 +69,12 @@ pub enum Error {
         "{id} is no longer pending: already {} by {} at {} ({})",
         closed.outcome, closed.by, rfc3339(closed.at), closed.reason
     )]
-    Released { id: String, closed: Closed },
+    Released { id: String, closed: Box<Closed> },
     #[error("producing the verdict on {id} to {topic:?}: {source}")]
     Produce {
         id: String,
         topic: String,
-        source: KafkaError,
+        source: Box<KafkaError>,
     },
 }
 
@@ -152,7 +157,7 @@ impl Holds {
         match &hold.closed {
             Some(closed) => Err(Error::Released {
                 id: command_id.into(),
-                closed: closed.clone(),
+                closed: Box::new(closed.clone()),
             }),
             None => Ok((partition, hold)),
         }
@@ -377,7 +382,13 @@ fn reader(settings: &Settings) -> Result<BaseConsumer, Error> {
 
 /// The end (high watermark) of each partition that has records.
 fn ends(consumer: &BaseConsumer, topic: &str) -> Result<BTreeMap<i32, i64>, Error> {
-    let metadata = consumer.fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
+    let brokers = |source| Error::Brokers {
+        topic: topic.into(),
+        source: Box::new(source),
+    };
+    let metadata = consumer
+        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
+        .map_err(brokers)?;
     let partitions: Vec<i32> = metadata
         .topics()
         .first()
@@ -389,7 +400,9 @@ fn ends(consumer: &BaseConsumer, topic: &str) -> Result<BTreeMap<i32, i64>, Erro
     }
     let mut ends = BTreeMap::new();
     for partition in partitions {
-        let (low, high) = consumer.fetch_watermarks(topic, partition, METADATA_TIMEOUT)?;
+        let (low, high) = consumer
+            .fetch_watermarks(topic, partition, METADATA_TIMEOUT)
+            .map_err(brokers)?;
         if high > low {
             ends.insert(partition, high);
         }
@@ -430,7 +443,7 @@ fn drain(
                 }
             }
             // A broker going away mid-read: keep polling until the deadline.
-            Some(Err(e)) => last = Some(e),
+            Some(Err(e)) => last = Some(Box::new(e)),
             None => drop_reached(consumer, &mut ends),
         }
     }
@@ -460,7 +473,7 @@ fn send(settings: &Settings, partition: i32, record: &ApprovalRecord) -> Result<
     let fail = |source| Error::Produce {
         id: id.into(),
         topic: topic.clone(),
-        source,
+        source: Box::new(source),
     };
     let mut config = producer_config(settings, None);
     config.set("message.timeout.ms", WAIT.as_millis().to_string());

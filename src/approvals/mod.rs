@@ -218,3 +218,6 @@ pub fn milder_id(held: &str, action: &str) -> String {
     let digest = sha2::Sha256::digest(format!("{held}|timeout|{action}").as_bytes());
     hex::encode(&digest[..16])
 }
+
+#[cfg(test)]
+mod tests;

@@ -130,10 +130,12 @@ impl HoldTable {
 
     fn hold(&mut self, request: HoldRequest, at: Mark, policy: &Policy) -> Transition {
         match &policy.key {
-            Some(Ok(key)) if !sealed_by(key, &request) => return refused(format!(
+            Some(Ok(key)) if !sealed_by(key, &request) => {
+                return refused(format!(
                 "held command {} is not sealed with the approvals key: containd did not hold it",
                 request.command_id
-            )),
+            ))
+            }
             Some(Err(e)) => return refused(format!("held command not accepted: {e}")),
             _ => {}
         }

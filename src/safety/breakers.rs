@@ -239,3 +239,103 @@ impl Breakers {
         self.specs.iter().map(|s| s.per).max().unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::emit::{TargetSubject, Why};
+
+    fn command(n: usize) -> EnforcementCommand {
+        EnforcementCommand {
+            command_id: format!("{n:032x}"),
+            action: "disable_credential".into(),
+            target: "aws".into(),
+            principal_id: None,
+            subject: TargetSubject {
+                id: format!("key-{n}"),
+                format: "opaque".into(),
+                identifiers: Default::default(),
+            },
+            parameters: Default::default(),
+            issued_at: 0,
+            expires_at: None,
+            why: Why {
+                rule_id: "leak".into(),
+                ruleset_version: "v".into(),
+                signal_ids: vec![],
+                event_type: "e".into(),
+                description: None,
+            },
+        }
+    }
+
+    fn per_source(max: u32) -> Breakers {
+        Breakers::new(&[BreakerSettings {
+            name: "source".into(),
+            scope: BreakerScope::Source,
+            only: None,
+            max,
+            per: Duration::from_secs(60),
+            cooldown: Duration::from_secs(300),
+        }])
+    }
+
+    /// Admits one command per signal from `issuer` at `at`; how many were held.
+    fn flood(b: &mut Breakers, issuer: &str, n: usize, at: i64) -> usize {
+        (0..n)
+            .filter_map(|i| b.admit(&[command(i)], issuer, at, &format!("{issuer}@{at}/{i}")))
+            .filter(|v| !v.held.is_empty())
+            .count()
+    }
+
+    #[test]
+    fn a_flood_past_the_limit_is_held_and_other_sources_are_untouched() {
+        let mut b = per_source(100);
+        assert_eq!(flood(&mut b, "https://leaks", 10_000, 1_000), 9_900);
+        let opened = b.opened();
+        assert_eq!(opened.len(), 1, "{opened:?}");
+        assert_eq!(opened[0].0, "source:https://leaks");
+        assert_eq!(flood(&mut b, "https://mdm", 10, 2_000), 0);
+        assert_eq!(b.open_count(2_000), 1);
+        let view = b.list(2_000);
+        let leaks = view.iter().find(|v| v.breaker == "source:https://leaks");
+        assert!(leaks.is_some_and(|v| v.open && v.held == 9_900 && v.count == 100));
+        // Still open within the cooldown, even once the period has passed.
+        assert_eq!(flood(&mut b, "https://leaks", 1, 200_000), 1);
+        // Closed after the cooldown, counting afresh.
+        assert_eq!(flood(&mut b, "https://leaks", 100, 301_001), 0);
+        assert_eq!(flood(&mut b, "https://leaks", 1, 301_002), 1);
+    }
+
+    #[test]
+    fn an_operator_reset_closes_it_and_counts_survive_a_rebuild() {
+        let mut b = per_source(2);
+        assert_eq!(flood(&mut b, "https://leaks", 3, 1_000), 1);
+        assert_eq!(b.reset("source"), 1);
+        assert_eq!(b.open_count(1_000), 0);
+        assert_eq!(flood(&mut b, "https://leaks", 2, 1_001), 0);
+        // A new instance rebuilding the partition's verdicts counts what was admitted.
+        let mut rebuilt = per_source(2);
+        let verdicts = Verdicts {
+            at: 1_000,
+            counted: vec!["source:https://leaks".into(); 2],
+            held: vec![],
+        };
+        rebuilt.restore(&verdicts, "t|0@5");
+        assert_eq!(flood(&mut rebuilt, "https://leaks", 1, 1_500), 1);
+    }
+
+    #[test]
+    fn a_breaker_with_a_match_governs_only_that_value() {
+        let mut b = Breakers::new(&[BreakerSettings {
+            name: "disables".into(),
+            scope: BreakerScope::Action,
+            only: Some("disable_account".into()),
+            max: 1,
+            per: Duration::from_secs(60),
+            cooldown: Duration::from_secs(60),
+        }]);
+        assert!(b.admit(&[command(1)], "i", 0, "o").is_none());
+        assert!(b.keys(&command(1), "i").is_empty());
+    }
+}

@@ -7,7 +7,7 @@ use super::breakers::View;
 use crate::cli::{rfc3339, say, table};
 use crate::config::Settings;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// How long the daemon may take to answer.
@@ -21,13 +21,8 @@ pub enum Error {
     Disabled,
     #[error("safety.admin_token_file: not set, so containd accepts no reset over HTTP (a breaker closes after its cooldown, or on restart)")]
     NoToken,
-    #[error("safety.admin_token_file: cannot read {}: {source}", path.display())]
-    TokenFile {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("safety.admin_token_file: {} is empty", path.display())]
-    EmptyToken { path: PathBuf },
+    #[error("safety.admin_token_file: {}: {why}", path.display())]
+    TokenFile { path: PathBuf, why: String },
     #[error("cannot reach containd at {url}: {source}; is it running, with this config's telemetry.listen?")]
     Unreachable { url: String, source: ureq::Error },
     #[error(
@@ -59,7 +54,7 @@ impl crate::cli::Failure for Error {
     fn is_config(&self) -> bool {
         matches!(
             self,
-            Self::Disabled | Self::NoToken | Self::TokenFile { .. } | Self::EmptyToken { .. }
+            Self::Disabled | Self::NoToken | Self::TokenFile { .. }
         )
     }
 }
@@ -143,19 +138,26 @@ pub fn base_url(settings: &Settings) -> Result<String, Error> {
     Ok(format!("http://{addr}"))
 }
 
-/// The admin token: the token file's contents, trimmed.
+/// The admin token to send: the token file read as the daemon reads it.
 fn token(settings: &Settings) -> Result<String, Error> {
     let path = settings
         .safety
         .admin_token_file
         .as_ref()
         .ok_or(Error::NoToken)?;
-    let text = std::fs::read_to_string(path).map_err(|source| Error::TokenFile {
+    read_token(path).map_err(|why| Error::TokenFile {
         path: path.clone(),
-        source,
-    })?;
-    match text.trim() {
-        "" => Err(Error::EmptyToken { path: path.clone() }),
+        why,
+    })
+}
+
+/// The token in an admin token file: its text, trimmed, with the length rule of a key
+/// ([`crate::approvals::read_key`]). The daemon checks resets against it and this command
+/// sends it, so the two can never read one file differently.
+pub fn read_token(path: &Path) -> Result<String, String> {
+    let bytes = crate::approvals::read_key(path)?;
+    match String::from_utf8_lossy(&bytes).trim() {
+        "" => Err("holds only whitespace".into()),
         token => Ok(token.to_string()),
     }
 }
@@ -277,16 +279,19 @@ mod tests {
         assert!(matches!(e, Error::NoToken) && e.is_config());
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token");
-        std::fs::write(&path, " \n").unwrap();
-        let blank = settings(&format!("[safety]\nadmin_token_file = {:?}\n", path));
-        assert!(matches!(token(&blank), Err(Error::EmptyToken { .. })));
+        std::fs::write(&path, "short\n").unwrap();
+        let short = settings(&format!("[safety]\nadmin_token_file = {:?}\n", path));
+        let e = token(&short).unwrap_err();
+        assert!(matches!(e, Error::TokenFile { .. }) && e.is_config(), "{e}");
+        std::fs::write(&path, format!("{}\n", " ".repeat(20))).unwrap();
+        assert!(read_token(&path).unwrap_err().contains("whitespace"));
     }
 
     #[test]
     fn reset_sends_the_trimmed_token_and_reads_the_count() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token");
-        std::fs::write(&path, "s3cret\n").unwrap();
+        std::fs::write(&path, "s3cret-0123456789abcdef\n").unwrap();
         let (addr, server) = serve_once("200 OK", r#"{"closed":2}"#);
         let s = settings(&format!(
             "[telemetry]\nlisten = \"{addr}\"\n[safety]\nadmin_token_file = {:?}\n",
@@ -300,14 +305,14 @@ mod tests {
         );
         assert!(request
             .to_ascii_lowercase()
-            .contains("authorization: bearer s3cret\r\n"));
+            .contains("authorization: bearer s3cret-0123456789abcdef\r\n"));
     }
 
     #[test]
     fn refusals_say_what_they_mean_without_the_token() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token");
-        std::fs::write(&path, "s3cret").unwrap();
+        std::fs::write(&path, "s3cret-0123456789abcdef").unwrap();
         for (status, want) in [
             ("401 Unauthorized", "refused the token"),
             ("403 Forbidden", "no admin token"),

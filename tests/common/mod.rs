@@ -44,6 +44,8 @@ pub struct Topics {
     pub dead_letter: String,
     /// The state changelog (containd creates it).
     pub state: String,
+    /// Held commands and verdicts (containd creates it).
+    pub approvals: String,
 }
 
 impl Topics {
@@ -54,6 +56,7 @@ impl Topics {
             decisions: format!("{prefix}.decisions"),
             dead_letter: format!("{prefix}.dead-letter"),
             state: format!("{prefix}.state"),
+            approvals: format!("{prefix}.approvals"),
         }
     }
 
@@ -154,9 +157,13 @@ log_level = "info,rdkafka=warn"
 [shutdown]
 grace = "10s"
 
+[safety]
+approvals_topic = "{approvals}"
+
 {targets}
 {sections}"#,
         bootstrap = bootstrap(),
+        approvals = topics.approvals,
         signals = topics.signals,
         decisions = topics.decisions,
         dead_letter = topics.dead_letter,
