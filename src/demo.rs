@@ -90,6 +90,8 @@ struct TrustDemo {
     set: String,
     untrusted: Vec<u8>,
     protected: Vec<u8>,
+    /// A small flood of rotations, past the demo's circuit breaker.
+    flood: Vec<Vec<u8>>,
 }
 
 impl TrustDemo {
@@ -144,6 +146,7 @@ impl TrustDemo {
             set,
             untrusted,
             protected,
+            flood: flood(now)?,
         })
     }
 
@@ -158,7 +161,11 @@ impl TrustDemo {
         let json = |bytes: &[u8]| {
             serde_json::from_slice(bytes).map_err(|error| DemoError::Signals { line: 0, error })
         };
-        Ok(vec![set, json(&self.untrusted)?, json(&self.protected)?])
+        let mut out = vec![set, json(&self.untrusted)?, json(&self.protected)?];
+        for f in &self.flood {
+            out.push(json(f)?);
+        }
+        Ok(out)
     }
 
     async fn send(&self, producer: &FutureProducer, settings: &Settings) -> Result<(), DemoError> {
@@ -175,7 +182,12 @@ impl TrustDemo {
                 self.protected.as_slice(),
             ),
         ];
-        for (topic, key, payload) in sends {
+        let input = settings.input.topics[0].as_str();
+        let flood = self
+            .flood
+            .iter()
+            .map(|f| (input, "svc-batch", f.as_slice()));
+        for (topic, key, payload) in sends.into_iter().chain(flood) {
             producer
                 .send(
                     FutureRecord::to(topic).key(key).payload(payload),
@@ -185,6 +197,36 @@ impl TrustDemo {
                 .map_err(|(e, _)| e)?;
         }
         Ok(())
+    }
+}
+
+/// Four credential rotations at once (three commands each): the demo's breaker on the
+/// rotation rule lets six commands through a minute, so the last signals' commands are held.
+fn flood(now: i64) -> Result<Vec<Vec<u8>>, DemoError> {
+    (1..=4)
+        .map(|n| {
+            serde_json::to_vec(&serde_json::json!({
+                "id": format!("sig-flood-{n}"), "source": {"issuer": "https://vault.acme.example"},
+                "event_type": "urn:containd:event:secrets:credential-rotated",
+                "occurred_at": now * 1000,
+                "subject": {"format": "opaque", "identifiers": {"id": format!("svc-batch-{n}")}},
+                "event": {"credential_type": "api-key"},
+                "attributes": {"previous_credential_id": format!("AKIAFLOOD{n}")}
+            }))
+            .map_err(|error| DemoError::Signals { line: 0, error })
+        })
+        .collect()
+}
+
+/// The demo's breaker: six rotation commands a minute.
+fn demo_breaker() -> crate::config::BreakerSettings {
+    crate::config::BreakerSettings {
+        name: "demo-rotations".into(),
+        scope: crate::config::BreakerScope::Rule,
+        only: Some("secret-rotated-disable-stale".into()),
+        max: 6,
+        per: Duration::from_secs(60),
+        cooldown: Duration::from_secs(600),
     }
 }
 
@@ -239,6 +281,7 @@ pub fn create_topics<C: rdkafka::ClientContext>(
     for topic in [
         Some(&settings.output.dead_letter_topic),
         settings.inventory.topic.as_ref(),
+        Some(&settings.safety.approvals_topic),
     ]
     .into_iter()
     .flatten()
@@ -302,6 +345,7 @@ async fn demo(json: bool) -> Result<(), DemoError> {
     let bootstrap = mock.bootstrap_servers();
     let mut settings = demo_settings(&bootstrap)?;
     let trust_demo = TrustDemo::new(&mut settings)?;
+    settings.safety.breakers.push(demo_breaker());
     let ruleset = rules::load_sources(
         RULES
             .iter()
@@ -540,6 +584,9 @@ fn print_summary(
 /// What the safety rails held, and why.
 fn print_held(decisions: &[DecisionRecord]) {
     for d in decisions {
+        for note in d.notes.iter().filter(|n| n.starts_with("circuit breaker")) {
+            say!("safety: {} {note}", d.signal_id);
+        }
         for h in &d.held {
             say!(
                 "safety: {} {} -> {} held ({}): {}",

@@ -205,6 +205,16 @@ pub(crate) fn normalize(settings: &mut Settings, config_path: &Path) {
             }
         }
     }
+    let safety = &mut settings.safety;
+    for p in [
+        safety.approvals_key_file.as_mut(),
+        safety.admin_token_file.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        resolve(p);
+    }
 }
 
 /// Semantic checks of `[[sources]]`, `[trust]` and `[ssf_push]`: (field, message) pairs.

@@ -108,7 +108,9 @@ pub async fn ensure_approvals_topic(settings: &Settings) -> Result<(), StateErro
     let (exists, brokers) = {
         let md = admin
             .inner()
-            .fetch_metadata(Some(topic), METADATA_TIMEOUT)?;
+            // Every topic's metadata: asking for this one by name would auto-create it on
+            // brokers that do so, with their default partitions.
+            .fetch_metadata(None, METADATA_TIMEOUT)?;
         let exists = md
             .topics()
             .iter()

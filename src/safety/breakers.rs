@@ -178,7 +178,7 @@ impl Breakers {
         self.opened.push((
             key.to_string(),
             format!(
-                "{} commands within {}; further commands are held until {}",
+                "{} commands within {}; further commands are held for {}",
                 spec.max,
                 humantime::format_duration(spec.per),
                 humantime::format_duration(spec.cooldown)
