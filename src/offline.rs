@@ -67,7 +67,7 @@ impl OfflineDecider {
         let codec = AvroCodec::new(Arc::new(schemas), &[]);
         let trust = Arc::new(crate::trust::Trust::load(&settings, config_path)?);
         let settings = Arc::new(settings);
-        let state = StateStore::new(retention(&settings));
+        let state = fresh_state(&settings);
         let topic = settings
             .input
             .topics
@@ -92,7 +92,7 @@ impl OfflineDecider {
     /// Forgets all state and inventory (each test case starts from nothing).
     pub fn reset(&mut self) {
         self.inventory = Inventory::new();
-        self.state = StateStore::new(retention(&self.settings));
+        self.state = fresh_state(&self.settings);
         self.topic = self.default_topic.clone();
     }
 
@@ -149,6 +149,13 @@ impl OfflineDecider {
             (Processed::Approval(_), _) => Err("an approvals record, not a signal".into()),
         }
     }
+}
+
+/// Empty state with the configured circuit breakers, so a what-if replay holds what the
+/// daemon would.
+fn fresh_state(settings: &Settings) -> StateStore {
+    let breakers = crate::safety::breakers::Breakers::new(&settings.safety.breakers);
+    StateStore::new(retention(settings)).with_breakers(Arc::new(std::sync::Mutex::new(breakers)))
 }
 
 /// A file of rule tests (`*.test.yaml`).

@@ -242,6 +242,12 @@ proptest! {
                 held.extend(decision.record.held.iter()
                     .filter(|h| h.reason == "protected_identity")
                     .map(|h| (h.command_id.clone(), h.action.clone())));
+                // Each is published whole for an approval: the command it would have been.
+                let published: BTreeSet<_> = decision.held_commands.iter()
+                    .map(|c| (c.command_id.clone(), c.action.clone())).collect();
+                assert!(decision.record.held.iter()
+                    .filter(|h| h.reason == "protected_identity")
+                    .all(|h| published.contains(&(h.command_id.clone(), h.action.clone()))));
             }
             (sent, held)
         };
@@ -254,5 +260,105 @@ proptest! {
             .partition(|(_, a)| drastic.contains(&a.as_str()));
         prop_assert_eq!(held, want_held);
         prop_assert_eq!(sent, want_sent);
+    }
+}
+
+/// A random approvals-topic history: holds (some forged), approvals, denials, expiries and
+/// re-reads of earlier records, over a few command ids.
+fn approvals_history() -> impl Strategy<Value = Vec<(u8, usize, bool)>> {
+    proptest::collection::vec((0u8..6, 0usize..4, any::<bool>()), 1..40)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A held command leaves only through an approval record naming it, from an allowed
+    /// approver, for a hold containd sealed — once; a timeout releases only the configured
+    /// milder action. Re-reading a record (a crash replay) re-sends the same release.
+    #[test]
+    fn a_held_command_is_released_only_by_its_approval_and_once(history in approvals_history()) {
+        use containd::approvals::*;
+        use containd::state::Mark;
+        let key = b"0123456789abcdef0123".to_vec();
+        let policy = Policy {
+            key: Some(Ok(key.clone())),
+            approvers: vec!["alice".into()],
+            accepts: vec![("okta".into(), vec!["revoke_sessions".into()])],
+        };
+        let id = |n: usize| format!("{n:032x}");
+        let mut table = HoldTable::default();
+        let mut log: Vec<(i64, i64, ApprovalRecord)> = Vec::new();
+        let mut approved = BTreeSet::new();
+        let mut released: BTreeMap<String, i64> = BTreeMap::new();
+        for (offset, (kind, n, flag)) in history.into_iter().enumerate() {
+            let offset = offset as i64;
+            let verdict = |approver: &str| Verdict {
+                command_id: id(n), approver: approver.into(), reason: "r".into() };
+            let (record, at) = match kind {
+                0 => {
+                    let mut request = hold_request(&id(n));
+                    if flag { request.seal = Some(seal(&key, &request)); }
+                    (ApprovalRecord::Hold(Box::new(request)), offset)
+                }
+                1 => (ApprovalRecord::Approve(verdict(if flag { "alice" } else { "mallory" })), offset),
+                2 => (ApprovalRecord::Deny(verdict("alice")), offset),
+                3 => (ApprovalRecord::Expire(Expiry { command_id: id(n) }), if flag { 10_000 } else { 0 }),
+                _ if !log.is_empty() => {
+                    // A re-read of an earlier record at its own position (a crash replay).
+                    let (o, t, record) = log[(n * 7) % log.len()].clone();
+                    let transition = table.apply(record, Mark { offset: o, at: t }, &policy);
+                    if let Transition::Release(_, c) = transition {
+                        prop_assert_eq!(released.get(&c.command_id), Some(&o));
+                    }
+                    continue;
+                }
+                _ => continue,
+            };
+            log.push((offset, at, record.clone()));
+            if let ApprovalRecord::Approve(v) = &record {
+                if v.approver == "alice" { approved.insert(v.command_id.clone()); }
+            }
+            if let Transition::Release(hold, c) = table.apply(record, Mark { offset, at }, &policy) {
+                prop_assert!(hold.request.seal.is_some(), "an unsealed hold was released");
+                prop_assert!(released.insert(c.command_id.clone(), offset).is_none(), "released twice");
+                match c.action.as_str() {
+                    "revoke_sessions" => prop_assert_eq!(c.command_id.clone(), milder_id(&hold.request.command_id, "revoke_sessions")),
+                    _ => prop_assert!(approved.contains(&c.command_id), "released without an approval"),
+                }
+            }
+        }
+    }
+}
+
+fn hold_request(command_id: &str) -> containd::approvals::HoldRequest {
+    let mut command: containd::emit::EnforcementCommand = serde_json::from_value(serde_json::json!({
+        "command_id": command_id, "action": "disable_account", "target": "okta",
+        "principal_id": null, "subject": {"id": "svc-breakglass", "format": "opaque", "identifiers": {}},
+        "parameters": {}, "issued_at": 0, "expires_at": null,
+        "why": {"rule_id": "r", "ruleset_version": "v", "signal_ids": [], "event_type": "e", "description": null}
+    })).unwrap();
+    command.command_id = command_id.into();
+    containd::approvals::HoldRequest {
+        command_id: command_id.into(),
+        reason: "protected_identity".into(),
+        detail: "d".into(),
+        held_at: 0,
+        expires_at: 5_000,
+        on_timeout: "release:revoke_sessions".into(),
+        topic: "t".into(),
+        command,
+        evidence: containd::approvals::Evidence {
+            signal_id: "s".into(),
+            issuer: "i".into(),
+            event_type: "e".into(),
+            rule_id: "r".into(),
+            source: containd::emit::SourcePosition {
+                topic: "t".into(),
+                partition: 0,
+                offset: 0,
+            },
+            identity: None,
+        },
+        seal: None,
     }
 }

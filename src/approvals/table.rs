@@ -159,7 +159,13 @@ impl HoldTable {
                 cut(&v.approver)
             ));
         }
-        let Some(hold) = self.holds.get(&v.command_id) else {
+        // As of the record's offset: a hold written after it (seen when the record is re-read
+        // after a crash) did not exist for it.
+        let Some(hold) = self
+            .holds
+            .get(&v.command_id)
+            .filter(|h| h.offset < at.offset)
+        else {
             return Transition::Ignored {
                 refused: false,
                 why: format!("no held command {}", v.command_id),
@@ -188,7 +194,7 @@ impl HoldTable {
     }
 
     fn expire(&mut self, command_id: &str, at: Mark, policy: &Policy) -> Transition {
-        let Some(hold) = self.holds.get(command_id) else {
+        let Some(hold) = self.holds.get(command_id).filter(|h| h.offset < at.offset) else {
             return Transition::Quiet;
         };
         match &hold.closed {
