@@ -216,12 +216,20 @@ fn records_name_a_command_id_or_are_refused() {
 #[test]
 fn an_approval_written_before_its_hold_releases_nothing_even_when_re_read() {
     let (mut table, policy) = (HoldTable::default(), Policy::default());
-    let early = table.apply(ApprovalRecord::Approve(verdict("alice")), at(0, 500), &policy);
+    let early = table.apply(
+        ApprovalRecord::Approve(verdict("alice")),
+        at(0, 500),
+        &policy,
+    );
     assert!(matches!(early, Transition::Ignored { refused: false, .. }));
     table.apply(hold("cancel"), at(1, 1_000), &policy);
     // After a crash the partition is read again from offset 0 with the hold already in state:
     // the approval still comes before the hold.
-    let again = table.apply(ApprovalRecord::Approve(verdict("alice")), at(0, 500), &policy);
+    let again = table.apply(
+        ApprovalRecord::Approve(verdict("alice")),
+        at(0, 500),
+        &policy,
+    );
     assert!(matches!(again, Transition::Ignored { .. }), "{again:?}");
     assert_eq!(table.pending().count(), 1);
 }

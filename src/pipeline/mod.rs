@@ -294,60 +294,16 @@ fn observe(
         Processed::Decided(d) => {
             summary.decided += 1;
             metrics.signal_decided(topic, d.record.outcome.name(), latency);
-            for (rule, error) in &d.condition_errors {
-                metrics.condition_failed(rule);
-                static LOG: Throttle = Throttle::new(10);
-                if let Some(dropped) = LOG.allow() {
-                    tracing::warn!(rule = %rule, error = %fit::reason(error), unlogged_before = dropped,
-                        "condition failed to evaluate; treated as no match");
-                }
-            }
-            let mut state_records = 0;
-            for o in outputs {
-                match &o.kind {
-                    OutKind::Command { target, action } => {
-                        summary.commands += 1;
-                        metrics.command_produced(target, action);
-                    }
-                    OutKind::State => state_records += 1,
-                    _ => {}
-                }
-            }
-            if state_records > 0 {
-                metrics.state_written("decision", state_records);
-            }
-            for s in d.record.matched_rules.iter().flat_map(|r| &r.suppressed) {
-                metrics.command_suppressed(&s.target, &s.action);
-            }
-            for h in &d.record.held {
-                metrics.command_held(&h.reason, &h.action);
-            }
-            for b in &d.tripped {
-                metrics.rails.breaker_tripped(b);
-            }
-            observe_trust(metrics, &d.record);
-            let identity = &d.record.identity;
-            metrics.identity_decided(match (&identity.id, identity.ownerless) {
-                (None, _) => "unknown",
-                (Some(_), true) => "ownerless",
-                (Some(_), false) => "known",
-            });
-            tracing::debug!(
-                outcome = d.record.outcome.name(),
-                commands = d.commands.len(),
-                "decided"
-            );
+            observe_outputs(metrics, summary, outputs);
+            observe_decision(metrics, d);
         }
         Processed::Approval(a) => {
             if let Some(d) = &a.decision {
                 metrics
                     .rails
                     .approval(d.record.outcome.name(), a.latency_ms);
-                summary.commands += d.commands.len() as u64;
-                for c in &d.commands {
-                    metrics.command_produced(&c.target, &c.action);
-                }
             }
+            observe_outputs(metrics, summary, outputs);
         }
         Processed::DeadLettered(dl) => {
             summary.dead_lettered += 1;
@@ -360,6 +316,58 @@ fn observe(
             }
         }
     }
+}
+
+/// Commands produced and changelog records written for one record.
+fn observe_outputs(metrics: &Metrics, summary: &mut RunSummary, outputs: &[OutRecord]) {
+    let mut state_records = 0;
+    for o in outputs {
+        match &o.kind {
+            OutKind::Command { target, action } => {
+                summary.commands += 1;
+                metrics.command_produced(target, action);
+            }
+            OutKind::State => state_records += 1,
+            _ => {}
+        }
+    }
+    if state_records > 0 {
+        metrics.state_written("decision", state_records);
+    }
+}
+
+/// What a decision did besides its outputs: condition errors, suppressions, holds, breakers
+/// opened, trust and the identity it concerned.
+fn observe_decision(metrics: &Metrics, d: &crate::decide::Decision) {
+    for (rule, error) in &d.condition_errors {
+        metrics.condition_failed(rule);
+        static LOG: Throttle = Throttle::new(10);
+        if let Some(dropped) = LOG.allow() {
+            tracing::warn!(rule = %rule, error = %fit::reason(error), unlogged_before = dropped,
+                "condition failed to evaluate; treated as no match");
+        }
+    }
+    for s in d.record.matched_rules.iter().flat_map(|r| &r.suppressed) {
+        metrics.command_suppressed(&s.target, &s.action);
+    }
+    for h in &d.record.held {
+        metrics.command_held(&h.reason, &h.action);
+    }
+    for b in &d.tripped {
+        metrics.rails.breaker_tripped(b);
+    }
+    observe_trust(metrics, &d.record);
+    let identity = &d.record.identity;
+    metrics.identity_decided(match (&identity.id, identity.ownerless) {
+        (None, _) => "unknown",
+        (Some(_), true) => "ownerless",
+        (Some(_), false) => "known",
+    });
+    tracing::debug!(
+        outcome = d.record.outcome.name(),
+        commands = d.commands.len(),
+        "decided"
+    );
 }
 
 /// A consumer error (a broker unreachable, a fetch failing): librdkafka retries by itself;

@@ -9,7 +9,12 @@ use crate::rules::{self, RuleSet};
 use crate::telemetry::http::{self, Health};
 use crate::telemetry::{logging, Metrics};
 use crate::trust::Trust;
+
+mod operator;
 use clap::{Parser, Subcommand};
+use operator::{approvals, breakers};
+pub(crate) use operator::{rfc3339, table};
+pub use operator::{ApprovalsCommand, BreakersCommand, Failure, VerdictArgs};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -83,62 +88,6 @@ pub enum Command {
     /// The circuit breakers of a running containd (through its telemetry endpoint).
     #[command(subcommand)]
     Breakers(BreakersCommand),
-}
-
-#[derive(Debug, Subcommand)]
-pub enum ApprovalsCommand {
-    /// The held commands nobody approved or denied yet.
-    List {
-        /// The daemon's config: its Kafka settings and `[safety]`.
-        #[arg(long, short)]
-        config: PathBuf,
-        /// A JSON array of the pending holds instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Release a held command to its target topic.
-    Approve(VerdictArgs),
-    /// Cancel a held command.
-    Deny(VerdictArgs),
-}
-
-/// A verdict on one held command.
-#[derive(Debug, clap::Args)]
-pub struct VerdictArgs {
-    /// The held command's id, as `containd approvals list` shows it.
-    pub id: String,
-    /// The daemon's config: its Kafka settings and `[safety]`.
-    #[arg(long, short)]
-    pub config: PathBuf,
-    /// Who decides (one of `[safety] approvers`, when set); default: $USER.
-    #[arg(long)]
-    pub approver: Option<String>,
-    /// Why; recorded with the verdict and in the decision record.
-    #[arg(long)]
-    pub reason: String,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum BreakersCommand {
-    /// Every breaker that counted a command: open or closed, count, when it closes.
-    List {
-        /// The daemon's config: its `telemetry.listen`.
-        #[arg(long, short)]
-        config: PathBuf,
-        /// The daemon's JSON array instead of a table.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Close a breaker (`name`: each of its values; `name:value`: that one), with the
-    /// bearer token of `[safety] admin_token_file`.
-    Reset {
-        /// A breaker's name (`[[safety.breakers]] name`), or `name:value` for one of its
-        /// values, as `containd breakers list` shows them.
-        name: String,
-        /// The daemon's config: its `telemetry.listen` and `[safety] admin_token_file`.
-        #[arg(long, short)]
-        config: PathBuf,
-    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -245,99 +194,6 @@ fn check(path: &std::path::Path) -> ExitCode {
             ExitCode::from(EXIT_CONFIG)
         }
     }
-}
-
-/// An operator command's failure: said on stderr; a config to fix exits 78, like `check`.
-pub trait Failure: std::fmt::Display {
-    /// Whether the config is to blame (the message then starts with the field).
-    fn is_config(&self) -> bool;
-}
-
-/// Loads the config (its problems exit 78), then runs an operator command on it.
-fn operate<E: Failure>(path: &Path, run: impl FnOnce(&Settings) -> Result<(), E>) -> ExitCode {
-    let settings = match config::load(path) {
-        Ok(settings) => settings,
-        Err(problems) => {
-            print_problems(&problems.0);
-            return ExitCode::from(EXIT_CONFIG);
-        }
-    };
-    match run(&settings) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.is_config() => {
-            eprintln!("error: {}: {e}", path.display());
-            ExitCode::from(EXIT_CONFIG)
-        }
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
-    }
-}
-
-fn approvals(command: ApprovalsCommand) -> ExitCode {
-    use crate::approvals::cli;
-    match command {
-        ApprovalsCommand::List { config, json } => operate(&config, |s| cli::list(s, json)),
-        ApprovalsCommand::Approve(v) => operate(&v.config, |s| {
-            cli::approve(s, &v.id, v.approver.as_deref(), &v.reason)
-        }),
-        ApprovalsCommand::Deny(v) => operate(&v.config, |s| {
-            cli::deny(s, &v.id, v.approver.as_deref(), &v.reason)
-        }),
-    }
-}
-
-fn breakers(command: BreakersCommand) -> ExitCode {
-    use crate::safety::cli;
-    match command {
-        BreakersCommand::List { config, json } => operate(&config, |s| cli::list(s, json)),
-        BreakersCommand::Reset { name, config } => operate(&config, |s| cli::reset(s, &name)),
-    }
-}
-
-/// A table for the terminal: columns as wide as their widest cell, two spaces apart, the
-/// last unpadded (it holds free text). Control characters (a subject id is whatever a
-/// signal said) are escaped, so a cell cannot move the cursor or end the row.
-pub(crate) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let clean = |cell: &str| -> String {
-        cell.chars()
-            .map(|c| match c.is_control() {
-                true => c.escape_default().to_string(),
-                false => c.to_string(),
-            })
-            .collect()
-    };
-    let rows: Vec<Vec<String>> = std::iter::once(header.iter().map(|h| h.to_string()).collect())
-        .chain(rows.iter().map(|r| r.iter().map(|c| clean(c)).collect()))
-        .collect();
-    let mut widths = vec![0; header.len()];
-    for row in &rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |row: &Vec<String>| {
-        let last = row.len().saturating_sub(1);
-        let cells = row
-            .iter()
-            .zip(&widths)
-            .enumerate()
-            .map(|(i, (c, w))| match i == last {
-                true => c.clone(),
-                false => format!("{c:<w$}"),
-            });
-        cells.collect::<Vec<_>>().join("  ")
-    };
-    rows.iter().map(line).collect::<Vec<_>>().join("\n")
-}
-
-/// A time in milliseconds since the epoch as RFC 3339 (UTC, to the second).
-pub(crate) fn rfc3339(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms).map_or_else(
-        || ms.to_string(),
-        |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-    )
 }
 
 fn offline(dir: &Path, config: Option<&Path>) -> Result<offline::OfflineDecider, ExitCode> {
@@ -524,28 +380,13 @@ async fn run(path: PathBuf) -> ExitCode {
     let health = Arc::new(Health::default());
     let breakers = crate::safety::breakers::SharedBreakers::default();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    if let Some(addr) = settings.telemetry.listen {
-        let admin = crate::safety::admin::Admin {
-            breakers: breakers.clone(),
-            token: admin_token(&settings),
-        };
-        let mut rx = stop_rx.clone();
-        let stopped = async move {
-            let _ = rx.wait_for(|s| *s).await;
-        };
-        match http::serve(addr, metrics.clone(), health.clone(), Some(admin), stopped).await {
-            Ok((local, server)) => {
-                tracing::info!(%local, "serving /metrics, /healthz, /readyz");
-                tokio::spawn(server);
-            }
-            Err(e) => {
-                eprintln!(
-                    "error: {}: telemetry.listen: cannot bind {addr}: {e}",
-                    path.display()
-                );
-                return ExitCode::from(EXIT_CONFIG);
-            }
-        }
+    let admin = crate::safety::admin::Admin {
+        breakers: breakers.clone(),
+        token: admin_token(&settings),
+    };
+    let telemetry = (metrics.clone(), health.clone(), admin);
+    if let Err(code) = serve_telemetry(&settings, &path, telemetry, stop_rx.clone()).await {
+        return code;
     }
     if let Err(e) = start_push(&settings, &trust, stop_rx.clone()).await {
         eprintln!("error: {}: {e}", path.display());
@@ -564,13 +405,7 @@ async fn run(path: PathBuf) -> ExitCode {
         .watch(stop_rx.clone()),
     );
     let shutdown = shutdown_signal(settings.shutdown.grace);
-    // Retry loops (a partition's state rebuild waiting for the broker) watch this flag: the
-    // pipeline future is busy in them, not polling `shutdown`.
-    let stopping = health.clone();
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        stopping.set_stopping();
-    });
+    flag_stopping(health.clone());
     let result = pipeline::run(
         Arc::new(settings),
         Runtime {
@@ -590,6 +425,45 @@ async fn run(path: PathBuf) -> ExitCode {
             tracing::error!(error = %e, "pipeline stopped");
             eprintln!("error: {e}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Retry loops (a partition's state rebuild waiting for the broker) watch this flag: the
+/// pipeline future is busy in them, not polling its shutdown future.
+fn flag_stopping(health: Arc<Health>) {
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        health.set_stopping();
+    });
+}
+
+/// Serves `/metrics`, `/healthz`, `/readyz` and `/breakers` on `telemetry.listen` (when set)
+/// until `stop` says so; a listener that cannot bind is a config error.
+async fn serve_telemetry(
+    settings: &Settings,
+    path: &Path,
+    (metrics, health, admin): (Arc<Metrics>, Arc<Health>, crate::safety::admin::Admin),
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), ExitCode> {
+    let Some(addr) = settings.telemetry.listen else {
+        return Ok(());
+    };
+    let stopped = async move {
+        let _ = stop.wait_for(|s| *s).await;
+    };
+    match http::serve(addr, metrics, health, Some(admin), stopped).await {
+        Ok((local, server)) => {
+            tracing::info!(%local, "serving /metrics, /healthz, /readyz, /breakers");
+            tokio::spawn(server);
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!(
+                "error: {}: telemetry.listen: cannot bind {addr}: {e}",
+                path.display()
+            );
+            Err(ExitCode::from(EXIT_CONFIG))
         }
     }
 }
