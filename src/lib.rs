@@ -8,11 +8,15 @@
 //!   SETs and recognises redelivered signals;
 //! - [`rules`] holds the loaded containment rules and evaluates them;
 //! - [`decide`] turns a signal and the matching rules into commands and a decision record;
+//! - [`safety`] holds what automated containment may not do alone (protected identities,
+//!   approval policies, circuit breakers); [`approvals`] publishes held commands and applies
+//!   the operators' approvals and denials;
 //! - [`emit`] defines what leaves containd: commands, decision records, dead letters;
 //! - [`pipeline`] is the Kafka loop around it all: consume, process, produce, and commit
 //!   offsets only once every output is acknowledged (or in one transaction);
 //! - [`telemetry`] exports metrics, health and logs; [`config`] loads and validates settings;
-//!   [`cli`] is the command line (`run`, `check`, `demo`, `rules test`, `replay`), [`demo`]
+//!   [`cli`] is the command line (`run`, `check`, `demo`, `rules test`, `replay`,
+//!   `approvals`, `breakers`), [`demo`]
 //!   the embedded demo, [`offline`] rule tests and what-if replay without Kafka.
 
 pub mod approvals;
