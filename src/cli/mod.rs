@@ -376,6 +376,10 @@ async fn run(path: PathBuf) -> ExitCode {
     for w in rules.warnings() {
         tracing::warn!(warning = %w, "rules");
     }
+    if settings.safety.approvals_key_file.is_none() {
+        tracing::warn!(topic = %settings.safety.approvals_topic,
+            "held commands are not sealed ([safety] approvals_key_file unset): whoever can write the approvals topic can publish a hold to approve");
+    }
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
     let breakers = crate::safety::breakers::SharedBreakers::default();

@@ -171,3 +171,48 @@ fn safety_names_known_actions_and_real_identities() {
         "{shown:?}"
     );
 }
+
+#[test]
+fn approval_and_breaker_settings_are_checked() {
+    let text = format!(
+        r#"{VALID}
+[safety]
+approvals_topic = "identity.signals.v1"
+on_timeout = "release:disable_account"
+approvals_key_file = "/nonexistent/approvals.key"
+
+[[safety.require_approval]]
+actions = ["disable_acount"]
+
+[[safety.breakers]]
+name = "flood"
+scope = "source"
+match = "https://nobody.example"
+max = 0
+per = "0s"
+
+[[safety.breakers]]
+name = "flood"
+scope = "action"
+max = 5
+per = "1m"
+"#
+    );
+    let shown: Vec<String> = problems(&text).iter().map(ToString::to_string).collect();
+    for (field, says) in [
+        ("safety.approvals_topic", "also an input"),
+        ("safety.on_timeout", "milder"),
+        ("safety.approvals_key_file", "/nonexistent/approvals.key"),
+        ("safety.require_approval[0].actions[0]", "disable_acount"),
+        ("safety.breakers[0].match", "nobody.example"),
+        ("safety.breakers[0].max", "at least 1"),
+        ("safety.breakers[0].per", "longer than 0"),
+        ("safety.breakers[1].name", "used twice"),
+    ] {
+        assert!(
+            shown.iter().any(|s| s.contains(field) && s.contains(says)),
+            "{field}: {shown:?}"
+        );
+    }
+    assert_eq!(shown.len(), 8, "{shown:?}");
+}

@@ -193,11 +193,46 @@ fn safety(settings: &Settings, problem: &mut dyn FnMut(String, String)) {
             );
         }
     }
+    let others = [
+        &settings.output.decisions_topic,
+        &settings.output.dead_letter_topic,
+        &settings.state.changelog_topic,
+    ];
+    let taken = settings
+        .input
+        .topics
+        .iter()
+        .chain(others)
+        .any(|t| *t == s.approvals_topic)
+        || settings
+            .targets
+            .iter()
+            .any(|t| t.topic == s.approvals_topic);
+    if taken {
+        problem(
+            "safety.approvals_topic".into(),
+            format!(
+                "{:?} is also an input, output or target topic",
+                s.approvals_topic
+            ),
+        );
+    }
     if s.approval_timeout.is_zero() {
         problem(
             "safety.approval_timeout".into(),
             "must be longer than 0".into(),
         );
+    }
+    let files = [
+        ("safety.approvals_key_file", &s.approvals_key_file),
+        ("safety.admin_token_file", &s.admin_token_file),
+    ];
+    for (field, path) in files {
+        let Some(path) = path else { continue };
+        if let Err(e) = crate::approvals::read_key(path) {
+            // The error names the file and its length, never its content.
+            problem(field.into(), format!("{}: {e}", path.display()));
+        }
     }
     breakers(settings, &known, problem);
 }
