@@ -24,12 +24,15 @@ impl Processor {
         msg: &Incoming<'_>,
         decision: &mut Decision,
     ) -> Option<OutRecord> {
+        if decision.commands.is_empty() {
+            return None;
+        }
         let (topic, partition, offset) = (msg.topic, msg.partition, msg.offset);
         let remembered = state.breaker_verdicts(topic, partition, offset).cloned();
         let fresh = remembered.is_none();
         let verdicts = {
             let mut breakers = crate::safety::breakers::lock(&state.breakers);
-            if breakers.is_empty() || decision.commands.is_empty() {
+            if breakers.is_empty() {
                 return None;
             }
             let verdicts = match remembered {
