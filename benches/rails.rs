@@ -90,21 +90,16 @@ fn bench(c: &mut Criterion) {
     g.bench_function("breakers_admit_3_breakers_1_command", |b| {
         b.iter(|| {
             t += 1_000;
-            breakers.admit(black_box(&one), "https://vault.acme.example", t, "t|0@1")
+            breakers.admit(black_box(&one), "https://vault.acme.example", t)
         })
     });
     // Held: one breaker open, every command held.
     let mut open = example_breakers();
     for i in 0..100 {
-        open.admit(
-            &[command(i)],
-            "https://vault.acme.example",
-            0,
-            &format!("o{i}"),
-        );
+        open.admit(&[command(i)], "https://vault.acme.example", 0);
     }
     g.bench_function("breakers_hold_when_open", |b| {
-        b.iter(|| open.admit(black_box(&one), "https://vault.acme.example", 1, "t|0@2"))
+        b.iter(|| open.admit(black_box(&one), "https://vault.acme.example", 1))
     });
 
     let key = b"0123456789abcdef-approvals-key".to_vec();

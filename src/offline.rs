@@ -85,6 +85,11 @@ impl OfflineDecider {
         })
     }
 
+    /// Replaces the circuit breakers (`[]`: none), e.g. to measure the rest of the path alone.
+    pub fn configure_breakers(&mut self, specs: &[crate::config::BreakerSettings]) {
+        crate::safety::breakers::lock(&self.state.breakers).configure(specs);
+    }
+
     pub fn rules(&self) -> &RuleSet {
         &self.rules
     }

@@ -38,10 +38,9 @@ impl Processor {
             let verdicts = match remembered {
                 Some(v) => v,
                 None => {
-                    let origin = format!("{topic}|{partition}@{offset}");
                     let issuer = &decision.record.trust.issuer;
                     let at = decision.record.decided_at;
-                    breakers.admit(&decision.commands, issuer, at, &origin)?
+                    breakers.admit(&decision.commands, issuer, at)?
                 }
             };
             for (opened, why) in breakers.opened() {

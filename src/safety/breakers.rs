@@ -12,7 +12,7 @@
 use crate::config::{BreakerScope, BreakerSettings};
 use crate::emit::EnforcementCommand;
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 /// What the breakers did to one signal's commands.
@@ -46,8 +46,8 @@ pub struct View {
 
 #[derive(Debug, Default)]
 struct Breaker {
-    /// Admitted commands by (decision time, where counted), within the period.
-    admitted: BTreeMap<(i64, String), ()>,
+    /// Decision times of the commands admitted within the period, oldest first.
+    admitted: VecDeque<i64>,
     open: Option<(i64, i64)>,
     held: u64,
 }
@@ -106,20 +106,19 @@ impl Breakers {
         out
     }
 
-    /// Admits the commands of one signal decided at `at` (counted under `origin`), or holds
-    /// those a breaker stops; `None` when no breaker governs any of them.
+    /// Admits the commands of one signal decided at `at`, or holds those a breaker stops;
+    /// `None` when no breaker governs any of them.
     pub fn admit(
         &mut self,
         commands: &[EnforcementCommand],
         issuer: &str,
         at: i64,
-        origin: &str,
     ) -> Option<Verdicts> {
         let mut verdicts = Verdicts {
             at,
             ..Verdicts::default()
         };
-        for (n, command) in commands.iter().enumerate() {
+        for command in commands {
             let keys = self.keys(command, issuer);
             if keys.is_empty() {
                 continue;
@@ -133,7 +132,11 @@ impl Breakers {
                 }
                 None => {
                     for (_, key) in keys {
-                        self.count(&key, at, &format!("{origin}#{n}"));
+                        self.state
+                            .entry(key.clone())
+                            .or_default()
+                            .admitted
+                            .push_back(at);
                         verdicts.counted.push(key);
                     }
                 }
@@ -142,16 +145,25 @@ impl Breakers {
         (!verdicts.counted.is_empty() || !verdicts.held.is_empty()).then_some(verdicts)
     }
 
-    /// Re-applies the counts of a signal decided earlier (a partition's state rebuilt).
-    pub fn restore(&mut self, verdicts: &Verdicts, origin: &str) {
-        for (n, key) in verdicts.counted.iter().enumerate() {
-            self.count(key, verdicts.at, &format!("{origin}#{n}"));
+    /// Re-applies the counts of a signal decided earlier (its partition's state rebuilt).
+    pub fn restore(&mut self, verdicts: &Verdicts) {
+        for key in &verdicts.counted {
+            let admitted = &mut self.state.entry(key.clone()).or_default().admitted;
+            let at = admitted.partition_point(|t| *t <= verdicts.at);
+            admitted.insert(at, verdicts.at);
         }
     }
 
-    fn count(&mut self, key: &str, at: i64, origin: &str) {
-        let b = self.state.entry(key.to_string()).or_default();
-        b.admitted.insert((at, origin.to_string()), ());
+    /// Takes back the counts of a signal whose partition this instance no longer owns (its
+    /// new owner counts them), so a partition assigned back is not counted twice.
+    pub fn forget(&mut self, verdicts: &Verdicts) {
+        for key in &verdicts.counted {
+            if let Some(b) = self.state.get_mut(key) {
+                if let Some(i) = b.admitted.iter().position(|t| *t == verdicts.at) {
+                    b.admitted.remove(i);
+                }
+            }
+        }
     }
 
     /// Whether breaker `key` (spec `i`) lets one more command through at `at`; opens it
@@ -169,7 +181,9 @@ impl Breakers {
             b.held = 0;
         }
         let from = at - spec.per.as_millis() as i64;
-        b.admitted = b.admitted.split_off(&(from, String::new()));
+        while b.admitted.front().is_some_and(|t| *t < from) {
+            b.admitted.pop_front();
+        }
         if b.admitted.len() < spec.max as usize {
             return true;
         }
@@ -283,7 +297,7 @@ mod tests {
     /// Admits one command per signal from `issuer` at `at`; how many were held.
     fn flood(b: &mut Breakers, issuer: &str, n: usize, at: i64) -> usize {
         (0..n)
-            .filter_map(|i| b.admit(&[command(i)], issuer, at, &format!("{issuer}@{at}/{i}")))
+            .filter_map(|i| b.admit(&[command(i)], issuer, at))
             .filter(|v| !v.held.is_empty())
             .count()
     }
@@ -321,8 +335,11 @@ mod tests {
             counted: vec!["source:https://leaks".into(); 2],
             held: vec![],
         };
-        rebuilt.restore(&verdicts, "t|0@5");
+        rebuilt.restore(&verdicts);
         assert_eq!(flood(&mut rebuilt, "https://leaks", 1, 1_500), 1);
+        // The partition moves away: its counts go with it.
+        rebuilt.forget(&verdicts);
+        assert_eq!(rebuilt.list(1_500)[0].count, 0);
     }
 
     #[test]
@@ -335,7 +352,7 @@ mod tests {
             per: Duration::from_secs(60),
             cooldown: Duration::from_secs(60),
         }]);
-        assert!(b.admit(&[command(1)], "i", 0, "o").is_none());
+        assert!(b.admit(&[command(1)], "i", 0).is_none());
         assert!(b.keys(&command(1), "i").is_empty());
     }
 }

@@ -84,9 +84,8 @@ impl StateStore {
 
     pub fn insert_shard(&mut self, topic: &str, partition: i32, shard: Shard) {
         let mut counts = breakers::lock(&self.breakers);
-        for (offset, verdicts) in &shard.breaker_verdicts {
-            let origin = format!("{topic}|{partition}@{offset}");
-            counts.restore(verdicts, &origin);
+        for verdicts in shard.breaker_verdicts.values() {
+            counts.restore(verdicts);
         }
         drop(counts);
         self.shards
@@ -105,12 +104,26 @@ impl StateStore {
 
     /// Forgets a partition (revoked, or to be rebuilt after an aborted transaction).
     pub fn remove_shard(&mut self, topic: &str, partition: i32) {
-        if let Some(t) = self.shards.get_mut(topic) {
-            t.remove(&partition);
+        let Some(shard) = self
+            .shards
+            .get_mut(topic)
+            .and_then(|t| t.remove(&partition))
+        else {
+            return;
+        };
+        let mut counts = breakers::lock(&self.breakers);
+        for verdicts in shard.breaker_verdicts.values() {
+            counts.forget(verdicts);
         }
     }
 
     pub fn clear(&mut self) {
+        let mut counts = breakers::lock(&self.breakers);
+        let shards = self.shards.values().flat_map(HashMap::values);
+        for verdicts in shards.flat_map(|s| s.breaker_verdicts.values()) {
+            counts.forget(verdicts);
+        }
+        drop(counts);
         self.shards.clear();
     }
 
