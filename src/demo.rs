@@ -200,13 +200,14 @@ impl TrustDemo {
     }
 }
 
-/// Four credential rotations at once (three commands each): the demo's breaker on the
-/// rotation rule lets six commands through a minute, so the last signals' commands are held.
+/// Four credential rotations at once from the secret scanner (three commands each): the
+/// demo's breaker on that source lets six commands through a minute, so the last two
+/// signals' commands are held. One key: one partition, so the order is fixed.
 fn flood(now: i64) -> Result<Vec<Vec<u8>>, DemoError> {
     (1..=4)
         .map(|n| {
             serde_json::to_vec(&serde_json::json!({
-                "id": format!("sig-flood-{n}"), "source": {"issuer": "https://vault.acme.example"},
+                "id": format!("sig-flood-{n}"), "source": {"issuer": "https://scanner.acme.example"},
                 "event_type": "urn:containd:event:secrets:credential-rotated",
                 "occurred_at": now * 1000,
                 "subject": {"format": "opaque", "identifiers": {"id": format!("svc-batch-{n}")}},
@@ -218,12 +219,12 @@ fn flood(now: i64) -> Result<Vec<Vec<u8>>, DemoError> {
         .collect()
 }
 
-/// The demo's breaker: six rotation commands a minute.
+/// The demo's breaker: six commands a minute from the secret scanner.
 fn demo_breaker() -> crate::config::BreakerSettings {
     crate::config::BreakerSettings {
-        name: "demo-rotations".into(),
-        scope: crate::config::BreakerScope::Rule,
-        only: Some("secret-rotated-disable-stale".into()),
+        name: "demo-scanner".into(),
+        scope: crate::config::BreakerScope::Source,
+        only: Some("https://scanner.acme.example".into()),
         max: 6,
         per: Duration::from_secs(60),
         cooldown: Duration::from_secs(600),

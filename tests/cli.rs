@@ -191,8 +191,18 @@ fn demo_prints_commands_for_all_five_scenarios() {
     assert!(has("incident-quarantine-agent", "quarantine_workload"));
     assert!(has("policy-changed-sync", "sync_policy"));
     // 18 for the seed scenarios, 2 for the demo's verified SET (step-up on okta and the
-    // agent gateway); the untrusted signal and the protected identity's add none.
-    assert_eq!(lines.len(), 20, "every command of the seed scenarios, once");
+    // agent gateway), 6 for the first two rotations of the small flood; the untrusted signal
+    // and the protected identity's add none, nor do the flood's rotations past the breaker.
+    assert_eq!(lines.len(), 26, "every command of the seed scenarios, once");
+    let flood = |id: &str| lines.iter().filter(|l| l["signal_id"] == id).count();
+    assert_eq!(
+        flood("sig-flood-1") + flood("sig-flood-2"),
+        6,
+        "the breaker's six a minute"
+    );
+    for held in ["sig-flood-3", "sig-flood-4"] {
+        assert_eq!(flood(held), 0, "{held} is past the open breaker");
+    }
     let from_set: Vec<&serde_json::Value> = lines
         .iter()
         .filter(|l| l["signal_id"] == "set-0001")
