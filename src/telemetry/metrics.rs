@@ -206,7 +206,7 @@ impl Metrics {
         );
         registry.register(
             "assigned_partitions",
-            "Signal partitions assigned to this instance",
+            "Partitions assigned to this instance (signal topics and the approvals topic)",
             self.assigned_partitions.clone(),
         );
     }
