@@ -67,14 +67,6 @@ impl HoldTable {
         self.holds.values().filter(|h| h.closed.is_none())
     }
 
-    pub fn len(&self) -> usize {
-        self.holds.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.holds.is_empty()
-    }
-
     /// Adds or removes a hold read from the changelog.
     pub fn restore(&mut self, command_id: &str, hold: Option<Hold>) {
         match hold {

@@ -352,10 +352,10 @@ fn print_decision(at: &str, d: &crate::decide::Decision, json: bool) {
 }
 
 /// The breaker reset token (`[safety] admin_token_file`, checked readable by `check`).
-fn admin_token(settings: &Settings) -> Option<Arc<str>> {
+fn admin_token(settings: &Settings) -> Option<crate::trust::bearer::TokenHash> {
     let path = settings.safety.admin_token_file.as_ref()?;
     match crate::safety::cli::read_token(path) {
-        Ok(t) => Some(Arc::from(t)),
+        Ok(t) => Some(crate::trust::bearer::hash(&t)),
         Err(e) => {
             tracing::error!(file = %path.display(), error = %e, "admin token unreadable: breaker resets refused");
             None

@@ -10,6 +10,7 @@
 //! - [`push`]: the SSF push receiver (RFC 8935) in front of the bus.
 
 pub mod authority;
+pub mod bearer;
 pub mod jwks;
 pub mod push;
 pub mod push_tls;

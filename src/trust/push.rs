@@ -16,7 +16,6 @@ use axum::routing::post;
 use axum::Router;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use sha2::{Digest, Sha256};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,7 +43,7 @@ pub type Serving = std::pin::Pin<Box<dyn Future<Output = std::io::Result<()>> + 
 /// A transmitter allowed to push: its name, the SHA-256 of its token, and its issuers.
 struct Transmitter {
     name: String,
-    token_hash: [u8; 32],
+    token_hash: super::bearer::TokenHash,
     issuers: Vec<String>,
 }
 
@@ -128,7 +127,7 @@ fn transmitters(push: &SsfPushSettings) -> Result<Vec<Transmitter>, PushError> {
         }
         out.push(Transmitter {
             name: t.name.clone(),
-            token_hash: Sha256::digest(token.as_bytes()).into(),
+            token_hash: super::bearer::hash(token),
             issuers: t.issuers.clone(),
         });
     }
@@ -157,20 +156,10 @@ impl Receiver {
     /// The transmitter whose token the request bears. Tokens are compared as SHA-256 digests
     /// over every transmitter, so timing says nothing about a token's prefix.
     fn authenticate(&self, headers: &HeaderMap) -> Option<&Transmitter> {
-        let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-        let (scheme, token) = value.split_once(' ')?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
-            return None;
-        }
-        let presented: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
+        let presented = super::bearer::presented(headers)?;
         let mut found = None;
         for t in &self.transmitters {
-            let diff = t
-                .token_hash
-                .iter()
-                .zip(presented.iter())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-            if diff == 0 {
+            if super::bearer::same(&t.token_hash, &presented) {
                 found = Some(t);
             }
         }
