@@ -247,4 +247,22 @@ async fn a_flood_is_held_past_its_breaker_and_verdicts_release_or_cancel_exactly
         })
         .count();
     assert!(hold_records >= FLOOD - LIMIT);
+
+    // A malformed approvals record is dead-lettered with its reason, and nothing else moves.
+    produce(
+        &producer(),
+        &topics.approvals,
+        Some("x"),
+        br#"{"type": "approve"}"#,
+    )
+    .await;
+    let dead = read_until(
+        std::slice::from_ref(&topics.dead_letter),
+        Duration::from_secs(60),
+        count(1),
+    );
+    assert_eq!(dead.len(), 1, "{}", daemon.log_text());
+    assert_eq!(dead[0].headers["containd.reason.kind"], "malformed_json");
+    assert_eq!(dead[0].headers["containd.source.topic"], topics.approvals);
+    assert_eq!(pending(&config).len(), FLOOD - LIMIT - 2);
 }
