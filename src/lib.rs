@@ -21,6 +21,7 @@
 
 pub mod approvals;
 pub mod cli;
+pub mod client;
 pub mod codec;
 pub mod config;
 pub mod decide;

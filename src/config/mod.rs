@@ -2,12 +2,14 @@
 //! environment variables, and validated by a pure function that returns every problem with
 //! its file, line (when known) and field.
 
+pub mod kafka;
 mod locate;
 pub mod safety;
 mod settings;
 pub mod trust;
 mod validate;
 
+pub use kafka::{ClientKind, KafkaSettings};
 pub use safety::{ApprovalPolicy, BreakerScope, BreakerSettings, SafetySettings};
 pub use settings::*;
 pub use trust::{SourceSettings, SsfPushSettings, TransmitterSettings, TrustSettings};
@@ -82,8 +84,20 @@ pub fn read(path: &Path) -> Result<String, Problems> {
     })
 }
 
-/// Parses file text plus environment into settings, without semantic checks.
+/// Parses file text plus the process environment into settings, without semantic checks.
 pub fn parse(path: &Path, text: &str) -> Result<Settings, Problems> {
+    let env = std::env::vars()
+        .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+        .collect();
+    parse_with_env(path, text, env)
+}
+
+/// [`parse`] with the environment given (`CONTAIND__…` variables).
+pub fn parse_with_env(
+    path: &Path,
+    text: &str,
+    env: std::collections::HashMap<String, String>,
+) -> Result<Settings, Problems> {
     let fail = |message: String, field: String| {
         let line = locate::line_of(text, &field).or_else(|| locate::line_in_message(&message));
         Problems(vec![Problem {
@@ -105,16 +119,23 @@ pub fn parse(path: &Path, text: &str) -> Result<Settings, Problems> {
             message: format!("TOML syntax: {}", e.message()),
         }]));
     }
-    let built = config::Config::builder()
+    // Environment values stay strings (`000123` is not `123`, topic `007` not `7`); the
+    // typed fields parse them. List fields are split on `,`.
+    let mut builder = config::Config::builder()
         .add_source(config::File::from_str(text, config::FileFormat::Toml))
         .add_source(
             config::Environment::with_prefix(ENV_PREFIX)
                 .prefix_separator("__")
                 .separator("__")
-                .try_parsing(true)
-                .list_separator(",")
-                .with_list_parse_key("input.topics"),
-        )
+                .try_parsing(false)
+                .source(Some(env.clone().into_iter().collect())),
+        );
+    for (key, items) in env_lists(&env) {
+        builder = builder
+            .set_override(key, items)
+            .map_err(|e| fail(e.to_string(), key.into()))?;
+    }
+    let built = builder
         .build()
         .map_err(|e| fail(e.to_string(), String::new()))?;
     let mut settings: Settings = built.try_deserialize().map_err(|e| {
@@ -125,7 +146,37 @@ pub fn parse(path: &Path, text: &str) -> Result<Settings, Problems> {
         fail(e.to_string(), field)
     })?;
     settings.normalize(path);
+    let unreadable = settings.kafka.read_secret_files();
+    if !unreadable.is_empty() {
+        let problems = unreadable
+            .into_iter()
+            .map(|(field, message)| Problem {
+                file: path.into(),
+                line: locate::line_of(text, &field),
+                field,
+                message,
+            })
+            .collect();
+        return Err(Problems(problems));
+    }
     Ok(settings)
+}
+
+/// Fields that are lists, as their environment variables give them: `a,b` is `["a", "b"]`.
+const ENV_LISTS: [&str; 3] = ["input.topics", "extra_actions", "safety.approvers"];
+
+fn env_lists(env: &std::collections::HashMap<String, String>) -> Vec<(&'static str, Vec<String>)> {
+    ENV_LISTS
+        .iter()
+        .filter_map(|key| {
+            let var = format!("{ENV_PREFIX}__{}", key.replace('.', "__").to_uppercase());
+            let value = env.get(&var).filter(|v| !v.is_empty())?;
+            Some((
+                *key,
+                value.split(',').map(|s| s.trim().to_string()).collect(),
+            ))
+        })
+        .collect()
 }
 
 #[cfg(test)]

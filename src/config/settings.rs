@@ -11,11 +11,12 @@ use std::time::Duration;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
-    /// librdkafka properties passed through to the consumer and producer (`bootstrap.servers`,
-    /// `security.protocol`, `sasl.*`, `ssl.*`, …). Environment overrides use `_` for `.`:
-    /// `CONTAIND__KAFKA__BOOTSTRAP_SERVERS`.
+    /// librdkafka properties for every client (`bootstrap.servers`, `security.protocol`,
+    /// `sasl.*`, `ssl.*`, …), with `[kafka.consumer]` / `[kafka.producer]` overrides and
+    /// secrets from files (`"sasl.password_file"`). Environment overrides use `_` for `.`:
+    /// `CONTAIND__KAFKA__BOOTSTRAP_SERVERS`, `CONTAIND__KAFKA__SASL_PASSWORD_FILE`.
     #[serde(default)]
-    pub kafka: BTreeMap<String, String>,
+    pub kafka: super::kafka::KafkaSettings,
     pub input: InputSettings,
     #[serde(default)]
     pub output: OutputSettings,
@@ -338,15 +339,7 @@ impl Settings {
             }
         }
         super::trust::normalize(self, config_path);
-        // Environment keys arrive as `bootstrap_servers` (librdkafka names have no `_`) and
-        // override the file's `bootstrap.servers`.
-        let (env, file): (Vec<_>, Vec<_>) = std::mem::take(&mut self.kafka)
-            .into_iter()
-            .partition(|(k, _)| k.contains('_'));
-        self.kafka = file
-            .into_iter()
-            .chain(env.into_iter().map(|(k, v)| (k.replace('_', "."), v)))
-            .collect();
+        self.kafka.normalize(config_path.parent());
     }
 
     pub fn target(&self, name: &str) -> Option<&TargetSettings> {

@@ -35,7 +35,7 @@ fn valid_config_has_no_problems_and_resolves_rules_dir() {
     let s = parse(Path::new("/etc/containd/c.toml"), VALID).unwrap();
     assert!(validate(&s, Path::new("c.toml"), VALID).is_empty());
     assert_eq!(s.rules.dir, Path::new("/etc/containd/rules"));
-    assert_eq!(s.kafka["bootstrap.servers"], "127.0.0.1:9092");
+    assert_eq!(s.kafka.get("bootstrap.servers"), Some("127.0.0.1:9092"));
     assert_eq!(s.delivery.mode, DeliveryMode::AtLeastOnce);
 }
 

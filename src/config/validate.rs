@@ -79,15 +79,27 @@ fn input(settings: &Settings, problem: &mut dyn FnMut(String, String)) {
     }
 }
 
-/// librdkafka properties containd needs or manages.
+/// librdkafka properties: what containd needs, what librdkafka refuses (unknown names, bad
+/// values), what containd manages.
 fn kafka(settings: &Settings, problem: &mut dyn FnMut(String, String)) {
-    if !settings.kafka.contains_key("bootstrap.servers") {
+    use super::ClientKind::{Consumer, Producer};
+    let kafka = &settings.kafka;
+    if [Consumer, Producer]
+        .iter()
+        .any(|k| !kafka.for_kind(*k).contains_key("bootstrap.servers"))
+    {
         problem(
             "kafka.bootstrap.servers".into(),
             "required (or CONTAIND__KAFKA__BOOTSTRAP_SERVERS)".into(),
         );
     }
-    if let Some(v) = settings.kafka.get("message.max.bytes") {
+    let refused = crate::client::property_problems(settings);
+    let librdkafka_said = |key: &str| refused.iter().any(|(f, _)| f.ends_with(key));
+    if let Some(v) = kafka
+        .for_kind(Producer)
+        .get("message.max.bytes")
+        .filter(|_| !librdkafka_said(".message.max.bytes"))
+    {
         if !v
             .parse::<usize>()
             .is_ok_and(|n| (1000..=1_000_000_000).contains(&n))
@@ -98,17 +110,8 @@ fn kafka(settings: &Settings, problem: &mut dyn FnMut(String, String)) {
             );
         }
     }
-    for key in [
-        "enable.auto.commit",
-        "enable.auto.offset.store",
-        "transactional.id",
-    ] {
-        if settings.kafka.contains_key(key) {
-            problem(
-                format!("kafka.{key}"),
-                "is managed by containd (offsets follow acknowledged outputs)".into(),
-            );
-        }
+    for (field, message) in refused {
+        problem(field, message);
     }
 }
 

@@ -100,9 +100,7 @@ pub async fn run(json: bool) -> ExitCode {
 pub fn demo_settings(bootstrap: &str) -> Result<Settings, DemoError> {
     let mut settings =
         config::parse(Path::new("examples/containd.toml"), CONFIG).map_err(DemoError::Config)?;
-    settings
-        .kafka
-        .insert("bootstrap.servers".into(), bootstrap.into());
+    settings.kafka.set("bootstrap.servers", bootstrap);
     settings.telemetry.listen = None;
     settings.delivery.commit_interval = Duration::from_millis(100);
     Ok(settings)

@@ -10,7 +10,6 @@ use super::{IdentityRecord, SharedInventory};
 use crate::codec::{AvroCodec, Format};
 use crate::config::Settings;
 use crate::telemetry::Metrics;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
@@ -45,10 +44,7 @@ impl Tail {
         codec: AvroCodec,
         metrics: Arc<Metrics>,
     ) -> Result<Self, TailError> {
-        let mut config = ClientConfig::new();
-        for (k, v) in &settings.kafka {
-            config.set(k, v);
-        }
+        let mut config = crate::client::config(settings, crate::config::ClientKind::Consumer);
         config
             .set("group.id", format!("{}-inventory", settings.input.group_id))
             .set("enable.auto.commit", "false")

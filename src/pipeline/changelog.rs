@@ -2,7 +2,8 @@
 //! partitions, and rebuild one input partition's state by reading its changelog partition to
 //! the end (read_committed, so an aborted transaction's state never comes back).
 
-use super::kafka::base_config;
+use crate::client;
+use crate::config::ClientKind;
 use crate::config::Settings;
 use crate::state::{changelog, Shard};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -52,7 +53,8 @@ impl StateError {
 /// Checks (and, when allowed, creates) the changelog topic. Input topics that do not exist
 /// yet are checked when their partitions are first restored.
 pub async fn ensure_topic(settings: &Settings) -> Result<(), StateError> {
-    let admin: AdminClient<DefaultClientContext> = base_config(settings).create()?;
+    let admin: AdminClient<DefaultClientContext> =
+        client::config(settings, ClientKind::Admin).create()?;
     let topic = &settings.state.changelog_topic;
     // Metadata is not Send: read what is needed before awaiting anything.
     let (widest, existing, brokers) = {
@@ -103,7 +105,8 @@ pub async fn ensure_topic(settings: &Settings) -> Result<(), StateError> {
 /// partitions need changelog partitions of their own, so it never has more than the widest
 /// input). It is a log, not compacted: a hold and its verdict share a key.
 pub async fn ensure_approvals_topic(settings: &Settings) -> Result<(), StateError> {
-    let admin: AdminClient<DefaultClientContext> = base_config(settings).create()?;
+    let admin: AdminClient<DefaultClientContext> =
+        client::config(settings, ClientKind::Admin).create()?;
     let topic = &settings.safety.approvals_topic;
     let (exists, brokers) = {
         let md = admin
@@ -167,7 +170,7 @@ pub struct Restorer {
 
 impl Restorer {
     pub fn new(settings: &Settings) -> Result<Self, StateError> {
-        let mut config = base_config(settings);
+        let mut config = client::config(settings, ClientKind::Consumer);
         config
             .set(
                 "group.id",

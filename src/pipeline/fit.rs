@@ -27,6 +27,7 @@ const KEPT_BYTES: usize = 64 * 1024;
 pub fn max_record_bytes(settings: &Settings) -> usize {
     settings
         .kafka
+        .for_kind(crate::config::ClientKind::Producer)
         .get("message.max.bytes")
         .and_then(|v| v.parse().ok())
         .unwrap_or(DEFAULT_MAX_RECORD_BYTES)

@@ -1,15 +1,12 @@
-//! librdkafka clients: one function turns settings into client configs, and the two contexts
-//! carry delivery acknowledgements and rebalance events into the offset tracker.
+//! librdkafka clients' callbacks: the two contexts carry delivery acknowledgements and rebalance events into the offset tracker.
 
 use super::offsets::{DeliveryFailure, OffsetTracker};
 use super::redeliver::Redelivery;
-use crate::config::Settings;
 use crate::state::StateStore;
 use crate::telemetry::http::Health;
 use crate::telemetry::throttle::Throttle;
 use crate::telemetry::Metrics;
 use rdkafka::client::ClientContext;
-use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::KafkaError;
 use rdkafka::message::DeliveryResult;
@@ -20,50 +17,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// Consumer settings: containd owns commits (offsets follow acknowledged outputs).
-pub fn consumer_config(settings: &Settings) -> ClientConfig {
-    let mut c = base_config(settings);
-    c.set("group.id", &settings.input.group_id)
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("partition.assignment.strategy", "cooperative-sticky")
-        .set("statistics.interval.ms", "5000");
-    set_default(&mut c, settings, "auto.offset.reset", "earliest");
-    set_default(&mut c, settings, "isolation.level", "read_committed");
-    c
-}
-
-/// Producer settings: idempotent, Java-compatible key hashing so a subject's records land on
-/// the partition any other client would choose.
-pub fn producer_config(settings: &Settings, transactional_id: Option<&str>) -> ClientConfig {
-    let mut c = base_config(settings);
-    c.set("enable.idempotence", "true");
-    set_default(&mut c, settings, "partitioner", "murmur2_random");
-    set_default(&mut c, settings, "linger.ms", "5");
-    match transactional_id {
-        // librdkafka requires message.timeout.ms <= transaction.timeout.ms (60 s default).
-        Some(id) => {
-            c.set("transactional.id", id);
-        }
-        None => set_default(&mut c, settings, "message.timeout.ms", "120000"),
-    }
-    c
-}
-
-pub(crate) fn base_config(settings: &Settings) -> ClientConfig {
-    let mut c = ClientConfig::new();
-    for (k, v) in &settings.kafka {
-        c.set(k, v);
-    }
-    c.set_log_level(RDKafkaLogLevel::Warning);
-    c
-}
-
-fn set_default(c: &mut ClientConfig, settings: &Settings, key: &str, value: &str) {
-    if !settings.kafka.contains_key(key) {
-        c.set(key, value);
-    }
-}
+pub use crate::client::{consumer_config, producer_config};
 
 /// Commits every position that moved (`Async`: since the last call; `Sync`: all of them, for
 /// shutdown). A failed commit only leaves an older position, which replays harmlessly; the
