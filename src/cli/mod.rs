@@ -163,6 +163,17 @@ pub fn load(path: &std::path::Path) -> Result<(Settings, RuleSet, Trust), Vec<Pr
     if let Err(trust_problems) = &trust {
         problems.extend(trust_problems.iter().cloned());
     }
+    if problems.is_empty() {
+        // librdkafka's own validation (certificate files, mechanisms), once the rest is right.
+        problems.extend(crate::client::client_problems(&settings).into_iter().map(
+            |(field, message)| Problem {
+                file: path.into(),
+                line: None,
+                field,
+                message,
+            },
+        ));
+    }
     match (rules, trust) {
         (Ok(rules), Ok(trust)) if problems.is_empty() => Ok((settings, rules, trust)),
         (Err(mut rule_problems), _) => {
@@ -408,6 +419,13 @@ async fn run(path: PathBuf) -> ExitCode {
         }
         .watch(stop_rx.clone()),
     );
+    let secrets: Vec<String> = settings
+        .kafka
+        .secret_values()
+        .into_iter()
+        .map(String::from)
+        .collect();
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
     let shutdown = shutdown_signal(settings.shutdown.grace);
     flag_stopping(health.clone());
     let result = pipeline::run(
@@ -426,9 +444,11 @@ async fn run(path: PathBuf) -> ExitCode {
     match result {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = %e, "pipeline stopped");
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
+            let error = crate::config::kafka::scrub(&e.to_string(), &secrets);
+            let code = if e.is_config() { EXIT_CONFIG } else { 1 };
+            // The last line, in the configured log format.
+            tracing::error!(%error, exit = code, "stopped");
+            ExitCode::from(code)
         }
     }
 }

@@ -5,6 +5,8 @@
 //! property "ssl.key.password"`); everything here reports the property's name and scrubs
 //! the values of secret properties from the rest.
 
+pub mod connect;
+
 use crate::config::kafka::{is_secret, scrub};
 use crate::config::{ClientKind, Settings};
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};

@@ -216,3 +216,106 @@ per = "1m"
     }
     assert_eq!(shown.len(), 8, "{shown:?}");
 }
+
+fn env(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn environment_values_stay_strings_and_lists_split() {
+    let s = parse_with_env(
+        Path::new("c.toml"),
+        VALID,
+        env(&[
+            ("CONTAIND__KAFKA__SASL_USERNAME", "000123"),
+            ("CONTAIND__INPUT__TOPICS", "007,identity.signals.v2"),
+            ("CONTAIND__INPUT__GROUP_ID", "0042"),
+            ("CONTAIND__DELIVERY__MAX_IN_FLIGHT", "77"),
+            ("CONTAIND__RULES__DRY_RUN", "true"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(s.kafka.get("sasl.username"), Some("000123"));
+    assert_eq!(s.input.topics, ["007", "identity.signals.v2"]);
+    assert_eq!(s.input.group_id, "0042");
+    assert_eq!(s.delivery.max_in_flight, 77);
+    assert!(s.rules.dry_run);
+}
+
+#[test]
+fn unknown_and_managed_kafka_properties_are_refused_where_written() {
+    let text = VALID.replace(
+        "\"bootstrap.servers\" = \"127.0.0.1:9092\"",
+        "\"bootstrap.servers\" = \"127.0.0.1:9092\"\n\"bootstrap.server\" = \"x:1\"\n\"linger.ms\" = 5\n\n[kafka.consumer]\n\"enable.auto.commit\" = \"true\"\n\"fetch.wait.max.ms\" = \"soon\"",
+    );
+    let shown: Vec<String> = problems(&text).iter().map(ToString::to_string).collect();
+    assert_eq!(shown.len(), 3, "{shown:?}");
+    assert!(shown
+        .iter()
+        .any(|s| s.contains("kafka.bootstrap.server:")
+            && s.contains("No such configuration property")));
+    assert!(shown
+        .iter()
+        .any(|s| s.contains("kafka.consumer.enable.auto.commit") && s.contains("managed")));
+    assert!(shown
+        .iter()
+        .any(|s| s.contains("kafka.consumer.fetch.wait.max.ms") && s.contains("Invalid value")));
+}
+
+#[test]
+fn overrides_apply_to_their_kind_only() {
+    let text = VALID.replace(
+        "\"bootstrap.servers\" = \"127.0.0.1:9092\"",
+        "\"bootstrap.servers\" = \"127.0.0.1:9092\"\n\"client.id\" = \"containd\"\n[kafka.producer]\n\"linger.ms\" = 20\n[kafka.consumer]\n\"client.id\" = \"containd-reader\"",
+    );
+    let s = parse(Path::new("c.toml"), &text).unwrap();
+    assert!(validate(&s, Path::new("c.toml"), &text).is_empty());
+    let producer = s.kafka.for_kind(ClientKind::Producer);
+    let consumer = s.kafka.for_kind(ClientKind::Consumer);
+    assert_eq!(producer.get("linger.ms"), Some(&"20"));
+    assert_eq!(consumer.get("linger.ms"), None);
+    assert_eq!(consumer.get("client.id"), Some(&"containd-reader"));
+    assert_eq!(producer.get("client.id"), Some(&"containd"));
+}
+
+#[test]
+fn secrets_come_from_files_and_never_appear_in_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("pw"), "hunter2-correct-horse\n").unwrap();
+    let text = VALID.replace(
+        "\"bootstrap.servers\" = \"127.0.0.1:9092\"",
+        "\"bootstrap.servers\" = \"127.0.0.1:9092\"\n\"sasl.password_file\" = \"pw\"",
+    );
+    let s = parse(&dir.path().join("c.toml"), &text).unwrap();
+    assert_eq!(s.kafka.get("sasl.password"), Some("hunter2-correct-horse"));
+    assert!(!format!("{:?}", s.kafka).contains("hunter2"));
+    // The environment names the file the same way; a missing file names the field.
+    let missing = parse_with_env(
+        &dir.path().join("c.toml"),
+        VALID,
+        env(&[("CONTAIND__KAFKA__SASL_PASSWORD_FILE", "/nonexistent/pw")]),
+    )
+    .unwrap_err();
+    let shown = missing.to_string();
+    assert!(shown.contains("kafka.sasl.password_file") && shown.contains("/nonexistent/pw"));
+    // A secret librdkafka refuses is named, its value never shown.
+    let bad = VALID.replace(
+        "\"bootstrap.servers\" = \"127.0.0.1:9092\"",
+        "\"bootstrap.servers\" = \"127.0.0.1:9092\"\n\"security.protocol\" = \"SSL\"\n\"ssl.key.password\" = \"hunter2-correct-horse\"\n\"ssl.keystore.password\" = \"hunter2-correct-horse\"\n\"ssl.key.pem\" = \"-----BEGIN PRIVATE KEY-----\\nhunter2-correct-horse\\n-----END PRIVATE KEY-----\"",
+    );
+    let s = parse(Path::new("c.toml"), &bad).unwrap();
+    let mut all: Vec<String> = validate(&s, Path::new("c.toml"), &bad)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    all.extend(
+        crate::client::client_problems(&s)
+            .into_iter()
+            .map(|(f, m)| format!("{f}: {m}")),
+    );
+    assert!(!all.is_empty(), "an unparseable key is refused");
+    assert!(all.iter().all(|p| !p.contains("hunter2")), "{all:?}");
+}

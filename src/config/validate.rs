@@ -93,25 +93,24 @@ fn kafka(settings: &Settings, problem: &mut dyn FnMut(String, String)) {
             "required (or CONTAIND__KAFKA__BOOTSTRAP_SERVERS)".into(),
         );
     }
-    let refused = crate::client::property_problems(settings);
-    let librdkafka_said = |key: &str| refused.iter().any(|(f, _)| f.ends_with(key));
-    if let Some(v) = kafka
-        .for_kind(Producer)
-        .get("message.max.bytes")
-        .filter(|_| !librdkafka_said(".message.max.bytes"))
-    {
-        if !v
+    let producer = kafka.for_kind(Producer);
+    let size_ok = producer.get("message.max.bytes").map(|v| {
+        let ok = v
             .parse::<usize>()
-            .is_ok_and(|n| (1000..=1_000_000_000).contains(&n))
-        {
-            problem(
-                "kafka.message.max.bytes".into(),
-                format!("{v:?} is not a size between 1000 and 1000000000 bytes"),
-            );
-        }
+            .is_ok_and(|n| (1000..=1_000_000_000).contains(&n));
+        (v, ok)
+    });
+    if let Some((v, false)) = size_ok {
+        problem(
+            "kafka.message.max.bytes".into(),
+            format!("{v:?} is not a size between 1000 and 1000000000 bytes"),
+        );
     }
-    for (field, message) in refused {
-        problem(field, message);
+    for (field, message) in crate::client::property_problems(settings) {
+        // The size was just reported, with the range containd needs.
+        if !(field.ends_with(".message.max.bytes") && matches!(size_ok, Some((_, false)))) {
+            problem(field, message);
+        }
     }
 }
 

@@ -40,6 +40,11 @@ pub enum StateError {
 }
 
 impl StateError {
+    /// Topics to fix (too narrow, missing and not to be created), not a broker to wait for.
+    pub fn is_config(&self) -> bool {
+        matches!(self, Self::TooFewPartitions { .. } | Self::Missing(_))
+    }
+
     /// Whether trying again later may succeed (the broker is unreachable), as opposed to a
     /// configuration to fix.
     pub fn is_transient(&self) -> bool {

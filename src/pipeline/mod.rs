@@ -53,6 +53,20 @@ pub enum PipelineError {
     /// A shutdown was asked for while waiting for the broker: a clean stop.
     #[error("stopped while waiting for the broker")]
     Interrupted,
+    #[error(transparent)]
+    Connect(#[from] crate::client::connect::ConnectError),
+}
+
+impl PipelineError {
+    /// A configuration or deployment to fix, which no restart mends: the daemon exits 78
+    /// (EX_CONFIG), so `RestartPreventExitStatus=78` stops a crash loop.
+    pub fn is_config(&self) -> bool {
+        match self {
+            Self::Connect(e) => e.is_config(),
+            Self::State(e) => e.is_config(),
+            _ => false,
+        }
+    }
 }
 
 pub use crate::rules::{current, SharedRules};
@@ -130,6 +144,10 @@ pub async fn run(
     };
     crate::safety::breakers::lock(&runtime.breakers).configure(&settings.safety.breakers);
     tokio::pin!(shutdown);
+    tokio::select! {
+        reached = wait_for_cluster(&settings) => reached?,
+        _ = &mut shutdown => return Ok(RunSummary::default()),
+    }
     let inventory = SharedInventory::default();
     let _tail = match &settings.inventory.topic {
         Some(topic) => {
@@ -175,6 +193,37 @@ pub async fn run(
         DeliveryMode::ExactlyOnce => {
             exactly_once::run(&settings, processor, runtime, ctx, shutdown).await
         }
+    }
+}
+
+/// Waits until the cluster answers and every input topic exists, so topic setup never
+/// guesses (a changelog created before its input would be too narrow). A refused login or
+/// certificate is a configuration to fix, returned at once.
+async fn wait_for_cluster(settings: &Settings) -> Result<(), PipelineError> {
+    use crate::client::connect;
+    let probe = Arc::new(connect::probe(settings)?);
+    let mut said = None;
+    loop {
+        let (p, s) = (probe.clone(), settings.clone());
+        let answer = tokio::task::spawn_blocking(move || {
+            connect::metadata(&p, &s, std::time::Duration::from_secs(5))
+        })
+        .await
+        .map_err(|_| PipelineError::Interrupted)?;
+        let waiting = match answer {
+            Err(e) if e.is_config() => return Err(PipelineError::Connect(e)),
+            Err(e) => e.to_string(),
+            Ok(cluster) => match cluster.missing_inputs(settings) {
+                missing if missing.is_empty() => return Ok(()),
+                missing => format!("input topic(s) {} do not exist yet", missing.join(", ")),
+            },
+        };
+        // One line per change of what is awaited, not one per attempt.
+        if said.as_ref() != Some(&waiting) {
+            tracing::warn!(reason = %waiting, "waiting before topic setup; not ready until then");
+            said = Some(waiting);
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(2)).await;
     }
 }
 

@@ -25,6 +25,22 @@ pub fn bootstrap() -> String {
     )
 }
 
+/// A test client's properties: the broker, plus `CONTAIND_TEST_CLIENT` (`key=value;…`,
+/// e.g. TLS and SASL settings for a secured broker of the test's own).
+pub fn client() -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", bootstrap());
+    for pair in std::env::var("CONTAIND_TEST_CLIENT")
+        .unwrap_or_default()
+        .split(';')
+    {
+        if let Some((k, v)) = pair.split_once('=') {
+            c.set(k, v);
+        }
+    }
+    c
+}
+
 /// A unique name prefix per test, so tests share one broker without seeing each other.
 pub fn unique(name: &str) -> String {
     static N: AtomicU32 = AtomicU32::new(0);
@@ -76,10 +92,7 @@ pub const TARGETS: &[&str] = &[
 ];
 
 pub async fn create_topics(names: &[String]) {
-    let admin: AdminClient<DefaultClientContext> = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
-        .create()
-        .expect("admin client");
+    let admin: AdminClient<DefaultClientContext> = client().create().expect("admin client");
     let topics: Vec<NewTopic> = names
         .iter()
         .map(|n| NewTopic::new(n, PARTITIONS, TopicReplication::Fixed(1)))
@@ -291,8 +304,7 @@ pub fn metric_sum(text: &str, name: &str) -> f64 {
 }
 
 pub fn producer() -> FutureProducer {
-    ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
+    client()
         .set("enable.idempotence", "true")
         .set("partitioner", "murmur2_random")
         .set("linger.ms", "5")
@@ -339,8 +351,7 @@ fn read(
     idle: Option<Duration>,
     mut done: impl FnMut(&Record) -> bool,
 ) -> Vec<Record> {
-    let consumer: BaseConsumer = ClientConfig::new()
-        .set("bootstrap.servers", bootstrap())
+    let consumer: BaseConsumer = client()
         .set("group.id", unique("reader"))
         .set("enable.auto.commit", "false")
         .create()
@@ -431,6 +442,11 @@ pub struct Broker {
 
 impl Broker {
     pub fn start(port: u16, dir: &Path) -> Self {
+        Self::start_with(port, dir, &[])
+    }
+
+    /// [`Broker::start`] with more `nisshi broker` arguments (`--cert`, `--authentication`).
+    pub fn start_with(port: u16, dir: &Path, args: &[&str]) -> Self {
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new("nisshi")
             .args([
@@ -442,6 +458,7 @@ impl Broker {
             ])
             // nisshi reads the sqlite path relative to its working directory.
             .args(["--storage-engine", "sqlite://broker.db"])
+            .args(args)
             .current_dir(dir)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
