@@ -392,6 +392,7 @@ async fn run(path: PathBuf) -> ExitCode {
             "held commands are not sealed ([safety] approvals_key_file unset): whoever can write the approvals topic can publish a hold to approve");
     }
     let metrics = Arc::new(Metrics::new());
+    metrics.prime(&settings);
     let health = Arc::new(Health::default());
     let breakers = crate::safety::breakers::SharedBreakers::default();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

@@ -98,7 +98,7 @@ impl Default for StateSettings {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InventorySettings {
     /// Compacted topic of IdentityRecords keyed by identity id; unset: every subject is an
@@ -108,6 +108,21 @@ pub struct InventorySettings {
     /// Encoding of the records: `json` or `avro` (single-object).
     #[serde(default)]
     pub format: Format,
+    /// With `topic` set: signals wait (the daemon is not ready) until the topic exists and
+    /// its contents are read. `false`: a missing topic is an empty inventory (every subject
+    /// unknown), warned about and followed once it appears.
+    #[serde(default = "default_true")]
+    pub required: bool,
+}
+
+impl Default for InventorySettings {
+    fn default() -> Self {
+        Self {
+            topic: None,
+            format: Format::default(),
+            required: true,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

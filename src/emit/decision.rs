@@ -162,6 +162,22 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    pub const ALL: [Outcome; 13] = [
+        Self::Acted,
+        Self::NoMatch,
+        Self::DryRun,
+        Self::MatchedNoAction,
+        Self::Suppressed,
+        Self::Pending,
+        Self::Untrusted,
+        Self::Duplicate,
+        Self::Refused,
+        Self::Held,
+        Self::Undeliverable,
+        Self::Released,
+        Self::Cancelled,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Acted => "acted",

@@ -58,6 +58,7 @@ impl Tail {
             topic: topic.to_string(),
             inventory,
             format: settings.inventory.format,
+            required: settings.inventory.required,
             codec,
             metrics,
             loaded: loaded.clone(),
@@ -107,6 +108,9 @@ struct Follower {
     topic: String,
     inventory: SharedInventory,
     format: Format,
+    /// `[inventory] required`: without the topic, signals wait (not ready) instead of being
+    /// decided against an empty inventory.
+    required: bool,
     codec: AvroCodec,
     metrics: Arc<Metrics>,
     loaded: Arc<AtomicBool>,
@@ -130,8 +134,11 @@ impl Follower {
                 }
             }
             if assigned == 0 {
-                // No topic yet: an empty inventory, followed once the topic appears.
-                self.mark_loaded(0);
+                // No topic yet: signals wait for it, or (not required) an empty inventory,
+                // followed once the topic appears.
+                if !self.required {
+                    self.mark_loaded(0);
+                }
                 std::thread::sleep(POLL);
                 continue;
             }
@@ -146,6 +153,7 @@ impl Follower {
     fn mark_loaded(&self, identities: usize) {
         if !self.loaded.swap(true, Ordering::AcqRel) {
             tracing::info!(identities, topic = %self.topic, "inventory loaded");
+            self.metrics.inventory_updated();
         }
     }
 
@@ -165,7 +173,11 @@ impl Follower {
                 .filter(|t| t.error().is_none())
                 .map_or(0, |t| t.partitions().len()),
             Err(e) => {
-                tracing::warn!(error = %e, topic = %self.topic, "inventory metadata");
+                static LOG: crate::telemetry::throttle::Throttle =
+                    crate::telemetry::throttle::Throttle::new(1);
+                if let Some(dropped) = LOG.allow() {
+                    tracing::warn!(error = %e, topic = %self.topic, unlogged_before = dropped, "inventory metadata");
+                }
                 0
             }
         }
@@ -195,7 +207,7 @@ impl Follower {
             tracing::error!(error = %e, topic = %self.topic, "cannot assign the inventory topic");
         }
         if self.partitions_unknown() {
-            tracing::warn!(topic = %self.topic, "inventory topic missing: every identity is unknown until it appears");
+            tracing::warn!(topic = %self.topic, "inventory topic not assigned yet");
         }
         targets
     }
@@ -248,6 +260,7 @@ impl Follower {
                 }
             }
             self.metrics.inventory_size(inventory.len());
+            self.metrics.inventory_updated();
         }
         for (partition, offset, _, _) in &batch {
             targets.retain(|(p, high)| !(p == partition && *offset + 1 >= *high));

@@ -66,7 +66,10 @@ pub async fn run(
         tokio::select! {
             biased;
             _ = &mut shutdown => break Ok(()),
-            _ = commit_tick.tick() => commit(&consumer, &tracker, CommitMode::Async),
+            _ = commit_tick.tick() => {
+                runtime.health.beat();
+                commit(&consumer, &tracker, CommitMode::Async)
+            }
             _ = redrive_tick.tick() => {
                 if let Err(e) = redrive(&processor, &runtime, &producer).await {
                     break Err(e);

@@ -41,6 +41,7 @@ pub async fn run(
     let mut stopping = false;
     let mut last_sweep = tokio::time::Instant::now();
     while !stopping {
+        runtime.health.beat();
         producer.begin_transaction()?;
         if last_sweep.elapsed() >= settings.state.sweep_interval {
             last_sweep = tokio::time::Instant::now();

@@ -76,7 +76,14 @@ impl ClientContext for AckContext {
         {
             self.health.producer_failed();
         }
-        tracing::error!(%error, reason, "producer error");
+        static LOG: Throttle = Throttle::per(1, crate::telemetry::throttle::CLIENT_WINDOW);
+        if let Some(dropped) = LOG.allow() {
+            tracing::error!(%error, reason, unlogged_before = dropped, "producer error");
+        }
+    }
+
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        crate::telemetry::throttle::librdkafka_log(level, fac, message);
     }
 }
 
@@ -186,23 +193,32 @@ impl RebalanceContext {
     }
 }
 
+/// A broker that has sent nothing for this long (µs) does not count as reachable.
+const SILENT_BROKER_US: i64 = 15_000_000;
+
 impl ClientContext for RebalanceContext {
     fn error(&self, error: KafkaError, reason: &str) {
         if error.rdkafka_error_code() == Some(rdkafka::types::RDKafkaErrorCode::AllBrokersDown) {
             self.health.set_brokers_down(true);
         }
-        static LOG: Throttle = Throttle::new(2);
+        static LOG: Throttle = Throttle::per(1, crate::telemetry::throttle::CLIENT_WINDOW);
         if let Some(dropped) = LOG.allow() {
             tracing::error!(%error, reason, unlogged_before = dropped, "consumer client error");
         }
     }
 
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        crate::telemetry::throttle::librdkafka_log(level, fac, message);
+    }
+
     fn stats(&self, stats: Statistics) {
-        // Bootstrap entries aside, is any broker connected? Readiness follows it.
+        // Bootstrap entries aside, is any broker connected and answering? A connection the
+        // network dropped without a reset stays "UP" until the socket times out; a consumer
+        // fetches and heartbeats every few seconds, so silence is the earlier sign.
         let up = stats
             .brokers
             .values()
-            .any(|b| b.nodeid >= 0 && b.state == "UP");
+            .any(|b| b.nodeid >= 0 && b.state == "UP" && (0..SILENT_BROKER_US).contains(&b.rxidle));
         self.health.set_brokers_down(!up);
         for (topic, t) in &stats.topics {
             for (partition, p) in &t.partitions {
@@ -237,6 +253,7 @@ impl ConsumerContext for RebalanceContext {
                 for e in tpl.elements() {
                     a.remove(&(e.topic().to_string(), e.partition()));
                     self.tracker.remove(e.topic(), e.partition());
+                    self.metrics.forget_consumer_lag(e.topic(), e.partition());
                 }
             });
             self.forget_state(tpl);

@@ -145,7 +145,7 @@ pub async fn run(
     crate::safety::breakers::lock(&runtime.breakers).configure(&settings.safety.breakers);
     tokio::pin!(shutdown);
     tokio::select! {
-        reached = wait_for_cluster(&settings) => reached?,
+        reached = wait_for_cluster(&settings, &runtime.health) => reached?,
         _ = &mut shutdown => return Ok(RunSummary::default()),
     }
     let inventory = SharedInventory::default();
@@ -158,10 +158,15 @@ pub async fn run(
                 codec,
                 runtime.metrics.clone(),
             )?;
+            if settings.inventory.required {
+                tracing::info!(%topic, "waiting for the inventory (not ready until it is read)");
+            }
+            runtime.health.set_inventory_waiting(true);
             tokio::select! {
                 _ = tail.wait_loaded() => {}
                 _ = &mut shutdown => return Ok(RunSummary::default()),
             }
+            runtime.health.set_inventory_waiting(false);
             Some(tail)
         }
         None => None,
@@ -199,11 +204,12 @@ pub async fn run(
 /// Waits until the cluster answers and every input topic exists, so topic setup never
 /// guesses (a changelog created before its input would be too narrow). A refused login or
 /// certificate is a configuration to fix, returned at once.
-async fn wait_for_cluster(settings: &Settings) -> Result<(), PipelineError> {
+async fn wait_for_cluster(settings: &Settings, health: &Health) -> Result<(), PipelineError> {
     use crate::client::connect;
     let probe = Arc::new(connect::probe(settings)?);
     let mut said = None;
     loop {
+        health.beat();
         let (p, s) = (probe.clone(), settings.clone());
         let answer = tokio::task::spawn_blocking(move || {
             connect::metadata(&p, &s, std::time::Duration::from_secs(5))
@@ -422,7 +428,7 @@ fn observe_decision(metrics: &Metrics, d: &crate::decide::Decision) {
 /// A consumer error (a broker unreachable, a fetch failing): librdkafka retries by itself;
 /// the log says so a few times a second at most.
 fn consumer_error(e: &rdkafka::error::KafkaError) {
-    static LOG: Throttle = Throttle::new(5);
+    static LOG: Throttle = Throttle::per(1, crate::telemetry::throttle::CLIENT_WINDOW);
     if let Some(dropped) = LOG.allow() {
         tracing::warn!(error = %e, unlogged_before = dropped, "consumer error");
     }

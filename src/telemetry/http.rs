@@ -24,7 +24,15 @@ pub struct Health {
     stopping: AtomicBool,
     /// The consumer reaches no broker (librdkafka's AllBrokersDown, or its last statistics).
     brokers_down: AtomicBool,
+    /// Unix millis of the processing loop's last turn; 0 until it runs.
+    heartbeat: std::sync::atomic::AtomicI64,
+    /// The inventory is configured as required and not read yet.
+    inventory_waiting: AtomicBool,
 }
+
+/// A loop silent for longer than this is stuck: `/healthz` fails and the orchestrator
+/// restarts the process.
+pub const LIVENESS_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Health {
     pub fn set_assigned(&self, n: usize) {
@@ -58,11 +66,42 @@ impl Health {
         self.stopping.load(Ordering::Relaxed)
     }
 
+    /// The processing loop (or a startup wait) is turning.
+    pub fn beat(&self) {
+        self.heartbeat
+            .store(chrono::Utc::now().timestamp_millis(), Ordering::Relaxed);
+    }
+
+    pub fn set_inventory_waiting(&self, waiting: bool) {
+        self.inventory_waiting.store(waiting, Ordering::Relaxed);
+    }
+
+    /// Alive unless the loop has run and then gone silent for [`LIVENESS_WINDOW`].
+    pub fn is_live(&self) -> bool {
+        let last = self.heartbeat.load(Ordering::Relaxed);
+        last == 0
+            || chrono::Utc::now().timestamp_millis() - last <= LIVENESS_WINDOW.as_millis() as i64
+    }
+
     pub fn is_ready(&self) -> bool {
-        self.assigned.load(Ordering::Relaxed) > 0
-            && !self.producer_failed.load(Ordering::Relaxed)
-            && self.restoring.load(Ordering::Relaxed) == 0
-            && !self.brokers_down.load(Ordering::Relaxed)
+        self.not_ready().is_none()
+    }
+
+    /// Why the instance is not ready, or `None`.
+    pub fn not_ready(&self) -> Option<&'static str> {
+        if self.inventory_waiting.load(Ordering::Relaxed) {
+            Some("inventory not read yet")
+        } else if self.brokers_down.load(Ordering::Relaxed) {
+            Some("no broker reachable")
+        } else if self.producer_failed.load(Ordering::Relaxed) {
+            Some("producer failed")
+        } else if self.restoring.load(Ordering::Relaxed) > 0 {
+            Some("partition state waiting for the broker")
+        } else if self.assigned.load(Ordering::Relaxed) == 0 {
+            Some("no partitions assigned")
+        } else {
+            None
+        }
     }
 }
 
@@ -84,7 +123,7 @@ pub async fn serve(
     let local = listener.local_addr()?;
     let app = Router::new()
         .route("/metrics", get(metrics_handler))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(live_handler))
         .route("/readyz", get(ready_handler))
         .with_state(AppState { metrics, health });
     let app = match admin {
@@ -99,20 +138,37 @@ pub async fn serve(
     Ok((local, fut))
 }
 
-async fn metrics_handler(State(s): State<AppState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        s.metrics.render(),
-    )
+/// OpenMetrics when the scraper's `Accept` asks for it, the classic text format otherwise.
+async fn metrics_handler(
+    State(s): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> impl IntoResponse {
+    use super::exposition::{classic, wants_openmetrics, CLASSIC, OPENMETRICS};
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    s.metrics.set_ready(s.health.is_ready());
+    let text = s.metrics.render();
+    if wants_openmetrics(accept) {
+        ([(header::CONTENT_TYPE, OPENMETRICS)], text)
+    } else {
+        ([(header::CONTENT_TYPE, CLASSIC)], classic(&text))
+    }
 }
 
 async fn ready_handler(State(s): State<AppState>) -> impl IntoResponse {
-    if s.health.is_ready() {
-        (StatusCode::OK, "ready\n")
+    s.metrics.set_ready(s.health.is_ready());
+    match s.health.not_ready() {
+        None => (StatusCode::OK, "ready\n".to_string()),
+        Some(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {why}\n"),
+        ),
+    }
+}
+
+async fn live_handler(State(s): State<AppState>) -> impl IntoResponse {
+    if s.health.is_live() {
+        (StatusCode::OK, "ok\n")
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+        (StatusCode::SERVICE_UNAVAILABLE, "processing loop stalled\n")
     }
 }

@@ -105,6 +105,8 @@ pub struct Metrics {
     state_writes: Family<ReasonLabel, Counter>,
     suppressed: Family<CommandLabels, Counter>,
     inventory_identities: Gauge,
+    inventory_updated: Gauge,
+    ready: Gauge,
     inventory_records: Family<ReasonLabel, Counter>,
     identities_seen: Family<ReasonLabel, Counter>,
     untrusted: Family<UntrustedLabels, Counter>,
@@ -152,6 +154,8 @@ impl Metrics {
             state_writes: Family::default(),
             suppressed: Family::default(),
             inventory_identities: Gauge::default(),
+            inventory_updated: Gauge::default(),
+            ready: Gauge::default(),
             inventory_records: Family::default(),
             identities_seen: Family::default(),
             untrusted: Family::default(),
@@ -203,6 +207,11 @@ impl Metrics {
             "consumer_lag",
             "Records behind the high watermark, per partition (librdkafka statistics)",
             self.consumer_lag.clone(),
+        );
+        registry.register(
+            "ready",
+            "1 when this instance is ready (as /readyz), 0 when not",
+            self.ready.clone(),
         );
         registry.register(
             "assigned_partitions",
@@ -322,6 +331,11 @@ impl Metrics {
             self.inventory_identities.clone(),
         );
         registry.register(
+            "inventory_last_update_timestamp_seconds",
+            "When the inventory was last loaded or changed (unix time)",
+            self.inventory_updated.clone(),
+        );
+        registry.register(
             "inventory_records",
             "Inventory records read, by result (upserted, deleted, rejected)",
             self.inventory_records.clone(),
@@ -351,11 +365,13 @@ impl Metrics {
         );
     }
 
-    /// Prometheus text exposition.
+    /// OpenMetrics text exposition, with the process metrics.
     pub fn render(&self) -> String {
         let mut out = String::new();
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let at = out.rfind("# EOF").unwrap_or(out.len());
+        out.insert_str(at, &super::process::render());
         out
     }
 
@@ -458,6 +474,49 @@ impl Metrics {
             .set(lag);
     }
 
+    /// A revoked partition's lag is no longer this instance's to report.
+    pub fn forget_consumer_lag(&self, topic: &str, partition: i32) {
+        self.consumer_lag.remove(&PartitionLabels {
+            topic: topic.into(),
+            partition: partition.to_string(),
+        });
+    }
+
+    /// Every series whose labels are known from the configuration starts at 0, so rates and
+    /// alerts see the first event instead of a series appearing.
+    pub fn prime(&self, settings: &crate::config::Settings) {
+        use crate::emit::Outcome;
+        for topic in &settings.input.topics {
+            let t = TopicLabel {
+                topic: topic.clone(),
+            };
+            let _ = self.consumed.get_or_create(&t);
+            for outcome in Outcome::ALL {
+                let _ = self.decisions.get_or_create(&DecisionLabels {
+                    topic: topic.clone(),
+                    outcome: outcome.name().into(),
+                });
+            }
+        }
+        for target in &settings.targets {
+            for action in &target.actions {
+                let labels = CommandLabels {
+                    target: target.name.clone(),
+                    action: action.clone(),
+                };
+                let _ = self.commands.get_or_create(&labels);
+                let _ = self.suppressed.get_or_create(&labels);
+                let _ = self.refused.get_or_create(&labels);
+            }
+        }
+        for kind in ["command", "decision"] {
+            let _ = self
+                .outputs_refused
+                .get_or_create(&KindLabel { kind: kind.into() });
+        }
+        self.rails.prime(settings);
+    }
+
     pub fn rules_activated(&self, count: usize, version: &str) {
         self.rules_loaded.set(count as i64);
         let mut active = self
@@ -520,6 +579,14 @@ impl Metrics {
 
     pub fn inventory_size(&self, identities: usize) {
         self.inventory_identities.set(identities as i64);
+    }
+
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.set(i64::from(ready));
+    }
+
+    pub fn inventory_updated(&self) {
+        self.inventory_updated.set(chrono::Utc::now().timestamp());
     }
 
     pub fn inventory_record(&self, result: &'static str) {

@@ -68,6 +68,20 @@ impl RailMetrics {
         );
     }
 
+    /// Each configured breaker's trips, and every verdict outcome, start at 0.
+    pub fn prime(&self, settings: &crate::config::Settings) {
+        for b in &settings.safety.breakers {
+            let _ = self.trips.get_or_create(&BreakerLabel {
+                breaker: b.name.clone(),
+            });
+        }
+        for outcome in ["released", "cancelled", "refused", "matched_no_action"] {
+            let _ = self.verdicts.get_or_create(&OutcomeLabel {
+                outcome: outcome.into(),
+            });
+        }
+    }
+
     pub fn breaker_tripped(&self, breaker: &str) {
         self.trips
             .get_or_create(&BreakerLabel {

@@ -7,7 +7,8 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 pub struct Throttle {
-    per_second: u32,
+    per_window: u32,
+    window_len: Duration,
     window: Mutex<Window>,
 }
 
@@ -19,8 +20,15 @@ struct Window {
 
 impl Throttle {
     pub const fn new(per_second: u32) -> Self {
+        Self::per(per_second, Duration::from_secs(1))
+    }
+
+    /// `n` lines per `window`: for what repeats while an outage lasts (client errors), where
+    /// the first line says it all and later ones only that it goes on.
+    pub const fn per(n: u32, window: Duration) -> Self {
         Self {
-            per_second,
+            per_window: n,
+            window_len: window,
             window: Mutex::new(Window {
                 started: None,
                 logged: 0,
@@ -38,12 +46,12 @@ impl Throttle {
     fn allow_at(&self, now: Instant) -> Option<u64> {
         let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
         if w.started
-            .is_none_or(|s| now.duration_since(s) >= Duration::from_secs(1))
+            .is_none_or(|s| now.duration_since(s) >= self.window_len)
         {
             w.started = Some(now);
             w.logged = 0;
         }
-        if w.logged >= self.per_second {
+        if w.logged >= self.per_window {
             w.dropped += 1;
             return None;
         }
@@ -51,6 +59,31 @@ impl Throttle {
         Some(std::mem::take(&mut w.dropped))
     }
 }
+
+/// librdkafka's own log lines (connection refused, broker down, …), which repeat every
+/// reconnect while a broker is away: one per `CLIENT_WINDOW` per level, the rest counted.
+pub fn librdkafka_log(level: rdkafka::config::RDKafkaLogLevel, facility: &str, message: &str) {
+    use rdkafka::config::RDKafkaLogLevel as L;
+    static ERRORS: Throttle = Throttle::per(1, CLIENT_WINDOW);
+    static WARNINGS: Throttle = Throttle::per(1, CLIENT_WINDOW);
+    match level {
+        L::Emerg | L::Alert | L::Critical | L::Error => {
+            if let Some(dropped) = ERRORS.allow() {
+                tracing::error!(target: "librdkafka", facility, unlogged_before = dropped, "{message}");
+            }
+        }
+        L::Warning => {
+            if let Some(dropped) = WARNINGS.allow() {
+                tracing::warn!(target: "librdkafka", facility, unlogged_before = dropped, "{message}");
+            }
+        }
+        L::Notice | L::Info => tracing::info!(target: "librdkafka", facility, "{message}"),
+        L::Debug => tracing::debug!(target: "librdkafka", facility, "{message}"),
+    }
+}
+
+/// How often a repeating client error is logged again while it lasts.
+pub const CLIENT_WINDOW: Duration = Duration::from_secs(30);
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,227 @@
+//! What an SRE sees: startup waits for an input topic that does not exist yet (not ready, one
+//! log line) and then sizes the changelog from it; `/metrics` in the classic text format that
+//! `promtool check metrics` accepts, OpenMetrics on request, process metrics, series primed at
+//! 0; `/healthz` and `/readyz` saying why; no colour codes in a log file; in JSON mode every
+//! line is JSON, the fatal one too, and a changelog narrower than its input exits 78.
+
+mod common;
+
+use common::*;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+async fn get(port: u16, path: &str, accept: Option<&str>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("telemetry listener");
+    let accept = accept
+        .map(|a| format!("Accept: {a}\r\n"))
+        .unwrap_or_default();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n{accept}\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+fn partitions_of(topic: &str) -> usize {
+    let admin: AdminClient<DefaultClientContext> = client().create().unwrap();
+    // All topics: asking for one by name may create it.
+    let md = admin
+        .inner()
+        .fetch_metadata(None, Duration::from_secs(10))
+        .unwrap();
+    md.topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map_or(0, |t| t.partitions().len())
+}
+
+async fn create(topic: &str, partitions: i32) {
+    let admin: AdminClient<DefaultClientContext> = client().create().unwrap();
+    for r in admin
+        .create_topics(
+            &[NewTopic::new(topic, partitions, TopicReplication::Fixed(1))],
+            &AdminOptions::new(),
+        )
+        .await
+        .unwrap()
+    {
+        r.unwrap();
+    }
+}
+
+fn promtool_check(text: &str) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool on PATH (scripts/test installs it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool check metrics:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+async fn wait_for(mut f: impl FnMut() -> bool, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn startup_waits_for_its_input_and_telemetry_tells_the_truth() {
+    let dir = tempfile::tempdir().unwrap();
+    let topics = Topics::new(&unique("ops"));
+    // Every topic but the input: the daemon must wait for it, not guess its width.
+    let others: Vec<String> = all_topics(&topics)
+        .into_iter()
+        .filter(|t| *t != topics.signals && *t != topics.state)
+        .collect();
+    create_topics(&others).await;
+    let config = write_config(dir.path(), &topics, &unique("g"), "");
+    let daemon = Daemon::start(&config, "containd.log");
+    let port = daemon.metrics_port;
+    let waiting = wait_for(
+        || daemon.log_text().contains("do not exist yet"),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(
+        waiting,
+        "says it waits for the input:\n{}",
+        daemon.log_text()
+    );
+    let ready = get(port, "/readyz", None).await;
+    assert!(
+        ready.contains("503") && ready.contains("not ready:"),
+        "{ready}"
+    );
+    assert!(get(port, "/healthz", None).await.contains("200"));
+    assert_eq!(
+        partitions_of(&topics.state),
+        0,
+        "no changelog before the input exists"
+    );
+
+    // Primed series, the classic format, process metrics; promtool accepts it.
+    let text = get(port, "/metrics", None).await;
+    assert!(
+        text.contains("Content-Type: text/plain; version=0.0.4")
+            || text.contains("content-type: text/plain; version=0.0.4"),
+        "{text}"
+    );
+    let body = text
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        body.contains("# TYPE containd_commands_total counter"),
+        "{body}"
+    );
+    assert!(
+        body.contains("containd_commands_total{target=\"aws\",action=\"disable_credential\"} 0"),
+        "{body}"
+    );
+    assert!(body.contains("process_resident_memory_bytes "), "{body}");
+    assert!(!body.contains("# EOF"));
+    promtool_check(&body);
+    let om = get(
+        port,
+        "/metrics",
+        Some("application/openmetrics-text; version=1.0.0"),
+    )
+    .await;
+    assert!(om.contains("application/openmetrics-text") && om.trim_end().ends_with("# EOF"));
+
+    // The input appears with 4 partitions: the changelog is created as wide, signals decided.
+    create(&topics.signals, PARTITIONS).await;
+    let p = producer();
+    let mut s = sample_signals()[5].clone();
+    s.id = unique("ops-signal");
+    produce(
+        &p,
+        &topics.signals,
+        Some("policy-1"),
+        &serde_json::to_vec(&s).unwrap(),
+    )
+    .await;
+    let records = read_until(
+        &[topics.decisions.clone()],
+        Duration::from_secs(60),
+        count(1),
+    );
+    assert_eq!(
+        decisions(&records, &topics).len(),
+        1,
+        "{}",
+        daemon.log_text()
+    );
+    assert_eq!(partitions_of(&topics.state), PARTITIONS as usize);
+    let log = daemon.log_text();
+    assert_eq!(
+        log.matches("do not exist yet").count(),
+        1,
+        "one line while waiting:\n{log}"
+    );
+    assert!(
+        !log.contains('\u{1b}'),
+        "no colour codes in a log file:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changelog_narrower_than_its_input_exits_78_in_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let topics = Topics::new(&unique("narrow"));
+    let others: Vec<String> = all_topics(&topics)
+        .into_iter()
+        .filter(|t| *t != topics.state)
+        .collect();
+    create_topics(&others).await;
+    create(&topics.state, 1).await;
+    let config = write_config(dir.path(), &topics, &unique("g"), "");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[telemetry]\n", "[telemetry]\nlog_format = \"json\"\n");
+    std::fs::write(&config, text).unwrap();
+    let mut daemon = Daemon::start(&config, "containd.log");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let code = loop {
+        if let Ok(Some(status)) = daemon.child.try_wait() {
+            break status.code();
+        }
+        assert!(Instant::now() < deadline, "{}", daemon.log_text());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let log = daemon.log_text();
+    assert_eq!(code, Some(78), "{log}");
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let parsed: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(parsed.get("level").is_some(), "{line}");
+    }
+    assert!(log.contains("at least as many"), "{log}");
+}
