@@ -79,6 +79,21 @@ fn promtool_check(text: &str) {
     );
 }
 
+/// `containd check --connect`: exit code and everything it printed.
+fn check_connect(config: &std::path::Path) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_containd"))
+        .args(["check", "--connect", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
 async fn wait_for(mut f: impl FnMut() -> bool, within: Duration) -> bool {
     let deadline = Instant::now() + within;
     while Instant::now() < deadline {
@@ -101,6 +116,12 @@ async fn startup_waits_for_its_input_and_telemetry_tells_the_truth() {
         .collect();
     create_topics(&others).await;
     let config = write_config(dir.path(), &topics, &unique("g"), "");
+    let (code, said) = check_connect(&config);
+    assert_eq!(code, Some(78), "{said}");
+    assert!(
+        said.contains(&format!("{} does not exist", topics.signals)),
+        "{said}"
+    );
     let daemon = Daemon::start(&config, "containd.log");
     let port = daemon.metrics_port;
     let waiting = wait_for(
@@ -180,6 +201,9 @@ async fn startup_waits_for_its_input_and_telemetry_tells_the_truth() {
         daemon.log_text()
     );
     assert_eq!(partitions_of(&topics.state), PARTITIONS as usize);
+    let (code, said) = check_connect(&config);
+    assert_eq!(code, Some(0), "{said}");
+    assert!(said.contains("offsets readable"), "{said}");
     let log = daemon.log_text();
     assert_eq!(
         log.matches("do not exist yet").count(),

@@ -174,8 +174,22 @@ async fn tls_and_scram_clusters_are_reached_and_a_wrong_password_stops_startup()
     );
     drop(daemon);
 
-    // A wrong password: a clear error naming the user, exit 78, the password nowhere.
+    // A wrong password: a clear error naming the user, exit 78, the password nowhere —
+    // from `check --connect` before a deployment, and from the daemon.
     std::fs::write(&secret, format!("{WRONG}\n")).unwrap();
+    let checked = Command::new(env!("CARGO_BIN_EXE_containd"))
+        .args(["check", "--connect", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert_eq!(checked.status.code(), Some(78), "{said}");
+    assert!(said.contains("authentication failed"), "{said}");
+    assert!(!said.contains(WRONG) && !said.contains(PASSWORD), "{said}");
     let mut daemon = Daemon::start(&config, "wrong.log");
     let code = wait_exit(&mut daemon, Duration::from_secs(60));
     let log = daemon.log_text();

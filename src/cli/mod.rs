@@ -56,6 +56,9 @@ pub enum Command {
     Check {
         #[arg(long, short)]
         config: PathBuf,
+        /// Also connect: credentials, topics and their partitions, the group's offsets.
+        #[arg(long)]
+        connect: bool,
     },
     /// Run the seed scenarios on an embedded Kafka-protocol cluster; needs nothing installed.
     Demo {
@@ -120,9 +123,9 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Command::Run { config } => runtime.block_on(run(config)),
-        Command::Check { config } => check(&config),
+        Command::Check { config, connect } => check(&config, connect),
         Command::Demo { json } => runtime.block_on(crate::demo::run(json)),
-        Command::Rules(RulesCommand::Check { config }) => check(&config),
+        Command::Rules(RulesCommand::Check { config }) => check(&config, false),
         Command::Rules(RulesCommand::Test { dir, config }) => rules_test(&dir, config.as_deref()),
         Command::Replay {
             rules,
@@ -184,7 +187,7 @@ pub fn load(path: &std::path::Path) -> Result<(Settings, RuleSet, Trust), Vec<Pr
     }
 }
 
-fn check(path: &std::path::Path) -> ExitCode {
+fn check(path: &std::path::Path, connect: bool) -> ExitCode {
     match load(path) {
         Ok((settings, rules, _trust)) => {
             for w in rules.warnings() {
@@ -197,6 +200,9 @@ fn check(path: &std::path::Path) -> ExitCode {
                 rules.version(),
                 settings.rules.dir.display()
             );
+            if connect {
+                return operator::check_connect(&settings);
+            }
             ExitCode::SUCCESS
         }
         Err(problems) => {

@@ -1,7 +1,7 @@
 //! The operator's commands: `approvals list|approve|deny` (the approvals topic) and
 //! `breakers list|reset` (a running daemon's `/breakers`), and the table they print.
 
-use super::{print_problems, EXIT_CONFIG};
+use super::{print_problems, say, EXIT_CONFIG};
 use crate::config::{self, Settings};
 use clap::Subcommand;
 use std::path::{Path, PathBuf};
@@ -157,4 +157,34 @@ pub(crate) fn rfc3339(ms: i64) -> String {
         || ms.to_string(),
         |t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     )
+}
+
+/// `check --connect`: one line per finding; exit 78 when the deployment needs fixing, 1 when
+/// the cluster does not answer.
+pub fn check_connect(settings: &Settings) -> ExitCode {
+    use crate::client::preflight::{check, Finding};
+    match check(settings) {
+        Ok(findings) => {
+            let mut problems = 0;
+            for f in &findings {
+                match f {
+                    Finding::Ok(line) => say!("ok: {line}"),
+                    Finding::Problem(field, message) => {
+                        problems += 1;
+                        eprintln!("error: {field}: {message}");
+                    }
+                }
+            }
+            if problems == 0 {
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("{problems} problem(s) with the cluster");
+                ExitCode::from(EXIT_CONFIG)
+            }
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(if e.is_config() { EXIT_CONFIG } else { 1 })
+        }
+    }
 }

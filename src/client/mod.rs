@@ -6,6 +6,7 @@
 //! the values of secret properties from the rest.
 
 pub mod connect;
+pub mod preflight;
 
 use crate::config::kafka::{is_secret, scrub};
 use crate::config::{ClientKind, Settings};
