@@ -190,7 +190,7 @@ async fn startup_waits_for_its_input_and_telemetry_tells_the_truth() {
     )
     .await;
     let records = read_until(
-        &[topics.decisions.clone()],
+        std::slice::from_ref(&topics.decisions),
         Duration::from_secs(60),
         count(1),
     );

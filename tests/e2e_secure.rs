@@ -24,6 +24,7 @@ struct Pki {
 
 /// A CA and a server certificate for 127.0.0.1 / localhost signed by it.
 fn make_pki(dir: &Path) -> Pki {
+    std::fs::create_dir_all(dir).unwrap();
     let ca_key = KeyPair::generate().unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -59,6 +60,7 @@ fn use_broker(port: u16, properties: &[(&str, String)]) {
 
 /// A config for this test's topics with `properties` added to `[kafka]`.
 fn config_with(dir: &Path, topics: &Topics, properties: &[(&str, String)]) -> PathBuf {
+    std::fs::create_dir_all(dir).unwrap();
     let config = write_config(dir, topics, &unique("g"), "");
     let lines: Vec<String> = properties
         .iter()
@@ -89,6 +91,21 @@ async fn decides_one_signal(topics: &Topics, daemon: &Daemon) {
     let decided = decisions(&records, topics);
     assert_eq!(decided.len(), 1, "{}", daemon.log_text());
     assert_eq!(commands(&records, topics).len(), 4, "{}", daemon.log_text());
+}
+
+/// `containd check --connect`: exit code and everything it printed.
+fn check_connect(config: &Path) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_containd"))
+        .args(["check", "--connect", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), said)
 }
 
 fn wait_exit(daemon: &mut Daemon, within: Duration) -> Option<i32> {
@@ -131,6 +148,19 @@ async fn tls_and_scram_clusters_are_reached_and_a_wrong_password_stops_startup()
     let daemon = Daemon::start(&config, "containd.log");
     decides_one_signal(&topics, &daemon).await;
     drop(daemon);
+    // A CA that did not sign the broker's certificate: a TLS problem, exit 78.
+    let other = make_pki(&dir.path().join("other"));
+    let untrusted = config_with(
+        &tls_dir.join("untrusted"),
+        &topics,
+        &[
+            ("security.protocol", "SSL".into()),
+            ("ssl.ca.location", other.ca.display().to_string()),
+        ],
+    );
+    let (code, said) = check_connect(&untrusted);
+    assert_eq!(code, Some(78), "{said}");
+    assert!(said.contains("TLS handshake failed"), "{said}");
 
     // SASL_SSL + SCRAM-SHA-512: users are created on a plaintext start of the same storage.
     let scram_dir = dir.path().join("scram");
@@ -177,17 +207,8 @@ async fn tls_and_scram_clusters_are_reached_and_a_wrong_password_stops_startup()
     // A wrong password: a clear error naming the user, exit 78, the password nowhere —
     // from `check --connect` before a deployment, and from the daemon.
     std::fs::write(&secret, format!("{WRONG}\n")).unwrap();
-    let checked = Command::new(env!("CARGO_BIN_EXE_containd"))
-        .args(["check", "--connect", "--config"])
-        .arg(&config)
-        .output()
-        .unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&checked.stdout),
-        String::from_utf8_lossy(&checked.stderr)
-    );
-    assert_eq!(checked.status.code(), Some(78), "{said}");
+    let (code, said) = check_connect(&config);
+    assert_eq!(code, Some(78), "{said}");
     assert!(said.contains("authentication failed"), "{said}");
     assert!(!said.contains(WRONG) && !said.contains(PASSWORD), "{said}");
     let mut daemon = Daemon::start(&config, "wrong.log");

@@ -85,8 +85,17 @@ impl ClientContext for Watch {
         }
     }
 
-    /// librdkafka's own lines about the failures above are what [`ConnectError`] says.
-    fn log(&self, _level: rdkafka::config::RDKafkaLogLevel, _fac: &str, _message: &str) {}
+    /// librdkafka reports a failed certificate check in a log line only (the error event, if
+    /// any, is a plain transport failure); its lines are otherwise what [`ConnectError`] says.
+    fn log(&self, _level: rdkafka::config::RDKafkaLogLevel, _fac: &str, message: &str) {
+        if let Some(at) = message.find("SSL handshake failed") {
+            let secrets: Vec<&str> = self.secrets.iter().map(String::as_str).collect();
+            let reason = scrub(&message[at..], &secrets);
+            if let Ok(mut slot) = self.refused.lock() {
+                slot.get_or_insert(ConnectError::Tls(reason));
+            }
+        }
+    }
 }
 
 impl rdkafka::producer::ProducerContext for Watch {
