@@ -388,15 +388,7 @@ async fn run(path: PathBuf) -> ExitCode {
             return ExitCode::from(EXIT_CONFIG);
         }
     };
-    logging::init(settings.telemetry.log_format, &settings.telemetry.log_level);
-    tracing::info!(rules = rules.len(), version = rules.version(), config = %path.display(), "starting");
-    for w in rules.warnings() {
-        tracing::warn!(warning = %w, "rules");
-    }
-    if settings.safety.approvals_key_file.is_none() {
-        tracing::warn!(topic = %settings.safety.approvals_topic,
-            "held commands are not sealed ([safety] approvals_key_file unset): whoever can write the approvals topic can publish a hold to approve");
-    }
+    announce(&settings, &rules, &path);
     let metrics = Arc::new(Metrics::new());
     metrics.prime(&settings);
     let health = Arc::new(Health::default());
@@ -407,11 +399,11 @@ async fn run(path: PathBuf) -> ExitCode {
         token: admin_token(&settings),
     };
     let telemetry = (metrics.clone(), health.clone(), admin);
-    if let Err(code) = serve_telemetry(&settings, &path, telemetry, stop_rx.clone()).await {
+    if let Err(code) = serve_telemetry(&settings, telemetry, stop_rx.clone()).await {
         return code;
     }
     if let Err(e) = start_push(&settings, &trust, stop_rx.clone()).await {
-        eprintln!("error: {}: {e}", path.display());
+        tracing::error!(config = %path.display(), error = %e, exit = EXIT_CONFIG, "stopped");
         return ExitCode::from(EXIT_CONFIG);
     }
     let shared: SharedRules = rules::shared(rules);
@@ -426,34 +418,46 @@ async fn run(path: PathBuf) -> ExitCode {
         }
         .watch(stop_rx.clone()),
     );
-    let secrets: Vec<String> = settings
-        .kafka
-        .secret_values()
-        .into_iter()
-        .map(String::from)
-        .collect();
-    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
+    let settings = Arc::new(settings);
     let shutdown = shutdown_signal(settings.shutdown.grace);
     flag_stopping(health.clone());
-    let result = pipeline::run(
-        Arc::new(settings),
-        Runtime {
-            trust: Arc::new(trust),
-            rules: shared,
-            metrics,
-            health,
-            breakers,
-        },
-        shutdown,
-    )
-    .await;
+    let runtime = Runtime {
+        trust: Arc::new(trust),
+        rules: shared,
+        metrics,
+        health,
+        breakers,
+    };
+    let result = pipeline::run(settings.clone(), runtime, shutdown).await;
     let _ = stop_tx.send(true);
+    ended(&settings, result)
+}
+
+/// Logging as configured, and the lines that open a run.
+fn announce(settings: &Settings, rules: &RuleSet, path: &Path) {
+    logging::init(settings.telemetry.log_format, &settings.telemetry.log_level);
+    tracing::info!(rules = rules.len(), version = rules.version(), config = %path.display(), "starting");
+    for w in rules.warnings() {
+        tracing::warn!(warning = %w, "rules");
+    }
+    if settings.safety.approvals_key_file.is_none() {
+        tracing::warn!(topic = %settings.safety.approvals_topic,
+            "held commands are not sealed ([safety] approvals_key_file unset): whoever can write the approvals topic can publish a hold to approve");
+    }
+}
+
+/// The exit code of a run, and its last line in the configured log format, secrets scrubbed:
+/// 78 for a configuration or deployment to fix, 1 for anything else.
+fn ended(
+    settings: &Settings,
+    result: Result<pipeline::RunSummary, pipeline::PipelineError>,
+) -> ExitCode {
     match result {
         Ok(_) => ExitCode::SUCCESS,
         Err(e) => {
+            let secrets = settings.kafka.secret_values();
             let error = crate::config::kafka::scrub(&e.to_string(), &secrets);
             let code = if e.is_config() { EXIT_CONFIG } else { 1 };
-            // The last line, in the configured log format.
             tracing::error!(%error, exit = code, "stopped");
             ExitCode::from(code)
         }
@@ -473,7 +477,6 @@ fn flag_stopping(health: Arc<Health>) {
 /// until `stop` says so; a listener that cannot bind is a config error.
 async fn serve_telemetry(
     settings: &Settings,
-    path: &Path,
     (metrics, health, admin): (Arc<Metrics>, Arc<Health>, crate::safety::admin::Admin),
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), ExitCode> {
@@ -490,10 +493,8 @@ async fn serve_telemetry(
             Ok(())
         }
         Err(e) => {
-            eprintln!(
-                "error: {}: telemetry.listen: cannot bind {addr}: {e}",
-                path.display()
-            );
+            tracing::error!(error = %format!("telemetry.listen: cannot bind {addr}: {e}"),
+                exit = EXIT_CONFIG, "stopped");
             Err(ExitCode::from(EXIT_CONFIG))
         }
     }

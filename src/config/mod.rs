@@ -107,18 +107,7 @@ pub fn parse_with_env(
             message,
         }])
     };
-    // Syntax first, with the TOML parser's own line and column.
-    if let Err(e) = text.parse::<toml::Table>() {
-        let line = e
-            .span()
-            .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
-        return Err(Problems(vec![Problem {
-            file: path.into(),
-            line,
-            field: String::new(),
-            message: format!("TOML syntax: {}", e.message()),
-        }]));
-    }
+    syntax(path, text)?;
     // Environment values stay strings (`000123` is not `123`, topic `007` not `7`); the
     // typed fields parse them. List fields are split on `,`.
     let mut builder = config::Config::builder()
@@ -160,6 +149,22 @@ pub fn parse_with_env(
         return Err(Problems(problems));
     }
     Ok(settings)
+}
+
+/// Syntax first, with the TOML parser's own line and column.
+fn syntax(path: &Path, text: &str) -> Result<(), Problems> {
+    let Err(e) = text.parse::<toml::Table>() else {
+        return Ok(());
+    };
+    let line = e
+        .span()
+        .map(|s| text[..s.start.min(text.len())].lines().count().max(1));
+    Err(Problems(vec![Problem {
+        file: path.into(),
+        line,
+        field: String::new(),
+        message: format!("TOML syntax: {}", e.message()),
+    }]))
 }
 
 /// Fields that are lists, as their environment variables give them: `a,b` is `["a", "b"]`.

@@ -149,27 +149,9 @@ pub async fn run(
         _ = &mut shutdown => return Ok(RunSummary::default()),
     }
     let inventory = SharedInventory::default();
-    let _tail = match &settings.inventory.topic {
-        Some(topic) => {
-            let tail = Tail::start(
-                &settings,
-                topic,
-                inventory.clone(),
-                codec,
-                runtime.metrics.clone(),
-            )?;
-            if settings.inventory.required {
-                tracing::info!(%topic, "waiting for the inventory (not ready until it is read)");
-            }
-            runtime.health.set_inventory_waiting(true);
-            tokio::select! {
-                _ = tail.wait_loaded() => {}
-                _ = &mut shutdown => return Ok(RunSummary::default()),
-            }
-            runtime.health.set_inventory_waiting(false);
-            Some(tail)
-        }
-        None => None,
+    let _tail = tokio::select! {
+        tail = load_inventory(&settings, &runtime, &inventory, codec) => tail?,
+        _ = &mut shutdown => return Ok(RunSummary::default()),
     };
     let mut failures = 0;
     while let Err(e) = ensure_topics(&settings).await {
@@ -199,6 +181,33 @@ pub async fn run(
             exactly_once::run(&settings, processor, runtime, ctx, shutdown).await
         }
     }
+}
+
+/// Starts following the inventory topic (when configured) and waits until its contents are
+/// read; the daemon is not ready meanwhile.
+async fn load_inventory(
+    settings: &Settings,
+    runtime: &Runtime,
+    inventory: &SharedInventory,
+    codec: AvroCodec,
+) -> Result<Option<Tail>, PipelineError> {
+    let Some(topic) = &settings.inventory.topic else {
+        return Ok(None);
+    };
+    let tail = Tail::start(
+        settings,
+        topic,
+        inventory.clone(),
+        codec,
+        runtime.metrics.clone(),
+    )?;
+    if settings.inventory.required {
+        tracing::info!(%topic, "waiting for the inventory (not ready until it is read)");
+    }
+    runtime.health.set_inventory_waiting(true);
+    tail.wait_loaded().await;
+    runtime.health.set_inventory_waiting(false);
+    Ok(Some(tail))
 }
 
 /// Waits until the cluster answers and every input topic exists, so topic setup never
