@@ -249,3 +249,69 @@ async fn a_changelog_narrower_than_its_input_exits_78_in_json() {
     }
     assert!(log.contains("at least as many"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_inventory_keeps_the_daemon_unready_instead_of_deciding_blind() {
+    let dir = tempfile::tempdir().unwrap();
+    let topics = Topics::new(&unique("inv"));
+    create_topics(&all_topics(&topics)).await;
+    let inventory = format!("{}.inventory", topics.prefix);
+    let config = write_config_with(
+        dir.path(),
+        &topics,
+        &unique("g"),
+        "",
+        &format!("[inventory]\ntopic = \"{inventory}\"\n"),
+    );
+    let daemon = Daemon::start(&config, "containd.log");
+    let port = daemon.metrics_port;
+    daemon.metrics().await;
+    let mut last = String::new();
+    let unready = wait_for_async(port, "inventory not read yet", &mut last).await;
+    assert!(unready, "{last}\n{}", daemon.log_text());
+    // Signals wait: nothing is decided against an empty inventory.
+    let p = producer();
+    let mut s = sample_signals()[5].clone();
+    s.id = unique("inv-signal");
+    produce(
+        &p,
+        &topics.signals,
+        Some("policy-1"),
+        &serde_json::to_vec(&s).unwrap(),
+    )
+    .await;
+    let early = read_until_idle(
+        std::slice::from_ref(&topics.decisions),
+        Duration::from_secs(3),
+        Duration::from_secs(5),
+    );
+    assert!(early.is_empty(), "decided before the inventory was read");
+    // The inventory appears (empty but there): the signal is decided, the daemon ready.
+    create(&inventory, 1).await;
+    let records = read_until(
+        std::slice::from_ref(&topics.decisions),
+        Duration::from_secs(60),
+        count(1),
+    );
+    assert_eq!(
+        decisions(&records, &topics).len(),
+        1,
+        "{}",
+        daemon.log_text()
+    );
+    let ready = wait_for_async(port, "200 OK", &mut last).await;
+    assert!(ready, "{last}");
+}
+
+/// Polls `/readyz` until its answer contains `needle` (30 s at most).
+async fn wait_for_async(port: u16, needle: &str, last: &mut String) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        *last = get(port, "/readyz", None).await;
+        if last.contains(needle) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    false
+}
