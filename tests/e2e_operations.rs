@@ -14,19 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 async fn get(port: u16, path: &str, accept: Option<&str>) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .expect("telemetry listener");
-    let accept = accept
-        .map(|a| format!("Accept: {a}\r\n"))
-        .unwrap_or_default();
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: x\r\n{accept}\r\n").as_bytes())
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
+    http_get_accepting(port, path, accept).await
 }
 
 fn partitions_of(topic: &str) -> usize {
@@ -79,19 +67,15 @@ fn promtool_check(text: &str) {
     );
 }
 
-/// `containd check --connect`: exit code and everything it printed.
-fn check_connect(config: &std::path::Path) -> (Option<i32>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_containd"))
-        .args(["check", "--connect", "--config"])
-        .arg(config)
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+/// Waits for exactly one decision on the test's decisions topic.
+fn one_decision(topics: &Topics, daemon: &Daemon) {
+    let records = read_until(
+        std::slice::from_ref(&topics.decisions),
+        Duration::from_secs(60),
+        count(1),
     );
-    (out.status.code(), text)
+    let decided = decisions(&records, topics).len();
+    assert_eq!(decided, 1, "{}", daemon.log_text());
 }
 
 async fn wait_for(mut f: impl FnMut() -> bool, within: Duration) -> bool {
@@ -179,27 +163,8 @@ async fn startup_waits_for_its_input_and_telemetry_tells_the_truth() {
 
     // The input appears with 4 partitions: the changelog is created as wide, signals decided.
     create(&topics.signals, PARTITIONS).await;
-    let p = producer();
-    let mut s = sample_signals()[5].clone();
-    s.id = unique("ops-signal");
-    produce(
-        &p,
-        &topics.signals,
-        Some("policy-1"),
-        &serde_json::to_vec(&s).unwrap(),
-    )
-    .await;
-    let records = read_until(
-        std::slice::from_ref(&topics.decisions),
-        Duration::from_secs(60),
-        count(1),
-    );
-    assert_eq!(
-        decisions(&records, &topics).len(),
-        1,
-        "{}",
-        daemon.log_text()
-    );
+    send_policy_change(&topics.signals, "ops-signal").await;
+    one_decision(&topics, &daemon);
     assert_eq!(partitions_of(&topics.state), PARTITIONS as usize);
     let (code, said) = check_connect(&config);
     assert_eq!(code, Some(0), "{said}");
@@ -232,14 +197,7 @@ async fn a_changelog_narrower_than_its_input_exits_78_in_json() {
         .replace("[telemetry]\n", "[telemetry]\nlog_format = \"json\"\n");
     std::fs::write(&config, text).unwrap();
     let mut daemon = Daemon::start(&config, "containd.log");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let code = loop {
-        if let Ok(Some(status)) = daemon.child.try_wait() {
-            break status.code();
-        }
-        assert!(Instant::now() < deadline, "{}", daemon.log_text());
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let code = daemon.wait_exit(Duration::from_secs(60));
     let log = daemon.log_text();
     assert_eq!(code, Some(78), "{log}");
     for line in log.lines().filter(|l| !l.trim().is_empty()) {
@@ -270,16 +228,7 @@ async fn a_missing_inventory_keeps_the_daemon_unready_instead_of_deciding_blind(
     let unready = wait_for_async(port, "inventory not read yet", &mut last).await;
     assert!(unready, "{last}\n{}", daemon.log_text());
     // Signals wait: nothing is decided against an empty inventory.
-    let p = producer();
-    let mut s = sample_signals()[5].clone();
-    s.id = unique("inv-signal");
-    produce(
-        &p,
-        &topics.signals,
-        Some("policy-1"),
-        &serde_json::to_vec(&s).unwrap(),
-    )
-    .await;
+    send_policy_change(&topics.signals, "inv-signal").await;
     let early = read_until_idle(
         std::slice::from_ref(&topics.decisions),
         Duration::from_secs(3),
@@ -288,17 +237,7 @@ async fn a_missing_inventory_keeps_the_daemon_unready_instead_of_deciding_blind(
     assert!(early.is_empty(), "decided before the inventory was read");
     // The inventory appears (empty but there): the signal is decided, the daemon ready.
     create(&inventory, 1).await;
-    let records = read_until(
-        std::slice::from_ref(&topics.decisions),
-        Duration::from_secs(60),
-        count(1),
-    );
-    assert_eq!(
-        decisions(&records, &topics).len(),
-        1,
-        "{}",
-        daemon.log_text()
-    );
+    one_decision(&topics, &daemon);
     let ready = wait_for_async(port, "200 OK", &mut last).await;
     assert!(ready, "{last}");
 }

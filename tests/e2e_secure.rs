@@ -11,7 +11,7 @@ use common::*;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const PASSWORD: &str = "correct-horse-battery-7f3a";
 const WRONG: &str = "wrong-horse-battery-91c2";
@@ -75,48 +75,13 @@ fn config_with(dir: &Path, topics: &Topics, properties: &[(&str, String)]) -> Pa
 
 /// Sends a policy-change signal (four commands) and waits for its decision and commands.
 async fn decides_one_signal(topics: &Topics, daemon: &Daemon) {
-    let mut s = sample_signals()[5].clone();
-    s.id = unique("secure-signal");
-    let p = producer();
-    produce(
-        &p,
-        &topics.signals,
-        Some("policy-1"),
-        &serde_json::to_vec(&s).unwrap(),
-    )
-    .await;
+    send_policy_change(&topics.signals, "secure-signal").await;
     let mut outputs = vec![topics.decisions.clone()];
     outputs.extend(TARGETS.iter().map(|t| topics.target(t)));
     let records = read_until(&outputs, Duration::from_secs(60), count(5));
     let decided = decisions(&records, topics);
     assert_eq!(decided.len(), 1, "{}", daemon.log_text());
     assert_eq!(commands(&records, topics).len(), 4, "{}", daemon.log_text());
-}
-
-/// `containd check --connect`: exit code and everything it printed.
-fn check_connect(config: &Path) -> (Option<i32>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_containd"))
-        .args(["check", "--connect", "--config"])
-        .arg(config)
-        .output()
-        .unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), said)
-}
-
-fn wait_exit(daemon: &mut Daemon, within: Duration) -> Option<i32> {
-    let deadline = Instant::now() + within;
-    while Instant::now() < deadline {
-        if let Ok(Some(status)) = daemon.child.try_wait() {
-            return status.code();
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    None
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,7 +177,7 @@ async fn tls_and_scram_clusters_are_reached_and_a_wrong_password_stops_startup()
     assert!(said.contains("authentication failed"), "{said}");
     assert!(!said.contains(WRONG) && !said.contains(PASSWORD), "{said}");
     let mut daemon = Daemon::start(&config, "wrong.log");
-    let code = wait_exit(&mut daemon, Duration::from_secs(60));
+    let code = daemon.wait_exit(Duration::from_secs(60));
     let log = daemon.log_text();
     assert_eq!(code, Some(78), "exit 78 on a wrong password:\n{log}");
     assert!(

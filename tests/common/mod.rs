@@ -248,6 +248,18 @@ impl Daemon {
         self.child.wait().unwrap()
     }
 
+    /// The exit code once the process exits within `within`; `None` if it is still running.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        None
+    }
+
     /// Whether the process has not exited.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
@@ -282,11 +294,19 @@ impl Drop for Daemon {
 
 /// Minimal HTTP/1.0 GET against the daemon's telemetry listener.
 pub async fn http_get(port: u16, path: &str) -> String {
+    http_get_accepting(port, path, None).await
+}
+
+/// [`http_get`] with an `Accept` header.
+pub async fn http_get_accepting(port: u16, path: &str, accept: Option<&str>) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .expect("telemetry listener");
-    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+    let accept = accept
+        .map(|a| format!("Accept: {a}\r\n"))
+        .unwrap_or_default();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n{accept}\r\n").as_bytes())
         .await
         .unwrap();
     let mut out = String::new();
@@ -483,4 +503,33 @@ impl Drop for Broker {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// `containd check --connect --config CONFIG`: its exit code and everything it printed.
+pub fn check_connect(config: &Path) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_containd"))
+        .args(["check", "--connect", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), said)
+}
+
+/// Sends the sample policy-change signal (four commands) with a fresh id, keyed `policy-1`.
+pub async fn send_policy_change(topic: &str, name: &str) {
+    let mut s = sample_signals()[5].clone();
+    s.id = unique(name);
+    let p = producer();
+    produce(
+        &p,
+        topic,
+        Some("policy-1"),
+        &serde_json::to_vec(&s).unwrap(),
+    )
+    .await;
 }
