@@ -37,6 +37,34 @@ pub enum DeadLetterReason {
 }
 
 impl DeadLetterReason {
+    /// Every kind [`Self::kind`] returns (the decoders', the validator's, the SET
+    /// verifier's and the outputs'), so the metric's series exist at 0 from the start.
+    pub const KINDS: [&'static str; 23] = [
+        "oversized",
+        "empty",
+        "bad_framing",
+        "unknown_schema_fingerprint",
+        "unknown_schema_id",
+        "malformed_avro",
+        "malformed_json",
+        "missing_field",
+        "malformed_set",
+        "unsupported_alg",
+        "unknown_issuer",
+        "unknown_key",
+        "bad_signature",
+        "wrong_audience",
+        "issued_in_future",
+        "unknown_event_type",
+        "unknown_subject_format",
+        "invalid_subject",
+        "invalid_event_fields",
+        "field_too_long",
+        "too_many_entries",
+        "output_too_large",
+        "output_unencodable",
+    ];
+
     /// Bounded set of kinds: metric label and `containd.reason.kind` header.
     pub fn kind(&self) -> &'static str {
         match self {

@@ -78,9 +78,12 @@ impl Health {
 
     /// Alive unless the loop has run and then gone silent for [`LIVENESS_WINDOW`].
     pub fn is_live(&self) -> bool {
+        self.is_live_at(chrono::Utc::now().timestamp_millis())
+    }
+
+    fn is_live_at(&self, now_ms: i64) -> bool {
         let last = self.heartbeat.load(Ordering::Relaxed);
-        last == 0
-            || chrono::Utc::now().timestamp_millis() - last <= LIVENESS_WINDOW.as_millis() as i64
+        last == 0 || now_ms - last <= LIVENESS_WINDOW.as_millis() as i64
     }
 
     pub fn is_ready(&self) -> bool {
@@ -170,5 +173,37 @@ async fn live_handler(State(s): State<AppState>) -> impl IntoResponse {
         (StatusCode::OK, "ok\n")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "processing loop stalled\n")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn liveness_follows_the_heartbeat_once_the_loop_runs() {
+        let h = Health::default();
+        let now = chrono::Utc::now().timestamp_millis();
+        let window = LIVENESS_WINDOW.as_millis() as i64;
+        assert!(h.is_live_at(now + 10 * window), "not started: alive");
+        h.beat();
+        assert!(h.is_live_at(now + window / 2));
+        assert!(
+            !h.is_live_at(now + window + 5_000),
+            "silent past the window"
+        );
+    }
+
+    #[test]
+    fn readiness_says_why_not() {
+        let h = Health::default();
+        assert_eq!(h.not_ready(), Some("no partitions assigned"));
+        h.set_assigned(2);
+        assert!(h.is_ready());
+        h.set_inventory_waiting(true);
+        assert_eq!(h.not_ready(), Some("inventory not read yet"));
+        h.set_inventory_waiting(false);
+        h.set_brokers_down(true);
+        assert_eq!(h.not_ready(), Some("no broker reachable"));
     }
 }

@@ -12,6 +12,8 @@ use prometheus_client::registry::Registry;
 use std::sync::Mutex;
 use std::time::Duration;
 
+mod prime;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct TopicLabel {
     topic: String,
@@ -480,41 +482,6 @@ impl Metrics {
             topic: topic.into(),
             partition: partition.to_string(),
         });
-    }
-
-    /// Every series whose labels are known from the configuration starts at 0, so rates and
-    /// alerts see the first event instead of a series appearing.
-    pub fn prime(&self, settings: &crate::config::Settings) {
-        use crate::emit::Outcome;
-        for topic in &settings.input.topics {
-            let t = TopicLabel {
-                topic: topic.clone(),
-            };
-            let _ = self.consumed.get_or_create(&t);
-            for outcome in Outcome::ALL {
-                let _ = self.decisions.get_or_create(&DecisionLabels {
-                    topic: topic.clone(),
-                    outcome: outcome.name().into(),
-                });
-            }
-        }
-        for target in &settings.targets {
-            for action in &target.actions {
-                let labels = CommandLabels {
-                    target: target.name.clone(),
-                    action: action.clone(),
-                };
-                let _ = self.commands.get_or_create(&labels);
-                let _ = self.suppressed.get_or_create(&labels);
-                let _ = self.refused.get_or_create(&labels);
-            }
-        }
-        for kind in ["command", "decision"] {
-            let _ = self
-                .outputs_refused
-                .get_or_create(&KindLabel { kind: kind.into() });
-        }
-        self.rails.prime(settings);
     }
 
     pub fn rules_activated(&self, count: usize, version: &str) {
