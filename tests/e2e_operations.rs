@@ -254,3 +254,35 @@ async fn wait_for_async(port: u16, needle: &str, last: &mut String) -> bool {
     }
     false
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_topic_under_the_pattern_is_noticed_and_one_too_wide_stops_with_78() {
+    let dir = tempfile::tempdir().unwrap();
+    let topics = Topics::new(&unique("pattern"));
+    let others: Vec<String> = all_topics(&topics)
+        .into_iter()
+        .filter(|t| *t != topics.signals && *t != topics.state)
+        .collect();
+    create_topics(&others).await;
+    let first = format!("{}.a", topics.signals);
+    create(&first, PARTITIONS).await;
+    let config = write_config(dir.path(), &topics, &unique("g"), "");
+    let pattern = format!("^{}\\\\..*", topics.signals.replace('.', "\\\\."));
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        &format!("topics = [\"{}\"]", topics.signals),
+        &format!("topic_pattern = \"{pattern}\""),
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut daemon = Daemon::start(&config, "containd.log");
+    send_policy_change(&first, "pattern-a").await;
+    one_decision(&topics, &daemon);
+    assert_eq!(partitions_of(&topics.state), PARTITIONS as usize);
+
+    // A wider topic under the pattern: its partitions beyond the changelog's have nowhere to
+    // keep state. Noticed within seconds, and said to be a deployment to fix.
+    create(&format!("{}.b", topics.signals), PARTITIONS * 2).await;
+    let code = daemon.wait_exit(Duration::from_secs(60));
+    let log = daemon.log_text();
+    assert_eq!(code, Some(78), "{log}");
+    assert!(log.contains("give the changelog at least as many"), "{log}");
+}

@@ -68,6 +68,9 @@ pub async fn run(
             _ = &mut shutdown => break Ok(()),
             _ = commit_tick.tick() => {
                 runtime.health.beat();
+                if let Some(e) = consumer.context().take_too_narrow() {
+                    break Err(e.into());
+                }
                 commit(&consumer, &tracker, CommitMode::Async)
             }
             _ = redrive_tick.tick() => {
@@ -196,6 +199,8 @@ pub(super) fn create_consumer(
             commit_on_revoke,
             assigned: Mutex::default(),
             state: ctx.state.clone(),
+            changelog: (settings.state.changelog_topic.clone(), ctx.changelog_width),
+            too_narrow: Mutex::default(),
         })?,
     )
 }

@@ -55,9 +55,9 @@ impl StateError {
     }
 }
 
-/// Checks (and, when allowed, creates) the changelog topic. Input topics that do not exist
-/// yet are checked when their partitions are first restored.
-pub async fn ensure_topic(settings: &Settings) -> Result<(), StateError> {
+/// Checks (and, when allowed, creates) the changelog topic; its partitions. An input partition
+/// beyond them (a wider topic matching `input.topic_pattern` later) is refused on assignment.
+pub async fn ensure_topic(settings: &Settings) -> Result<usize, StateError> {
     let admin: AdminClient<DefaultClientContext> =
         client::config(settings, ClientKind::Admin).create()?;
     let topic = &settings.state.changelog_topic;
@@ -95,13 +95,13 @@ pub async fn ensure_topic(settings: &Settings) -> Result<(), StateError> {
                 input_partitions,
             })
         }
-        (Some(_), _) => Ok(()),
+        (Some(partitions), _) => Ok(partitions),
         (None, _) if !settings.state.create_changelog => Err(StateError::Missing(topic.clone())),
         (None, widest) => {
             let partitions = widest.map_or(1, |(_, n)| n.max(1)) as i32;
             create(&admin, topic, (partitions, brokers), true).await?;
             tracing::info!(%topic, partitions, "created the state changelog topic");
-            Ok(())
+            Ok(partitions as usize)
         }
     }
 }

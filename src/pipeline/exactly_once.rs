@@ -42,6 +42,9 @@ pub async fn run(
     let mut last_sweep = tokio::time::Instant::now();
     while !stopping {
         runtime.health.beat();
+        if let Some(e) = consumer.context().take_too_narrow() {
+            return Err(e.into());
+        }
         producer.begin_transaction()?;
         if last_sweep.elapsed() >= settings.state.sweep_interval {
             last_sweep = tokio::time::Instant::now();

@@ -144,9 +144,37 @@ pub struct RebalanceContext {
     /// Partition state: dropped on revocation, and on assignment so it is rebuilt from the
     /// changelog (another instance may have moved it on meanwhile).
     pub state: Arc<Mutex<StateStore>>,
+    /// The state changelog and its partitions.
+    pub changelog: (String, usize),
+    /// Set when a partition beyond the changelog's is assigned; the loop stops on it.
+    pub too_narrow: Mutex<Option<crate::pipeline::changelog::StateError>>,
 }
 
 impl RebalanceContext {
+    /// A partition was assigned that the changelog has no partition for: a deployment to fix
+    /// (exit 78), taken by the loop.
+    pub fn take_too_narrow(&self) -> Option<crate::pipeline::changelog::StateError> {
+        self.too_narrow.lock().ok()?.take()
+    }
+
+    fn check_width(&self, tpl: &TopicPartitionList) {
+        let (changelog, width) = &self.changelog;
+        let Some(widest) = tpl.elements().into_iter().max_by_key(|e| e.partition()) else {
+            return;
+        };
+        if (widest.partition() as usize) < *width {
+            return;
+        }
+        let error = crate::pipeline::changelog::StateError::TooFewPartitions {
+            topic: changelog.clone(),
+            partitions: *width,
+            input: widest.topic().to_string(),
+            input_partitions: widest.partition() as usize + 1,
+        };
+        if let Ok(mut slot) = self.too_narrow.lock() {
+            slot.get_or_insert(error);
+        }
+    }
     fn set_assigned(&self, update: impl FnOnce(&mut HashSet<(String, i32)>)) {
         let mut a = self.assigned.lock().unwrap_or_else(|p| p.into_inner());
         update(&mut a);
@@ -264,6 +292,7 @@ impl ConsumerContext for RebalanceContext {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 tracing::info!(partitions = tpl.count(), "partitions assigned");
+                self.check_width(tpl);
                 self.set_assigned(|a| {
                     for e in tpl.elements() {
                         a.insert((e.topic().to_string(), e.partition()));

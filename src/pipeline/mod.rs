@@ -114,6 +114,8 @@ pub(crate) struct Context {
     pub inventory: SharedInventory,
     pub state: Arc<Mutex<StateStore>>,
     pub restorer: Arc<changelog::Restorer>,
+    /// Partitions of the state changelog: no input partition may be beyond them.
+    pub changelog_width: usize,
 }
 
 /// How long state is kept under these rules and settings.
@@ -154,17 +156,19 @@ pub async fn run(
         _ = &mut shutdown => return Ok(RunSummary::default()),
     };
     let mut failures = 0;
-    while let Err(e) = ensure_topics(&settings).await {
-        if !e.is_transient() {
-            return Err(e.into());
-        }
+    let changelog_width = loop {
+        let e = match ensure_topics(&settings).await {
+            Ok(width) => break width,
+            Err(e) if !e.is_transient() => return Err(e.into()),
+            Err(e) => e,
+        };
         failures += 1;
         tracing::error!(error = %e, attempt = failures, "cannot check the state changelog topic yet; retrying");
         tokio::select! {
             _ = tokio::time::sleep(std::time::Duration::from_secs(1 << failures.min(5))) => {}
             _ = &mut shutdown => return Ok(RunSummary::default()),
         }
-    }
+    };
     let ctx = Context {
         settings: settings.clone(),
         inventory,
@@ -172,6 +176,7 @@ pub async fn run(
             StateStore::new(retention).with_breakers(runtime.breakers.clone()),
         )),
         restorer: Arc::new(changelog::Restorer::new(&settings)?),
+        changelog_width,
     };
     match settings.delivery.mode {
         DeliveryMode::AtLeastOnce => {
@@ -244,7 +249,7 @@ async fn wait_for_cluster(settings: &Settings, health: &Health) -> Result<(), Pi
 
 /// The approvals topic (created when missing), then the changelog (checked against the
 /// inputs' and the approvals topic's partitions, created when missing and allowed).
-async fn ensure_topics(settings: &Settings) -> Result<(), changelog::StateError> {
+async fn ensure_topics(settings: &Settings) -> Result<usize, changelog::StateError> {
     changelog::ensure_approvals_topic(settings).await?;
     changelog::ensure_topic(settings).await
 }
