@@ -67,6 +67,40 @@ fn promtool_check(text: &str) {
     );
 }
 
+/// Primed series in the classic text format with process metrics, which promtool accepts;
+/// OpenMetrics on request.
+async fn metrics_are_what_prometheus_reads(port: u16) {
+    let text = get(port, "/metrics", None).await;
+    assert!(
+        text.contains("Content-Type: text/plain; version=0.0.4")
+            || text.contains("content-type: text/plain; version=0.0.4"),
+        "{text}"
+    );
+    let body = text
+        .split("\r\n\r\n")
+        .nth(1)
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        body.contains("# TYPE containd_commands_total counter"),
+        "{body}"
+    );
+    assert!(
+        body.contains("containd_commands_total{target=\"aws\",action=\"disable_credential\"} 0"),
+        "{body}"
+    );
+    assert!(body.contains("process_resident_memory_bytes "), "{body}");
+    assert!(!body.contains("# EOF"));
+    promtool_check(&body);
+    let om = get(
+        port,
+        "/metrics",
+        Some("application/openmetrics-text; version=1.0.0"),
+    )
+    .await;
+    assert!(om.contains("application/openmetrics-text") && om.trim_end().ends_with("# EOF"));
+}
+
 /// Waits for exactly one decision on the test's decisions topic.
 fn one_decision(topics: &Topics, daemon: &Daemon) {
     let records = read_until(
@@ -130,36 +164,7 @@ async fn startup_waits_for_its_input_and_telemetry_tells_the_truth() {
         "no changelog before the input exists"
     );
 
-    // Primed series, the classic format, process metrics; promtool accepts it.
-    let text = get(port, "/metrics", None).await;
-    assert!(
-        text.contains("Content-Type: text/plain; version=0.0.4")
-            || text.contains("content-type: text/plain; version=0.0.4"),
-        "{text}"
-    );
-    let body = text
-        .split("\r\n\r\n")
-        .nth(1)
-        .unwrap_or_default()
-        .to_string();
-    assert!(
-        body.contains("# TYPE containd_commands_total counter"),
-        "{body}"
-    );
-    assert!(
-        body.contains("containd_commands_total{target=\"aws\",action=\"disable_credential\"} 0"),
-        "{body}"
-    );
-    assert!(body.contains("process_resident_memory_bytes "), "{body}");
-    assert!(!body.contains("# EOF"));
-    promtool_check(&body);
-    let om = get(
-        port,
-        "/metrics",
-        Some("application/openmetrics-text; version=1.0.0"),
-    )
-    .await;
-    assert!(om.contains("application/openmetrics-text") && om.trim_end().ends_with("# EOF"));
+    metrics_are_what_prometheus_reads(port).await;
 
     // The input appears with 4 partitions: the changelog is created as wide, signals decided.
     create(&topics.signals, PARTITIONS).await;

@@ -130,23 +130,7 @@ async fn tls_and_scram_clusters_are_reached_and_a_wrong_password_stops_startup()
     // SASL_SSL + SCRAM-SHA-512: users are created on a plaintext start of the same storage.
     let scram_dir = dir.path().join("scram");
     std::fs::create_dir_all(&scram_dir).unwrap();
-    let port = free_port();
-    let mut setup = Broker::start(port, &scram_dir);
-    let created = Command::new("nisshi")
-        .args([
-            "user",
-            "create",
-            "--broker",
-            &format!("tcp://127.0.0.1:{port}"),
-        ])
-        .args(["--mechanism", "scram512", "containd", PASSWORD])
-        .output()
-        .unwrap();
-    assert!(created.status.success(), "{created:?}");
-    setup.kill();
-    let mut auth_args = tls_args.to_vec();
-    auth_args.push("--authentication");
-    let _scram_broker = Broker::start_with(port, &scram_dir, &auth_args);
+    let (_scram_broker, port) = scram_broker(&scram_dir, &tls_args);
     let mut sasl = tls("SASL_SSL");
     sasl.push(("sasl.mechanism", "SCRAM-SHA-512".into()));
     sasl.push(("sasl.username", "containd".into()));
@@ -169,14 +153,41 @@ async fn tls_and_scram_clusters_are_reached_and_a_wrong_password_stops_startup()
     );
     drop(daemon);
 
-    // A wrong password: a clear error naming the user, exit 78, the password nowhere —
-    // from `check --connect` before a deployment, and from the daemon.
+    // A wrong password: a clear error naming the user, exit 78, the password nowhere.
     std::fs::write(&secret, format!("{WRONG}\n")).unwrap();
-    let (code, said) = check_connect(&config);
+    a_wrong_password_stops(&config);
+}
+
+/// A broker serving TLS and requiring SCRAM-SHA-512, with the user `containd`: created on a
+/// plaintext start of the same storage (nisshi's `user create` speaks plaintext only).
+fn scram_broker(dir: &Path, tls_args: &[&str]) -> (Broker, u16) {
+    let port = free_port();
+    let mut setup = Broker::start(port, dir);
+    let created = Command::new("nisshi")
+        .args([
+            "user",
+            "create",
+            "--broker",
+            &format!("tcp://127.0.0.1:{port}"),
+        ])
+        .args(["--mechanism", "scram512", "containd", PASSWORD])
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{created:?}");
+    setup.kill();
+    let mut args = tls_args.to_vec();
+    args.push("--authentication");
+    (Broker::start_with(port, dir, &args), port)
+}
+
+/// `check --connect` before a deployment and the daemon itself both stop with 78, say the
+/// login was refused and for whom, and print neither password.
+fn a_wrong_password_stops(config: &Path) {
+    let (code, said) = check_connect(config);
     assert_eq!(code, Some(78), "{said}");
     assert!(said.contains("authentication failed"), "{said}");
     assert!(!said.contains(WRONG) && !said.contains(PASSWORD), "{said}");
-    let mut daemon = Daemon::start(&config, "wrong.log");
+    let mut daemon = Daemon::start(config, "wrong.log");
     let code = daemon.wait_exit(Duration::from_secs(60));
     let log = daemon.log_text();
     assert_eq!(code, Some(78), "exit 78 on a wrong password:\n{log}");

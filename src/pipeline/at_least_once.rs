@@ -46,13 +46,8 @@ pub async fn run(
     let mut sweep_tick = ticker(settings.state.sweep_interval);
     tokio::pin!(shutdown);
     let result = loop {
-        if let Some(f) = tracker.failure() {
-            break Err(PipelineError::Delivery {
-                topic: f.topic,
-                partition: f.partition,
-                offset: f.offset,
-                error: f.error,
-            });
+        if let Err(e) = stopped_by(&tracker, &consumer) {
+            break Err(e);
         }
         runtime.metrics.set_in_flight(tracker.in_flight());
         if tracker.in_flight() >= settings.delivery.max_in_flight {
@@ -68,9 +63,6 @@ pub async fn run(
             _ = &mut shutdown => break Ok(()),
             _ = commit_tick.tick() => {
                 runtime.health.beat();
-                if let Some(e) = consumer.context().take_too_narrow() {
-                    break Err(e.into());
-                }
                 commit(&consumer, &tracker, CommitMode::Async)
             }
             _ = redrive_tick.tick() => {
@@ -105,6 +97,23 @@ pub async fn run(
         settings, &processor, &runtime, &tracker, consumer, producer, summary, result,
     )
     .await
+}
+
+/// What stops the loop besides a shutdown: an output the broker would not take, or a
+/// partition assigned that the changelog is too narrow for.
+fn stopped_by(tracker: &OffsetTracker, consumer: &SignalConsumer) -> Result<(), PipelineError> {
+    if let Some(f) = tracker.failure() {
+        return Err(PipelineError::Delivery {
+            topic: f.topic,
+            partition: f.partition,
+            offset: f.offset,
+            error: f.error,
+        });
+    }
+    match consumer.context().take_too_narrow() {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
 }
 
 /// After the loop: drain and commit, leave the group, and say how it ended (a stop while
@@ -201,6 +210,7 @@ pub(super) fn create_consumer(
             state: ctx.state.clone(),
             changelog: (settings.state.changelog_topic.clone(), ctx.changelog_width),
             too_narrow: Mutex::default(),
+            narrow: Default::default(),
         })?,
     )
 }

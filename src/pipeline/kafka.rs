@@ -148,12 +148,17 @@ pub struct RebalanceContext {
     pub changelog: (String, usize),
     /// Set when a partition beyond the changelog's is assigned; the loop stops on it.
     pub too_narrow: Mutex<Option<crate::pipeline::changelog::StateError>>,
+    pub narrow: std::sync::atomic::AtomicBool,
 }
 
 impl RebalanceContext {
     /// A partition was assigned that the changelog has no partition for: a deployment to fix
     /// (exit 78), taken by the loop.
     pub fn take_too_narrow(&self) -> Option<crate::pipeline::changelog::StateError> {
+        // Checked once per signal: a lock only after an assignment said so.
+        if !self.narrow.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
         self.too_narrow.lock().ok()?.take()
     }
 
@@ -173,6 +178,8 @@ impl RebalanceContext {
         };
         if let Ok(mut slot) = self.too_narrow.lock() {
             slot.get_or_insert(error);
+            self.narrow
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
     }
     fn set_assigned(&self, update: impl FnOnce(&mut HashSet<(String, i32)>)) {
