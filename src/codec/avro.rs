@@ -26,6 +26,7 @@ pub const SIGNAL_SCHEMA: &str = include_str!("../../schemas/signal.avsc");
 pub const COMMAND_SCHEMA: &str = include_str!("../../schemas/enforcement_command.avsc");
 pub const DECISION_SCHEMA: &str = include_str!("../../schemas/decision_record.avsc");
 pub const IDENTITY_SCHEMA: &str = include_str!("../../schemas/identity_record.avsc");
+pub const RESULT_SCHEMA: &str = include_str!("../../schemas/command_result.avsc");
 /// The inventory record before `protected`: inventory producers still writing it are read,
 /// resolved to the current schema (`protected` = false).
 pub const IDENTITY_SCHEMA_V1: &str = include_str!("../../schemas/previous/identity_record.v1.avsc");
@@ -40,6 +41,8 @@ pub struct Schemas {
     pub command: Schema,
     pub decision: Schema,
     pub identity: Schema,
+    /// What adapters report about a command.
+    pub result: Schema,
     /// The previous inventory record schema ([`IDENTITY_SCHEMA_V1`]).
     pub identity_v1: Schema,
     /// Computed from the schema text, not from the parsed `Schema`s above, whose canonical
@@ -56,17 +59,20 @@ impl Schemas {
         let decision = Schema::parse_str(DECISION_SCHEMA)?;
         let identity = Schema::parse_str(IDENTITY_SCHEMA)?;
         let identity_v1 = Schema::parse_str(IDENTITY_SCHEMA_V1)?;
+        let result = Schema::parse_str(RESULT_SCHEMA)?;
         let fingerprints = BundledFingerprints {
             signal: Fingerprints::of(SIGNAL_SCHEMA, &signal)?,
             command: Fingerprints::of(COMMAND_SCHEMA, &command)?,
             decision: Fingerprints::of(DECISION_SCHEMA, &decision)?,
             identity: Fingerprints::of(IDENTITY_SCHEMA, &identity)?,
+            result: Fingerprints::of(RESULT_SCHEMA, &result)?,
         };
         Ok(Self {
             signal,
             command,
             decision,
             identity,
+            result,
             identity_v1,
             fingerprints,
         })
@@ -80,6 +86,7 @@ pub struct BundledFingerprints {
     pub command: Fingerprints,
     pub decision: Fingerprints,
     pub identity: Fingerprints,
+    pub result: Fingerprints,
 }
 
 /// The two fingerprints a bundled schema is read under.
@@ -190,6 +197,7 @@ pub struct AvroCodec {
     decision_header: Headers,
     signal_header: Headers,
     identity_header: Headers,
+    result_header: Headers,
     /// The header of records written with [`IDENTITY_SCHEMA_V1`] (no logical types: the
     /// spec's and apache-avro's fingerprints agree).
     identity_v1_header: [u8; 10],
@@ -202,6 +210,7 @@ struct FlatBounds {
     decision: Bounds,
     identity: Bounds,
     identity_v1: Bounds,
+    result: Bounds,
 }
 
 /// The single-object header containd writes for one schema, and the legacy one it still reads.
@@ -259,12 +268,14 @@ impl AvroCodec {
             decision_header: Headers::of(fingerprints.decision),
             signal_header: Headers::of(fingerprints.signal),
             identity_header: Headers::of(fingerprints.identity),
+            result_header: Headers::of(fingerprints.result),
             identity_v1_header: header(fingerprint(&schemas.identity_v1)),
             flat_bounds: Arc::new(FlatBounds {
                 command: Bounds::new(&schemas.command),
                 decision: Bounds::new(&schemas.decision),
                 identity: Bounds::new(&schemas.identity),
                 identity_v1: Bounds::new(&schemas.identity_v1),
+                result: Bounds::new(&schemas.result),
             }),
             schemas,
             signal_writers: Arc::new(signal_writers),
@@ -330,6 +341,24 @@ impl AvroCodec {
             &self.flat_bounds.decision,
             bytes,
         )
+    }
+
+    /// Decodes a single-object adapter result.
+    pub fn decode_result<T: serde::de::DeserializeOwned>(
+        &self,
+        bytes: &[u8],
+    ) -> Result<T, DecodeError> {
+        decode_flat(
+            &self.result_header,
+            &self.schemas.result,
+            &self.flat_bounds.result,
+            bytes,
+        )
+    }
+
+    /// Single-object encoding of an adapter result.
+    pub fn encode_result<T: Serialize>(&self, result: &T) -> Result<Vec<u8>, apache_avro::Error> {
+        encode_flat(&self.result_header.write, &self.schemas.result, result)
     }
 
     /// Single-object encoding of a command.

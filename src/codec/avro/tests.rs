@@ -230,3 +230,27 @@ fn decision_with_trust_fields_round_trips() {
     let back: DecisionRecord = c.decode_decision(&framed_with(&bytes, fp.legacy)).unwrap();
     assert_eq!(back, record);
 }
+
+/// An adapter's result round-trips through the bundled schema, enum and defaults included,
+/// and a command's bytes are not read as a result.
+#[test]
+fn results_round_trip_and_are_told_from_commands() {
+    use crate::emit::{CommandResult, ResultStatus};
+    let c = codec();
+    for status in ResultStatus::ALL {
+        let r = CommandResult {
+            command_id: "0123abcd".into(),
+            target: "aws".into(),
+            status,
+            detail: Some("key AKIA… deactivated".into()),
+            attempt: 2,
+            at: 1_700_000_000_123,
+            evidence: [("key_state".to_string(), "Inactive".to_string())].into(),
+        };
+        let bytes = c.encode_result(&r).unwrap();
+        assert_eq!(c.decode_result::<CommandResult>(&bytes).unwrap(), r);
+        assert!(c
+            .decode_command::<crate::emit::EnforcementCommand>(&bytes)
+            .is_err());
+    }
+}

@@ -1,5 +1,7 @@
 use super::*;
-use crate::codec::avro::{COMMAND_SCHEMA, DECISION_SCHEMA, IDENTITY_SCHEMA, SIGNAL_SCHEMA};
+use crate::codec::avro::{
+    COMMAND_SCHEMA, DECISION_SCHEMA, IDENTITY_SCHEMA, RESULT_SCHEMA, SIGNAL_SCHEMA,
+};
 use crate::codec::{AvroCodec, Format, Schemas, SignalDecoder};
 use serde_json::json;
 use std::sync::Arc;
@@ -187,6 +189,7 @@ fn bundled_text(file: &str) -> &'static str {
         "enforcement_command.avsc" => COMMAND_SCHEMA,
         "decision_record.avsc" => DECISION_SCHEMA,
         "identity_record.avsc" => IDENTITY_SCHEMA,
+        "command_result.avsc" => RESULT_SCHEMA,
         other => panic!("schemas/{other} is not bundled in src/codec/avro.rs"),
     }
 }
