@@ -103,10 +103,7 @@ pub async fn run(
         match committed {
             Ok(()) => {
                 runtime.metrics.transaction("committed");
-                summary.consumed += batch_summary.consumed;
-                summary.decided += batch_summary.decided;
-                summary.dead_lettered += batch_summary.dead_lettered;
-                summary.commands += batch_summary.commands;
+                summary.add(&batch_summary);
             }
             Err(e) => abort(&runtime, &ctx, &producer, &consumer, &batch, &e)?,
         }

@@ -96,6 +96,16 @@ pub struct RunSummary {
     pub commands: u64,
 }
 
+impl RunSummary {
+    /// Adds a committed batch's counts.
+    pub fn add(&mut self, batch: &RunSummary) {
+        self.consumed += batch.consumed;
+        self.decided += batch.decided;
+        self.dead_lettered += batch.dead_lettered;
+        self.commands += batch.commands;
+    }
+}
+
 /// Everything a run needs besides the settings.
 pub struct Runtime {
     pub rules: SharedRules,
