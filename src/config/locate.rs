@@ -9,6 +9,9 @@ pub fn line_of(text: &str, field: &str) -> Option<usize> {
     if field.is_empty() {
         return None;
     }
+    if let Some(property) = field.strip_prefix("kafka.") {
+        return kafka_line(text, property);
+    }
     let mut parts = field.split('.');
     let head = parts.next()?;
     let key = parts.next_back();
@@ -47,6 +50,25 @@ pub fn line_of(text: &str, field: &str) -> Option<usize> {
     let Some(key) = key else {
         return Some(start + 1);
     };
+    lines
+        .iter()
+        .enumerate()
+        .skip(start + 1)
+        .take_while(|(_, l)| !l.trim_start().starts_with('['))
+        .find(|(_, l)| key_of(l) == Some(key))
+        .map(|(i, _)| i + 1)
+        .or(Some(start + 1))
+}
+
+/// A librdkafka property's line: its name has dots of its own (`"bootstrap.servers"`), under
+/// `[kafka]`, `[kafka.consumer]` or `[kafka.producer]`.
+fn kafka_line(text: &str, property: &str) -> Option<usize> {
+    let (header, key) = match property.split_once('.') {
+        Some((kind @ ("consumer" | "producer"), key)) => (format!("[kafka.{kind}]"), key),
+        _ => ("[kafka]".to_string(), property),
+    };
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines.iter().position(|l| l.trim() == header)?;
     lines
         .iter()
         .enumerate()
@@ -104,6 +126,14 @@ mod tests {
         assert_eq!(line_of(TEXT, "targets[0].name"), Some(6));
         assert_eq!(line_of(TEXT, "extra_actions"), Some(1));
         assert_eq!(line_of(TEXT, "delivery.mode"), None);
+    }
+
+    #[test]
+    fn finds_librdkafka_properties_by_their_dotted_names() {
+        let text = "[kafka]\n\"bootstrap.servers\" = \"x\"\n\"bootstrap.server\" = \"y\"\n[kafka.consumer]\n\"fetch.wait.max.ms\" = \"soon\"\n";
+        assert_eq!(line_of(text, "kafka.bootstrap.server"), Some(3));
+        assert_eq!(line_of(text, "kafka.consumer.fetch.wait.max.ms"), Some(5));
+        assert_eq!(line_of(text, "kafka.sasl.password_file"), Some(1));
     }
 
     #[test]
