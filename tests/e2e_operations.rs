@@ -291,3 +291,21 @@ async fn a_new_topic_under_the_pattern_is_noticed_and_one_too_wide_stops_with_78
     assert_eq!(code, Some(78), "{log}");
     assert!(log.contains("give the changelog at least as many"), "{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_on_a_broker_without_transactions_exits_78_saying_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let topics = Topics::new(&unique("eo"));
+    create_topics(&all_topics(&topics)).await;
+    let config = write_config(dir.path(), &topics, &unique("g"), "");
+    let text = std::fs::read_to_string(&config)
+        .unwrap()
+        .replace("[delivery]\n", "[delivery]\nmode = \"exactly_once\"\n");
+    std::fs::write(&config, text).unwrap();
+    let mut daemon = Daemon::start(&config, "containd.log");
+    let code = daemon.wait_exit(Duration::from_secs(60));
+    let log = daemon.log_text();
+    // nisshi refuses Kafka transactions: a deployment to fix, not a crash to restart.
+    assert_eq!(code, Some(78), "{log}");
+    assert!(log.contains("refuses transactions"), "{log}");
+}

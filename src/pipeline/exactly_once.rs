@@ -31,7 +31,9 @@ pub async fn run(
     let consumer = create_consumer(settings, &runtime, &ctx, &tracker, false)?;
     let txn_id = transactional_id(settings);
     let producer = create_producer(settings, &runtime, &tracker, Some(&txn_id), None)?;
-    producer.init_transactions(TXN_TIMEOUT)?;
+    producer
+        .init_transactions(TXN_TIMEOUT)
+        .map_err(PipelineError::from_init_transactions)?;
     subscribe(&consumer, settings)?;
     tracing::info!(transactional_id = %txn_id, "consuming (exactly_once)");
 

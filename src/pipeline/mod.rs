@@ -55,15 +55,31 @@ pub enum PipelineError {
     Interrupted,
     #[error(transparent)]
     Connect(#[from] crate::client::connect::ConnectError),
+    /// exactly_once on a cluster that will not give this instance a transactional producer.
+    #[error("delivery.mode = \"exactly_once\": the broker refuses transactions ({0}); grant the transactional id (docs/deploy.md), use a broker with transactions, or delivery.mode = \"at_least_once\"")]
+    TransactionsRefused(String),
 }
 
 impl PipelineError {
+    /// `init_transactions` failing: a broker out of reach is waited for by a restart (exit 1);
+    /// anything else (an authorization error, no transaction support) is the deployment's.
+    pub fn from_init_transactions(e: rdkafka::error::KafkaError) -> Self {
+        use rdkafka::types::RDKafkaErrorCode as C;
+        match e.rdkafka_error_code() {
+            Some(C::OperationTimedOut | C::BrokerTransportFailure | C::AllBrokersDown) | None => {
+                Self::Kafka(e)
+            }
+            Some(_) => Self::TransactionsRefused(e.to_string()),
+        }
+    }
+
     /// A configuration or deployment to fix, which no restart mends: the daemon exits 78
     /// (EX_CONFIG), so `RestartPreventExitStatus=78` stops a crash loop.
     pub fn is_config(&self) -> bool {
         match self {
             Self::Connect(e) => e.is_config(),
             Self::State(e) => e.is_config(),
+            Self::TransactionsRefused(_) => true,
             _ => false,
         }
     }
