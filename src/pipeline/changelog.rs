@@ -28,6 +28,9 @@ pub enum StateError {
     Missing(String),
     #[error("creating state changelog topic {topic:?}: {error}")]
     Create { topic: String, error: String },
+    /// The broker will not let containd create it: no retry mends that.
+    #[error("creating topic {topic:?} refused: {error} (grant Create on it, or create it as docs/deploy.md says)")]
+    CreateRefused { topic: String, error: String },
     #[error("rebuilding state of {topic}/{partition} from {changelog:?}: {error}")]
     Restore {
         topic: String,
@@ -42,7 +45,10 @@ pub enum StateError {
 impl StateError {
     /// Topics to fix (too narrow, missing and not to be created), not a broker to wait for.
     pub fn is_config(&self) -> bool {
-        matches!(self, Self::TooFewPartitions { .. } | Self::Missing(_))
+        matches!(
+            self,
+            Self::TooFewPartitions { .. } | Self::Missing(_) | Self::CreateRefused { .. }
+        )
     }
 
     /// Whether trying again later may succeed (the broker is unreachable), as opposed to a
@@ -152,11 +158,17 @@ async fn create(
         .create_topics([&new], &AdminOptions::new())
         .await
         .map_err(|e| failed(e.to_string()))?;
+    use rdkafka::types::RDKafkaErrorCode as C;
     for r in results {
-        if let Err((_, code)) = r {
-            if code != rdkafka::types::RDKafkaErrorCode::TopicAlreadyExists {
-                return Err(failed(code.to_string()));
+        match r {
+            Ok(_) | Err((_, C::TopicAlreadyExists)) => {}
+            Err((_, code @ (C::TopicAuthorizationFailed | C::ClusterAuthorizationFailed))) => {
+                return Err(StateError::CreateRefused {
+                    topic: topic.to_string(),
+                    error: code.to_string(),
+                })
             }
+            Err((_, code)) => return Err(failed(code.to_string())),
         }
     }
     Ok(())
