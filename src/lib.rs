@@ -28,6 +28,7 @@ pub mod decide;
 pub mod demo;
 pub mod emit;
 pub mod inventory;
+pub mod lifecycle;
 pub mod offline;
 pub mod pipeline;
 pub mod rules;

@@ -89,15 +89,22 @@ fn results(topic: &str, n: usize) -> Vec<(Record, CommandResult)> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_reference_adapter_answers_once_per_attempt_keyed_like_the_command() {
+/// A deployment's topics, a results topic, and a config for them (in a directory kept for
+/// the test's length).
+async fn deployment(name: &str) -> (tempfile::TempDir, Topics, String, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let topics = Topics::new(&unique("adapter"));
+    let topics = Topics::new(&unique(name));
     let results_topic = format!("{}.results", topics.prefix);
     let mut names = all_topics(&topics);
     names.push(results_topic.clone());
     create_topics(&names).await;
     let config = write_config(dir.path(), &topics, &unique("g"), "");
+    (dir, topics, results_topic, config)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reference_adapter_answers_once_per_attempt_keyed_like_the_command() {
+    let (_dir, topics, results_topic, config) = deployment("adapter").await;
     let aws = topics.target("aws");
 
     let ok = command("c-ok");
@@ -135,4 +142,90 @@ async fn the_reference_adapter_answers_once_per_attempt_keyed_like_the_command()
         .collect();
     assert_eq!(failed.len(), 1, "{all:?}");
     assert_eq!(failed[0].1.status, ResultStatus::Failed);
+}
+
+/// `containd status` for an identity with a credential disabled: in force and unconfirmed,
+/// then confirmed once the target's adapter has reported.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_shows_a_containment_before_and_after_its_target_confirms_it() {
+    let (_dir, topics, results_topic, config) = deployment("status").await;
+    let daemon = Daemon::start(&config, "containd.log");
+    let signals = send_samples(&topics.signals).await;
+    let targets: Vec<String> = TARGETS.iter().map(|t| topics.target(t)).collect();
+    let _ = read_until(
+        std::slice::from_ref(&topics.decisions),
+        Duration::from_secs(60),
+        count(signals.len()),
+    );
+    let issued = commands(
+        &read_until_idle(&targets, Duration::from_secs(3), Duration::from_secs(30)),
+        &topics,
+    );
+    let (_, disable) = issued
+        .iter()
+        .find(|(_, c)| c.action == "disable_credential")
+        .unwrap_or_else(|| panic!("a credential disabled: {issued:?}\n{}", daemon.log_text()));
+
+    let before = status(&config, &disable.subject.id, &results_topic);
+    let entry = entry_of(&before, &disable.command_id);
+    assert_eq!(entry["open"], true, "{before}");
+    assert!(entry["result"].is_null(), "{before}");
+
+    let _adapter = Adapter::start(&config, &disable.target, &results_topic, "0");
+    let _ = read_until(
+        std::slice::from_ref(&results_topic),
+        Duration::from_secs(60),
+        count(1),
+    );
+    let after = status(&config, &disable.subject.id, &results_topic);
+    let entry = entry_of(&after, &disable.command_id);
+    assert_eq!(entry["result"]["status"], "succeeded", "{after}");
+    assert_eq!(entry["open"], true, "still in force: confirmed, not lifted");
+    let text = status_out(&config, &disable.subject.id, &results_topic, false);
+    assert!(
+        text.contains("confirmed") && text.contains("contained"),
+        "{text}"
+    );
+}
+
+fn containd(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_containd"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `containd status` for the subject, as printed (text, or `--json`).
+fn status_out(config: &std::path::Path, subject: &str, results: &str, json: bool) -> String {
+    let c = config.to_str().unwrap();
+    let mut args = vec![
+        "status",
+        "--subject",
+        subject,
+        "-c",
+        c,
+        "--results-topic",
+        results,
+    ];
+    if json {
+        args.push("--json");
+    }
+    containd(&args)
+}
+
+fn status(config: &std::path::Path, subject: &str, results: &str) -> serde_json::Value {
+    serde_json::from_str(&status_out(config, subject, results, true)).unwrap()
+}
+
+fn entry_of<'a>(status: &'a serde_json::Value, command_id: &str) -> &'a serde_json::Value {
+    status["commands"]
+        .as_array()
+        .and_then(|list| list.iter().find(|e| e["command_id"] == command_id))
+        .unwrap_or_else(|| panic!("{command_id} in {status}"))
 }

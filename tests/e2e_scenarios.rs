@@ -126,18 +126,7 @@ async fn seed_scenarios_yield_exactly_the_expected_commands_and_one_decision_per
     let config = write_config(dir.path(), &topics, &unique("g"), "");
     let mut daemon = Daemon::start(&config, "containd.log");
 
-    let signals = sample_signals();
-    let p = producer();
-    for s in &signals {
-        let key = s.subject.id().unwrap();
-        produce(
-            &p,
-            &topics.signals,
-            Some(&key),
-            &serde_json::to_vec(s).unwrap(),
-        )
-        .await;
-    }
+    let signals = send_samples(&topics.signals).await;
     let expected = expected_commands();
     let mut out_topics = all_topics(&topics);
     out_topics.retain(|t| *t != topics.signals);

@@ -8,21 +8,13 @@
 
 use super::{is_command_id, ApprovalRecord, Closed, Hold, HoldTable, Policy, Transition, Verdict};
 use crate::cli::{rfc3339, say, table};
+use crate::client::snapshot::{self, ReadError, WAIT};
 use crate::config::Settings;
-use crate::pipeline::kafka::{consumer_config, producer_config};
+use crate::pipeline::kafka::producer_config;
 use crate::state::Mark;
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
-
-/// The bound on reading the topic to its end, and on a verdict's acknowledgement.
-const WAIT: Duration = Duration::from_secs(30);
-const METADATA_TIMEOUT: Duration = Duration::from_secs(10);
-const POLL: Duration = Duration::from_millis(200);
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -31,22 +23,8 @@ pub enum Error {
     Key(String),
     #[error("approvals topic {0:?} does not exist: nothing was held yet, or safety.approvals_topic names another topic")]
     NoTopic(String),
-    #[error(
-        "approvals topic {topic:?}: partition {partition} not read to its end (offset {end}) within {waited:?}: is a broker down, or a transaction open on it?{}",
-        last.as_ref().map(|e| format!(" (last error: {e})")).unwrap_or_default()
-    )]
-    Incomplete {
-        topic: String,
-        partition: i32,
-        end: i64,
-        waited: Duration,
-        last: Option<Box<KafkaError>>,
-    },
-    #[error("approvals topic {topic:?}: cannot learn its partitions from the brokers: {source}; are the kafka \"bootstrap.servers\" reachable?")]
-    Brokers {
-        topic: String,
-        source: Box<KafkaError>,
-    },
+    #[error(transparent)]
+    Read(ReadError),
     #[error("Kafka client: {0}")]
     Kafka(#[from] KafkaError),
     #[error("{0:?} is not a command id: 32 hex digits, as `containd approvals list` shows them")]
@@ -353,116 +331,20 @@ fn load(settings: &Settings) -> Result<Holds, Error> {
 /// read_committed (the consumer default): an aborted transaction's holds are no holds.
 pub fn read(settings: &Settings) -> Result<Vec<Raw>, Error> {
     let topic = &settings.safety.approvals_topic;
-    let consumer = reader(settings)?;
-    let ends = ends(&consumer, topic)?;
-    if ends.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut tpl = TopicPartitionList::new();
-    for partition in ends.keys() {
-        tpl.add_partition_offset(topic, *partition, Offset::Beginning)?;
-    }
-    consumer.assign(&tpl)?;
-    drain(&consumer, topic, ends)
-}
-
-/// A consumer in a throwaway group that never commits: reading moves nobody's position.
-fn reader(settings: &Settings) -> Result<BaseConsumer, Error> {
-    let mut config = consumer_config(settings);
-    let nonce = chrono::Utc::now().timestamp_micros();
-    config
-        .set(
-            "group.id",
-            format!("containd-approvals-cli-{}-{nonce}", std::process::id()),
-        )
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false");
-    Ok(config.create()?)
-}
-
-/// The end (high watermark) of each partition that has records.
-fn ends(consumer: &BaseConsumer, topic: &str) -> Result<BTreeMap<i32, i64>, Error> {
-    let brokers = |source| Error::Brokers {
-        topic: topic.into(),
-        source: Box::new(source),
-    };
-    let metadata = consumer
-        .fetch_metadata(Some(topic), METADATA_TIMEOUT)
-        .map_err(brokers)?;
-    let partitions: Vec<i32> = metadata
-        .topics()
-        .first()
-        .filter(|t| t.error().is_none())
-        .map(|t| t.partitions().iter().map(|p| p.id()).collect())
-        .unwrap_or_default();
-    if partitions.is_empty() {
-        return Err(Error::NoTopic(topic.into()));
-    }
-    let mut ends = BTreeMap::new();
-    for partition in partitions {
-        let (low, high) = consumer
-            .fetch_watermarks(topic, partition, METADATA_TIMEOUT)
-            .map_err(brokers)?;
-        if high > low {
-            ends.insert(partition, high);
-        }
-    }
-    Ok(ends)
-}
-
-/// Polls until every partition of `ends` is read to its end, within [`WAIT`].
-fn drain(
-    consumer: &BaseConsumer,
-    topic: &str,
-    mut ends: BTreeMap<i32, i64>,
-) -> Result<Vec<Raw>, Error> {
-    let deadline = Instant::now() + WAIT;
-    let mut records = Vec::new();
-    let mut last = None;
-    while let Some((&partition, &end)) = ends.first_key_value() {
-        if Instant::now() >= deadline {
-            return Err(Error::Incomplete {
-                topic: topic.into(),
-                partition,
-                end,
-                waited: WAIT,
-                last,
-            });
-        }
-        match consumer.poll(POLL) {
-            Some(Ok(m)) => {
-                let (partition, offset) = (m.partition(), m.offset());
-                records.push(Raw {
-                    partition,
-                    offset,
-                    at: m.timestamp().to_millis().unwrap_or_default(),
-                    payload: m.payload().map(<[u8]>::to_vec),
-                });
-                if ends.get(&partition).is_some_and(|end| offset + 1 >= *end) {
-                    ends.remove(&partition);
-                }
-            }
-            // A broker going away mid-read: keep polling until the deadline.
-            Some(Err(e)) => last = Some(Box::new(e)),
-            None => drop_reached(consumer, &mut ends),
-        }
-    }
-    Ok(records)
-}
-
-/// Drops the partitions whose position is at their end: transaction markers (or
-/// compaction) can leave the last offsets without a record to read.
-fn drop_reached(consumer: &BaseConsumer, ends: &mut BTreeMap<i32, i64>) {
-    let Ok(positions) = consumer.position() else {
-        return;
-    };
-    for e in positions.elements() {
-        if let Offset::Offset(position) = e.offset() {
-            if ends.get(&e.partition()).is_some_and(|end| position >= *end) {
-                ends.remove(&e.partition());
-            }
-        }
-    }
+    let records =
+        snapshot::read(settings, topic, "containd-approvals-cli").map_err(|e| match e {
+            ReadError::NoTopic(t) => Error::NoTopic(t),
+            other => Error::Read(other),
+        })?;
+    Ok(records
+        .into_iter()
+        .map(|r| Raw {
+            partition: r.partition,
+            offset: r.offset,
+            at: r.at,
+            payload: r.payload,
+        })
+        .collect())
 }
 
 /// Produces the verdict to the hold's partition and waits for its acknowledgement (within

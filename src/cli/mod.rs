@@ -85,6 +85,20 @@ pub enum Command {
         #[arg(long)]
         inventory: Option<PathBuf>,
     },
+    /// What is contained for an identity: from the state changelog and the adapters' results
+    /// (reads Kafka; no daemon needed).
+    Status {
+        /// The subject: its canonical id, or its inventory id when the inventory knows it.
+        #[arg(long)]
+        subject: String,
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The topic adapters write results to (docs/adapters.md).
+        #[arg(long, default_value = "containment.results.v1")]
+        results_topic: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Held commands waiting for an operator, on the approvals topic.
     #[command(subcommand)]
     Approvals(ApprovalsCommand),
@@ -140,6 +154,14 @@ pub fn main() -> ExitCode {
             inventory.as_deref(),
             json,
         ),
+        Command::Status {
+            subject,
+            config,
+            results_topic,
+            json,
+        } => operator::operate(&config, |s| {
+            crate::lifecycle::status::show(s, &subject, &results_topic, json)
+        }),
         Command::Approvals(command) => approvals(command),
         Command::Breakers(command) => breakers(command),
     }

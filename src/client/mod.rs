@@ -7,6 +7,7 @@
 
 pub mod connect;
 pub mod preflight;
+pub mod snapshot;
 
 use crate::config::kafka::{is_secret, scrub};
 use crate::config::{ClientKind, Settings};

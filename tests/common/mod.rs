@@ -533,3 +533,15 @@ pub async fn send_policy_change(topic: &str, name: &str) {
     )
     .await;
 }
+
+/// Sends every example sample signal to `topic`, keyed by its canonical subject id; returns
+/// them.
+pub async fn send_samples(topic: &str) -> Vec<containd::signal::Signal> {
+    let signals = sample_signals();
+    let p = producer();
+    for s in &signals {
+        let key = s.subject.id().unwrap();
+        produce(&p, topic, Some(&key), &serde_json::to_vec(s).unwrap()).await;
+    }
+    signals
+}

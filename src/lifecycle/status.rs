@@ -1,0 +1,245 @@
+//! `containd status --subject ID`: what is contained for this identity, where, since when,
+//! and whether the target confirmed it — the question an incident commander asks first.
+//!
+//! Reads the state changelog (every input partition's latest record for the subject) and the
+//! results topic (the newest result per command id), like containd would after a restart.
+
+use crate::cli::{rfc3339, say, table};
+use crate::client::snapshot::{self, ReadError};
+use crate::codec::{AvroCodec, Schemas};
+use crate::config::{OutputFormat, Settings};
+use crate::emit::{CommandResult, ResultStatus};
+use crate::state::{Issued, SubjectState};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error("bundled Avro schemas: {0}")]
+    Schema(#[from] apache_avro::Error),
+}
+
+impl crate::cli::Failure for Error {
+    fn is_config(&self) -> bool {
+        false
+    }
+}
+
+/// One command containd issued for the subject, as state remembers it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Entry {
+    /// The input partition whose state holds it (`topic/partition`).
+    pub input: String,
+    pub target: String,
+    pub action: String,
+    pub command_id: String,
+    /// When it was decided (unix ms).
+    pub since: i64,
+    /// In force until restored: a disable, a quarantine.
+    pub containment: bool,
+    /// Still in force: a containment not lifted and not expired.
+    pub open: bool,
+    pub expires_at: Option<i64>,
+    pub lifted_at: Option<i64>,
+    pub rule: Option<String>,
+    pub event_type: Option<String>,
+    /// The newest result its target's adapter reported, if any.
+    pub result: Option<CommandResult>,
+}
+
+impl Entry {
+    fn of(input: &str, issued: &Issued, now: i64) -> Self {
+        let expired = issued.expires_at.is_some_and(|e| e <= now);
+        Self {
+            input: input.to_string(),
+            target: issued.target.to_string(),
+            action: issued.action.to_string(),
+            command_id: issued.command_id.to_string(),
+            since: issued.at,
+            containment: issued.holds,
+            open: issued.holds && issued.closed.is_none() && !expired,
+            expires_at: issued.expires_at,
+            lifted_at: issued.closed.map(|m| m.at),
+            rule: issued.cause.as_ref().map(|c| c.rule.to_string()),
+            event_type: issued.cause.as_ref().map(|c| c.event_type.to_string()),
+            result: None,
+        }
+    }
+
+    /// Confirmed: the target says the access path is closed (or there was nothing to close).
+    pub fn confirmed(&self) -> bool {
+        self.result.as_ref().is_some_and(|r| r.status.closes())
+    }
+}
+
+/// The subject's commands, newest first; open containments before the rest.
+pub fn entries(
+    subject: &str,
+    changelog: Vec<snapshot::Record>,
+    results: &BTreeMap<String, CommandResult>,
+    now: i64,
+) -> Vec<Entry> {
+    // The latest record per key, in log order (a key lives in one partition).
+    let mut latest: BTreeMap<Vec<u8>, Option<Vec<u8>>> = BTreeMap::new();
+    for r in changelog {
+        if let Some(key) = r.key {
+            latest.insert(key, r.payload.filter(|p| !p.is_empty()));
+        }
+    }
+    let mut out = Vec::new();
+    for (key, value) in latest {
+        let Some((input, state)) = subject_state(&key, value.as_deref(), subject) else {
+            continue;
+        };
+        out.extend(state.issued.iter().map(|i| {
+            let mut e = Entry::of(&input, i, now);
+            e.result = results.get(&e.command_id).cloned();
+            e
+        }));
+    }
+    out.sort_by(|a, b| b.open.cmp(&a.open).then(b.since.cmp(&a.since)));
+    out
+}
+
+/// `<topic>|<partition>|<subject>` with this subject, and its state.
+fn subject_state(
+    key: &[u8],
+    value: Option<&[u8]>,
+    subject: &str,
+) -> Option<(String, SubjectState)> {
+    let key = std::str::from_utf8(key).ok()?;
+    let (topic, rest) = key.split_once('|')?;
+    let (partition, name) = rest.split_once('|')?;
+    if name != subject || partition.parse::<i32>().is_err() {
+        return None;
+    }
+    let state = serde_json::from_slice(value?).ok()?;
+    Some((format!("{topic}/{partition}"), state))
+}
+
+/// The newest result per command id (by its time, then attempt); records that do not decode
+/// are skipped (the results topic is written by adapters, not by containd).
+pub fn results(
+    records: Vec<snapshot::Record>,
+    decode: impl Fn(&[u8]) -> Option<CommandResult>,
+) -> BTreeMap<String, CommandResult> {
+    let mut newest: BTreeMap<String, CommandResult> = BTreeMap::new();
+    for r in records.iter().filter_map(|r| decode(r.payload.as_deref()?)) {
+        let newer = newest
+            .get(&r.command_id)
+            .is_none_or(|old| (r.at, r.attempt) >= (old.at, old.attempt));
+        if newer {
+            newest.insert(r.command_id.clone(), r);
+        }
+    }
+    newest
+}
+
+/// Reads both topics and prints the subject's status (`--json`: one JSON object).
+pub fn show(
+    settings: &Settings,
+    subject: &str,
+    results_topic: &str,
+    json: bool,
+) -> Result<(), Error> {
+    let changelog = snapshot::read(
+        settings,
+        &settings.state.changelog_topic,
+        "containd-status-cli",
+    )?;
+    let codec = AvroCodec::new(Arc::new(Schemas::bundled()?), &[]);
+    let format = settings.output.format;
+    let decode = |bytes: &[u8]| -> Option<CommandResult> {
+        match format {
+            OutputFormat::Avro => codec.decode_result(bytes).ok(),
+            OutputFormat::Json => serde_json::from_slice(bytes).ok(),
+        }
+    };
+    let reported = match snapshot::read(settings, results_topic, "containd-status-cli") {
+        Ok(records) => results(records, decode),
+        Err(ReadError::NoTopic(_)) => BTreeMap::new(),
+        Err(e) => return Err(e.into()),
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let list = entries(subject, changelog, &reported, now);
+    if json {
+        let open = list.iter().filter(|e| e.open).count();
+        let value = serde_json::json!({"subject": subject, "open": open, "commands": list});
+        say!("{value}");
+    } else {
+        say!("{}", render(subject, &list));
+    }
+    Ok(())
+}
+
+/// The text form: a summary line, then one row per command.
+pub fn render(subject: &str, list: &[Entry]) -> String {
+    let open: Vec<&Entry> = list.iter().filter(|e| e.open).collect();
+    let unconfirmed = open.iter().filter(|e| !e.confirmed()).count();
+    let mut out = match (list.is_empty(), open.len()) {
+        (true, _) => format!("{subject}: nothing issued (no state: not contained, or known under its inventory id)\n"),
+        (false, 0) => format!("{subject}: nothing contained now\n"),
+        (false, n) => format!("{subject}: {n} containment(s) in force, {unconfirmed} not confirmed by their target\n"),
+    };
+    let rows: Vec<Vec<String>> = list.iter().map(row).collect();
+    if !rows.is_empty() {
+        out.push_str(&table(
+            &[
+                "STATE",
+                "TARGET",
+                "ACTION",
+                "SINCE",
+                "CONFIRMATION",
+                "COMMAND",
+                "CAUSE",
+            ],
+            &rows,
+        ));
+    }
+    out
+}
+
+fn row(e: &Entry) -> Vec<String> {
+    let state = match (e.containment, e.open, e.lifted_at) {
+        (true, true, _) => "contained".to_string(),
+        (true, false, Some(at)) => format!("lifted {}", rfc3339(at)),
+        (true, false, None) => "expired".to_string(),
+        (false, _, _) => "done once".to_string(),
+    };
+    let confirmation = match &e.result {
+        None => "no result yet".to_string(),
+        Some(r) => format!(
+            "{} {} (attempt {})",
+            status_word(r.status),
+            rfc3339(r.at),
+            r.attempt
+        ),
+    };
+    let cause = [e.rule.as_deref(), e.event_type.as_deref()]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>()
+        .join(" on ");
+    vec![
+        state,
+        e.target.clone(),
+        e.action.clone(),
+        rfc3339(e.since),
+        confirmation,
+        e.command_id.clone(),
+        cause,
+    ]
+}
+
+fn status_word(s: ResultStatus) -> &'static str {
+    match s {
+        ResultStatus::Succeeded => "confirmed",
+        ResultStatus::NotApplicable => "not applicable",
+        ResultStatus::Accepted => "accepted",
+        ResultStatus::Failed => "FAILED",
+        ResultStatus::Rejected => "REJECTED",
+    }
+}
