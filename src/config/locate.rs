@@ -50,14 +50,7 @@ pub fn line_of(text: &str, field: &str) -> Option<usize> {
     let Some(key) = key else {
         return Some(start + 1);
     };
-    lines
-        .iter()
-        .enumerate()
-        .skip(start + 1)
-        .take_while(|(_, l)| !l.trim_start().starts_with('['))
-        .find(|(_, l)| key_of(l) == Some(key))
-        .map(|(i, _)| i + 1)
-        .or(Some(start + 1))
+    Some(key_in_section(&lines, start, key))
 }
 
 /// A librdkafka property's line: its name has dots of its own (`"bootstrap.servers"`), under
@@ -69,14 +62,19 @@ fn kafka_line(text: &str, property: &str) -> Option<usize> {
     };
     let lines: Vec<&str> = text.lines().collect();
     let start = lines.iter().position(|l| l.trim() == header)?;
+    Some(key_in_section(&lines, start, key))
+}
+
+/// The line (1-based) of `key` in the section whose header is at index `start`, or the
+/// header's line when the key is not written there.
+fn key_in_section(lines: &[&str], start: usize, key: &str) -> usize {
     lines
         .iter()
         .enumerate()
         .skip(start + 1)
         .take_while(|(_, l)| !l.trim_start().starts_with('['))
         .find(|(_, l)| key_of(l) == Some(key))
-        .map(|(i, _)| i + 1)
-        .or(Some(start + 1))
+        .map_or(start + 1, |(i, _)| i + 1)
 }
 
 fn key_of(line: &str) -> Option<&str> {

@@ -52,48 +52,22 @@ pub async fn run(
             last_sweep = tokio::time::Instant::now();
             sweep(&processor, &runtime, &ctx, &producer).await?;
         }
-        // Per partition: (first offset in this batch, next offset after it).
-        let mut batch: BTreeMap<(Arc<str>, i32), (i64, i64)> = BTreeMap::new();
-        let mut batch_summary = RunSummary::default();
-        let deadline = tokio::time::Instant::now() + settings.delivery.transaction_interval;
-        let mut produce_error = None;
-        for _ in 0..settings.delivery.transaction_max_signals {
-            let msg = tokio::select! {
-                biased;
-                _ = &mut shutdown => { stopping = true; break }
-                _ = tokio::time::sleep_until(deadline) => break,
-                m = consumer.recv() => m,
-            };
-            let m = match msg {
-                Ok(m) => m,
-                Err(e) => {
-                    super::consumer_error(&e);
-                    continue;
-                }
-            };
-            let incoming = super::at_least_once::incoming_of(&m);
-            batch
-                .entry((names.get(incoming.topic), incoming.partition))
-                .and_modify(|(_, next)| *next = incoming.offset + 1)
-                .or_insert((incoming.offset, incoming.offset + 1));
-            if let Err(e) = handle(
-                &processor,
-                &runtime,
-                &ctx,
-                &tracker,
-                &producer,
-                &mut batch_summary,
-                &mut names,
-                incoming,
-            )
-            .await
-            {
-                produce_error = Some(e);
-            }
-            if produce_error.is_some() {
-                break;
-            }
-        }
+        let parts = Parts {
+            settings,
+            processor: &processor,
+            runtime: &runtime,
+            ctx: &ctx,
+            tracker: &tracker,
+            producer: &producer,
+            consumer: &consumer,
+        };
+        let Batch {
+            positions: batch,
+            summary: batch_summary,
+            error: produce_error,
+            stopped,
+        } = fill(parts, &mut names, &mut shutdown).await;
+        stopping = stopped;
         if batch.is_empty() && produce_error.is_none() {
             producer.abort_transaction(TXN_TIMEOUT)?;
             continue;
@@ -117,6 +91,76 @@ pub async fn run(
         "stopped"
     );
     Ok(summary)
+}
+
+/// What a transaction's batch is read and handled with.
+#[derive(Clone, Copy)]
+struct Parts<'a> {
+    settings: &'a Settings,
+    processor: &'a Processor,
+    runtime: &'a Runtime,
+    ctx: &'a Context,
+    tracker: &'a Arc<OffsetTracker>,
+    producer: &'a OutputProducer,
+    consumer: &'a super::at_least_once::SignalConsumer,
+}
+
+/// One transaction's signals, handled.
+struct Batch {
+    /// Per partition: (first offset in this batch, next offset after it).
+    positions: BTreeMap<(Arc<str>, i32), (i64, i64)>,
+    summary: RunSummary,
+    /// An output that could not be produced: the transaction aborts.
+    error: Option<PipelineError>,
+    /// A shutdown came while reading.
+    stopped: bool,
+}
+
+/// Reads and handles signals until the batch is full, the transaction interval ends, a
+/// shutdown comes, or an output fails.
+async fn fill(
+    p: Parts<'_>,
+    names: &mut TopicNames,
+    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Batch {
+    let mut batch = Batch {
+        positions: BTreeMap::new(),
+        summary: RunSummary::default(),
+        error: None,
+        stopped: false,
+    };
+    let deadline = tokio::time::Instant::now() + p.settings.delivery.transaction_interval;
+    for _ in 0..p.settings.delivery.transaction_max_signals {
+        let msg = tokio::select! {
+            biased;
+            _ = shutdown.as_mut() => { batch.stopped = true; break }
+            _ = tokio::time::sleep_until(deadline) => break,
+            m = p.consumer.recv() => m,
+        };
+        let m = match msg {
+            Ok(m) => m,
+            Err(e) => {
+                super::consumer_error(&e);
+                continue;
+            }
+        };
+        let incoming = super::at_least_once::incoming_of(&m);
+        batch
+            .positions
+            .entry((names.get(incoming.topic), incoming.partition))
+            .and_modify(|(_, next)| *next = incoming.offset + 1)
+            .or_insert((incoming.offset, incoming.offset + 1));
+        let (processor, runtime, ctx) = (p.processor, p.runtime, p.ctx);
+        let summary = &mut batch.summary;
+        let handled = handle(
+            processor, runtime, ctx, p.tracker, p.producer, summary, names, incoming,
+        );
+        if let Err(e) = handled.await {
+            batch.error = Some(e);
+            break;
+        }
+    }
+    batch
 }
 
 /// `delivery.transactional_id`, else one derived from the group and the host.
