@@ -99,4 +99,18 @@ mod tests {
         assert_eq!(t.allow_at(t0 + Duration::from_millis(1001)), Some(7));
         assert_eq!(t.allow_at(t0 + Duration::from_millis(1002)), Some(0));
     }
+
+    #[test]
+    fn an_outage_logs_one_client_error_per_window() {
+        // A client error every second of a five-minute outage: 10 lines, not 300.
+        let t = Throttle::per(1, CLIENT_WINDOW);
+        let t0 = Instant::now();
+        let logged: Vec<u64> = (0..300)
+            .filter_map(|s| t.allow_at(t0 + Duration::from_secs(s)))
+            .collect();
+        assert_eq!(logged.len(), 10);
+        // Each line after the first says how many were left out since the last one.
+        assert_eq!(logged[0], 0);
+        assert!(logged[1..].iter().all(|&n| n == 29), "{logged:?}");
+    }
 }

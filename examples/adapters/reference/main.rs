@@ -70,11 +70,11 @@ fn options() -> Result<Options, String> {
     Ok(o)
 }
 
-/// The adapter's memory of what it did: the last status per command id. A real adapter keeps
+/// The adapter's memory of what it did: the last attempt answered per command id. A real adapter keeps
 /// this durable (or relies on its target's idempotent API); in memory, a restarted adapter
 /// enforces a replayed command again, which the target must tolerate.
 #[derive(Default)]
-struct Seen(HashMap<String, (i32, ResultStatus)>);
+struct Seen(HashMap<String, i32>);
 
 /// The simulated enforcement: fails for `rate` of the (command id, attempt) pairs, the same
 /// ones on every replay.
@@ -114,16 +114,14 @@ impl Adapter {
             OutputFormat::Json => serde_json::from_slice(payload).map_err(|e| e.to_string()),
         }
         .map_err(|e| format!("undecodable command skipped: {e}"))?;
-        if let Some((answered, _)) = self.seen.0.get(&command.command_id) {
+        if let Some(answered) = self.seen.0.get(&command.command_id) {
             if *answered >= attempt {
                 return Ok(());
             }
         }
         tokio::time::sleep(self.options.latency).await;
         let status = enforce(&command, attempt, self.options.failure_rate);
-        self.seen
-            .0
-            .insert(command.command_id.clone(), (attempt, status));
+        self.seen.0.insert(command.command_id.clone(), attempt);
         let result = CommandResult {
             command_id: command.command_id.clone(),
             target: command.target.clone(),
