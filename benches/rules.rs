@@ -24,6 +24,8 @@ fn targets() -> Vec<TargetSettings> {
         kind: TargetKind::Idp,
         actions: vec!["revoke_sessions".into(), "require_step_up".into()],
         require_approval: false,
+        result_timeout: None,
+        max_attempts: None,
     }]
 }
 

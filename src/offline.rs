@@ -141,6 +141,7 @@ impl OfflineDecider {
             key: None,
             payload: Some(bytes),
             format: Some(format),
+            seal: None,
         };
         match self
             .processor
@@ -152,6 +153,7 @@ impl OfflineDecider {
                 Err(format!("{} ({})", dl.reason, dl.reason.kind()))
             }
             (Processed::Approval(_), _) => Err("an approvals record, not a signal".into()),
+            (Processed::Result(_), _) => Err("a results record, not a signal".into()),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! its file, line (when known) and field.
 
 pub mod kafka;
+pub mod lifecycle;
 mod locate;
 pub mod safety;
 mod settings;
@@ -10,6 +11,7 @@ pub mod trust;
 mod validate;
 
 pub use kafka::{ClientKind, KafkaSettings};
+pub use lifecycle::{Escalation, LifecycleSettings, Trigger};
 pub use safety::{ApprovalPolicy, BreakerScope, BreakerSettings, SafetySettings};
 pub use settings::*;
 pub use trust::{SourceSettings, SsfPushSettings, TransmitterSettings, TrustSettings};

@@ -48,6 +48,9 @@ pub struct Settings {
     /// Protected identities and the actions held for them (docs/safety.md).
     #[serde(default)]
     pub safety: super::SafetySettings,
+    /// Results from adapters, re-sends and escalation (docs/adapters.md); off by default.
+    #[serde(default)]
+    pub lifecycle: super::LifecycleSettings,
     #[serde(default)]
     pub telemetry: TelemetrySettings,
     #[serde(default)]
@@ -294,6 +297,14 @@ pub struct TargetSettings {
     /// Every command for this target waits for an operator's approval (`[safety]`).
     #[serde(default)]
     pub require_approval: bool,
+    /// How long this target's adapter may stay silent about a command before it is sent
+    /// again; unset: `lifecycle.result_timeout`.
+    #[serde(default, with = "humantime_serde")]
+    pub result_timeout: Option<std::time::Duration>,
+    /// Sends of a command to this target before silence counts as failure; unset:
+    /// `lifecycle.max_attempts`.
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

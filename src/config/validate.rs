@@ -23,6 +23,7 @@ pub fn validate(settings: &Settings, file: &Path, text: &str) -> Vec<Problem> {
     targets(settings, &mut problem);
     topic_names(settings, &mut problem);
     safety(settings, &mut problem);
+    super::lifecycle::validate(settings, &mut problem);
     for (field, message) in super::trust::validate(settings) {
         problem(field, message);
     }

@@ -34,12 +34,16 @@ pub enum DeadLetterReason {
     /// or `output_unencodable`.
     #[error("{detail}")]
     Output { kind: &'static str, detail: String },
+    /// A results-topic record claiming to be containd's tracking record without its seal.
+    #[error("{0}")]
+    Unsealed(String),
 }
 
 impl DeadLetterReason {
     /// Every kind [`Self::kind`] returns (the decoders', the validator's, the SET
     /// verifier's and the outputs'), so the metric's series exist at 0 from the start.
-    pub const KINDS: [&'static str; 23] = [
+    pub const KINDS: [&'static str; 24] = [
+        "unsealed_tracking",
         "oversized",
         "empty",
         "bad_framing",
@@ -71,6 +75,7 @@ impl DeadLetterReason {
             Self::Decode(e) => e.kind(),
             Self::Invalid(e) => e.kind(),
             Self::Output { kind, .. } => kind,
+            Self::Unsealed(_) => "unsealed_tracking",
         }
     }
 }

@@ -159,10 +159,22 @@ pub enum Outcome {
     Released,
     /// A held command was denied, or timed out: nothing was sent.
     Cancelled,
+    /// A command's target reported it done (`succeeded`, or `not_applicable`): the access
+    /// path is closed (docs/adapters.md).
+    Confirmed,
+    /// A command's target stayed silent past its result timeout, or its attempt failed: the
+    /// same command (same id) was sent again.
+    Reissued,
+    /// A command failed for good (every attempt failed or went unanswered, or the adapter
+    /// rejected it): the configured escalation was issued.
+    Escalated,
+    /// A command failed for good and no escalation is configured for it: the access path
+    /// may still be open.
+    Unconfirmed,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 13] = [
+    pub const ALL: [Outcome; 17] = [
         Self::Acted,
         Self::NoMatch,
         Self::DryRun,
@@ -176,6 +188,10 @@ impl Outcome {
         Self::Undeliverable,
         Self::Released,
         Self::Cancelled,
+        Self::Confirmed,
+        Self::Reissued,
+        Self::Escalated,
+        Self::Unconfirmed,
     ];
 
     pub fn name(self) -> &'static str {
@@ -193,6 +209,10 @@ impl Outcome {
             Self::Undeliverable => "undeliverable",
             Self::Released => "released",
             Self::Cancelled => "cancelled",
+            Self::Confirmed => "confirmed",
+            Self::Reissued => "reissued",
+            Self::Escalated => "escalated",
+            Self::Unconfirmed => "unconfirmed",
         }
     }
 }

@@ -162,7 +162,18 @@ pub(super) fn incoming_of<M: Message>(m: &M) -> Incoming<'_> {
         key: m.key(),
         payload: m.payload(),
         format: None,
+        seal: seal_of(m),
     }
+}
+
+/// The `containd.seal` header's value, if the record carries one.
+fn seal_of<M: Message>(m: &M) -> Option<&[u8]> {
+    use rdkafka::message::Headers;
+    let headers = m.headers()?;
+    headers
+        .iter()
+        .find(|h| h.key == crate::lifecycle::record::SEAL_HEADER)
+        .and_then(|h| h.value)
 }
 
 fn ticker(period: Duration) -> tokio::time::Interval {
@@ -280,15 +291,28 @@ pub(super) fn subscribe(
             } else {
                 format!("^{p}")
             };
-            consumer.subscribe(&[&pattern, &settings.safety.approvals_topic])?;
+            let mut topics = vec![pattern.as_str()];
+            topics.extend(own_topics(settings));
+            consumer.subscribe(&topics)?;
         }
         None => {
             let mut topics: Vec<&str> = settings.input.topics.iter().map(String::as_str).collect();
-            topics.push(&settings.safety.approvals_topic);
+            topics.extend(own_topics(settings));
             consumer.subscribe(&topics)?;
         }
     }
     Ok(())
+}
+
+/// The topics containd consumes beside the signals: approvals, and results when tracking.
+fn own_topics(settings: &Settings) -> impl Iterator<Item = &str> {
+    let results = settings
+        .lifecycle
+        .enabled
+        .then_some(&settings.lifecycle.results_topic);
+    std::iter::once(&settings.safety.approvals_topic)
+        .chain(results)
+        .map(String::as_str)
 }
 
 /// Decides one record and produces its outputs, each carrying an acknowledgement token for
@@ -362,7 +386,12 @@ pub(super) async fn sweep(
     let (records, size, expiries) = {
         let mut state = lock(&ctx.state);
         let swept = state.sweep();
-        let expiries = super::holds::expiries(processor, &mut state, &runtime.metrics);
+        let mut expiries = super::holds::expiries(processor, &mut state, &runtime.metrics);
+        expiries.extend(super::lifecycle::due(
+            processor,
+            &mut state,
+            &runtime.metrics,
+        ));
         (swept, state.size(), expiries)
     };
     runtime.metrics.state_size(size.0, size.1, size.2);

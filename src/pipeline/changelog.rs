@@ -82,6 +82,7 @@ pub async fn ensure_topic(settings: &Settings) -> Result<usize, StateError> {
                 settings.input.topics.iter().any(|n| n == t.name())
                     || pattern.as_ref().is_some_and(|p| p.is_match(t.name()))
                     || t.name() == settings.safety.approvals_topic
+                    || (settings.lifecycle.enabled && t.name() == settings.lifecycle.results_topic)
             })
             .map(|t| (t.name().to_string(), t.partitions().len()))
             .max_by_key(|(_, n)| *n);
@@ -116,26 +117,58 @@ pub async fn ensure_topic(settings: &Settings) -> Result<usize, StateError> {
 /// partitions need changelog partitions of their own, so it never has more than the widest
 /// input). It is a log, not compacted: a hold and its verdict share a key.
 pub async fn ensure_approvals_topic(settings: &Settings) -> Result<(), StateError> {
+    let topic = &settings.safety.approvals_topic;
+    ensure_log_topic(settings, topic, |_| 1).await.map(|_| ())
+}
+
+/// With `[lifecycle] enabled`: creates the results topic when it does not exist, as wide as
+/// the widest input (a result per command; its partitions need changelog partitions of their
+/// own); returns its partitions.
+pub async fn ensure_results_topic(settings: &Settings) -> Result<Option<i32>, StateError> {
+    if !settings.lifecycle.enabled {
+        return Ok(None);
+    }
+    let topic = &settings.lifecycle.results_topic;
+    let n = ensure_log_topic(settings, topic, |widest_input| widest_input.max(1)).await?;
+    Ok(Some(n))
+}
+
+/// A log topic containd writes and reads (not compacted), created when missing with the
+/// partitions `width` gives for the widest input; returns its partitions.
+async fn ensure_log_topic(
+    settings: &Settings,
+    topic: &str,
+    width: impl Fn(i32) -> i32,
+) -> Result<i32, StateError> {
     let admin: AdminClient<DefaultClientContext> =
         client::config(settings, ClientKind::Admin).create()?;
-    let topic = &settings.safety.approvals_topic;
-    let (exists, brokers) = {
+    let (existing, widest, brokers) = {
         let md = admin
             .inner()
             // Every topic's metadata: asking for this one by name would auto-create it on
             // brokers that do so, with their default partitions.
             .fetch_metadata(None, METADATA_TIMEOUT)?;
-        let exists = md
+        let existing = md
             .topics()
             .iter()
-            .any(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty());
-        (exists, md.brokers().len())
+            .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+            .map(|t| t.partitions().len() as i32);
+        let widest = md
+            .topics()
+            .iter()
+            .filter(|t| settings.input.topics.iter().any(|n| n == t.name()))
+            .map(|t| t.partitions().len() as i32)
+            .max()
+            .unwrap_or(1);
+        (existing, widest, md.brokers().len())
     };
-    if !exists {
-        create(&admin, topic, (1, brokers), false).await?;
-        tracing::info!(%topic, "created the approvals topic");
+    if let Some(n) = existing {
+        return Ok(n);
     }
-    Ok(())
+    let n = width(widest);
+    create(&admin, topic, (n, brokers), false).await?;
+    tracing::info!(%topic, partitions = n, "created topic");
+    Ok(n)
 }
 
 /// Creates a topic (replication: the brokers, at most 3); one that already exists is fine.

@@ -61,6 +61,7 @@ pub fn oversized(outs: &[OutRecord], limit: usize) -> Option<String> {
         OutKind::DeadLetter => "the dead letter".to_string(),
         OutKind::State => "the state record".to_string(),
         OutKind::Hold => "the approvals record".to_string(),
+        OutKind::Tracking => "the tracking record".to_string(),
     };
     Some(format!(
         "{what} would be {} bytes; the producer accepts at most {limit} (kafka.\"message.max.bytes\")",

@@ -149,7 +149,11 @@ impl Processor {
         let stored = shard.holds.get(&id).filter(|_| changed).cloned();
         let (decision, latency_ms) = self.transition_record(msg, at, &id, transition);
         let mut out = match &decision {
-            Some(d) => self.encode(d, &d.record.subject_id).unwrap_or_default(),
+            Some(d) => {
+                let mut out = self.encode(d, &d.record.subject_id).unwrap_or_default();
+                out.extend(self.release_tracking(d, latency_ms));
+                out
+            }
             None => Vec::new(),
         };
         if let Some(hold) = stored {
@@ -162,6 +166,24 @@ impl Processor {
             latency_ms,
         };
         (Processed::Approval(outcome), out)
+    }
+
+    /// Tracking records of a released command (from the hold's time: what was held was not
+    /// contained meanwhile).
+    fn release_tracking(&self, d: &Decision, waited_ms: Option<i64>) -> Vec<OutRecord> {
+        let held_at = d.record.decided_at - waited_ms.unwrap_or(0);
+        let mut out = Vec::new();
+        for c in &d.commands {
+            let origin = super::lifecycle::Origin {
+                occurred_at: held_at,
+                received_at: held_at,
+                identity: d.record.identity.id.as_deref(),
+                escalation_of: c.parameters.get("escalation_of").map(String::as_str),
+            };
+            let key = &d.record.subject_id;
+            out.extend(self.tracking_records(std::slice::from_ref(c), key, origin));
+        }
+        out
     }
 
     /// The decision of a transition (`None` for a new hold or a record already applied: the

@@ -10,6 +10,7 @@ mod exactly_once;
 pub mod fit;
 mod holds;
 pub mod kafka;
+mod lifecycle;
 pub mod offsets;
 pub mod process;
 pub mod redeliver;
@@ -183,7 +184,7 @@ pub async fn run(
     };
     let mut failures = 0;
     let changelog_width = loop {
-        let e = match ensure_topics(&settings).await {
+        let e = match ensure_topics(&settings, &processor).await {
             Ok(width) => break width,
             Err(e) if !e.is_transient() => return Err(e.into()),
             Err(e) => e,
@@ -273,10 +274,19 @@ async fn wait_for_cluster(settings: &Settings, health: &Health) -> Result<(), Pi
     }
 }
 
-/// The approvals topic (created when missing), then the changelog (checked against the
-/// inputs' and the approvals topic's partitions, created when missing and allowed).
-async fn ensure_topics(settings: &Settings) -> Result<usize, changelog::StateError> {
+/// The approvals and results topics (created when missing), then the changelog (checked
+/// against the inputs', approvals and results topics' partitions, created when missing and
+/// allowed); the results topic's partitions go to the processor's lifecycle.
+async fn ensure_topics(
+    settings: &Settings,
+    processor: &Processor,
+) -> Result<usize, changelog::StateError> {
     changelog::ensure_approvals_topic(settings).await?;
+    if let Some(n) = changelog::ensure_results_topic(settings).await? {
+        if let Some(l) = processor.lifecycle() {
+            l.set_partitions(n);
+        }
+    }
     changelog::ensure_topic(settings).await
 }
 
@@ -398,6 +408,10 @@ fn observe(
                     .rails
                     .approval(d.record.outcome.name(), a.latency_ms);
             }
+            observe_outputs(metrics, summary, outputs);
+        }
+        Processed::Result(r) => {
+            lifecycle::observe(&metrics.lifecycle, r);
             observe_outputs(metrics, summary, outputs);
         }
         Processed::DeadLettered(dl) => {

@@ -32,6 +32,8 @@ pub struct Incoming<'a> {
     pub payload: Option<&'a [u8]>,
     /// Encoding override (`replay` mixes JSON and SET lines); `None`: the topic's format.
     pub format: Option<crate::codec::Format>,
+    /// The `containd.seal` header: set on containd's own results-topic records.
+    pub seal: Option<&'a [u8]>,
 }
 
 /// What an output record is, for metrics and acknowledgement accounting.
@@ -47,6 +49,8 @@ pub enum OutKind {
     State,
     /// A record of the approvals topic (a held command).
     Hold,
+    /// containd's own record on the results topic (a command tracked, a clock's marker).
+    Tracking,
 }
 
 impl OutKind {
@@ -58,6 +62,7 @@ impl OutKind {
             Self::DeadLetter => "dead_letter",
             Self::State => "state",
             Self::Hold => "hold",
+            Self::Tracking => "tracking",
         }
     }
 }
@@ -81,6 +86,8 @@ pub enum Processed {
     DeadLettered(DeadLetter),
     /// A record of the approvals topic applied to its partition's holds.
     Approval(ApprovalOutcome),
+    /// A record of the results topic applied to its partition's tracked commands.
+    Result(super::lifecycle::ResultOutcome),
 }
 
 /// What an approvals-topic record did.
@@ -151,7 +158,9 @@ pub struct Processor {
     pub(super) approvals: crate::approvals::Policy,
     /// The producer's `message.max.bytes`: no output may be larger.
     max_record_bytes: usize,
-    rails: Rails,
+    pub(super) rails: Rails,
+    /// Command tracking (`[lifecycle] enabled`).
+    pub(super) lifecycle: Option<crate::lifecycle::Lifecycle>,
 }
 
 impl Processor {
@@ -172,10 +181,20 @@ impl Processor {
             approvals: crate::approvals::Policy::of(&settings),
             max_record_bytes: fit::max_record_bytes(&settings),
             rails: Rails::new(&settings.safety, &settings.targets),
+            lifecycle: crate::lifecycle::Lifecycle::of(&settings),
             settings,
             codec,
             target_topics,
         }
+    }
+
+    pub(super) fn codec(&self) -> &AvroCodec {
+        &self.codec
+    }
+
+    /// The lifecycle tracking this processor does, when on.
+    pub fn lifecycle(&self) -> Option<&crate::lifecycle::Lifecycle> {
+        self.lifecycle.as_ref()
     }
 
     /// The topic a target's commands go to.
@@ -221,6 +240,13 @@ impl Processor {
         if msg.topic == &*self.approvals_topic {
             return self.approval(state, msg);
         }
+        if self
+            .lifecycle
+            .as_ref()
+            .is_some_and(|l| msg.topic == &*l.results_topic)
+        {
+            return self.lifecycle_record(state, inventory, msg);
+        }
         let started = Instant::now();
         let now = crate::trust::now_ms();
         let (signal, subject_id) = match self.ingest(msg, now) {
@@ -251,6 +277,13 @@ impl Processor {
         let verdicts = self.govern(state, msg, &mut decision);
         match self.encode(&decision, &subject_id) {
             Ok(mut out) => {
+                let origin = super::lifecycle::Origin {
+                    occurred_at: signal.occurred_at,
+                    received_at: signal.received_at,
+                    identity: identity.known.then_some(&*identity.id),
+                    escalation_of: None,
+                };
+                out.extend(self.tracking_records(&decision.commands, &subject_id, origin));
                 let update = &decision.update;
                 out.extend(self.apply(state, msg, (key, decided_at), update, moved));
                 out.extend(verdicts);
@@ -398,6 +431,7 @@ impl Processor {
                 StateKey::Seen(seen) => changelog::seen_key(topic, partition, seen),
                 StateKey::Breaker(offset) => changelog::breaker_key(topic, partition, *offset),
                 StateKey::Hold(id) => changelog::hold_key(topic, partition, id),
+                StateKey::Track(id) => changelog::track_key(topic, partition, id),
             }),
             payload,
             headers: Vec::new(),
@@ -430,25 +464,7 @@ impl Processor {
         let key = subject_id.as_bytes().to_vec();
         let mut out = Vec::with_capacity(decision.commands.len() + 1);
         for c in &decision.commands {
-            let topic = self
-                .target_topics
-                .get(&c.target)
-                .ok_or_else(|| format!("no topic for target {:?}", c.target))?;
-            let payload = match self.settings.output.format {
-                OutputFormat::Avro => self.codec.encode_command(c).map_err(|e| e.to_string())?,
-                OutputFormat::Json => serde_json::to_vec(c).map_err(|e| e.to_string())?,
-            };
-            out.push(OutRecord {
-                topic: topic.clone(),
-                partition: None,
-                key: Some(key.clone()),
-                payload,
-                headers: vec![("containd.command_id", c.command_id.as_bytes().to_vec())],
-                kind: OutKind::Command {
-                    target: c.target.clone(),
-                    action: c.action.clone(),
-                },
-            });
+            out.push(self.command_record(c, &key)?);
         }
         out.extend(self.hold_records(decision));
         let payload = match self.settings.output.format {
@@ -469,6 +485,36 @@ impl Processor {
             kind: OutKind::Decision,
         });
         Ok(out)
+    }
+
+    /// A command for its target's topic, keyed by `key`, with its id (and, when tracked, the
+    /// results partition) in headers.
+    pub(super) fn command_record(
+        &self,
+        c: &crate::emit::EnforcementCommand,
+        key: &[u8],
+    ) -> Result<OutRecord, String> {
+        let topic = self
+            .target_topics
+            .get(&c.target)
+            .ok_or_else(|| format!("no topic for target {:?}", c.target))?;
+        let payload = match self.settings.output.format {
+            OutputFormat::Avro => self.codec.encode_command(c).map_err(|e| e.to_string())?,
+            OutputFormat::Json => serde_json::to_vec(c).map_err(|e| e.to_string())?,
+        };
+        let mut headers = vec![("containd.command_id", c.command_id.as_bytes().to_vec())];
+        headers.extend(self.results_header(key));
+        Ok(OutRecord {
+            topic: topic.clone(),
+            partition: None,
+            key: Some(key.to_vec()),
+            payload,
+            headers,
+            kind: OutKind::Command {
+                target: c.target.clone(),
+                action: c.action.clone(),
+            },
+        })
     }
 
     /// The dead letter that takes the place of an output the broker refused for good: the

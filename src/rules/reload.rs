@@ -153,6 +153,8 @@ mod tests {
             kind: TargetKind::Idp,
             actions: vec!["revoke_sessions".into()],
             require_approval: false,
+            result_timeout: None,
+            max_attempts: None,
         }];
         let set = load_dir(dir, &targets, &[]).unwrap();
         Reloader {

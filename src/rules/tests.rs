@@ -9,6 +9,8 @@ fn targets() -> Vec<TargetSettings> {
         kind,
         actions: actions.iter().map(|a| a.to_string()).collect(),
         require_approval: false,
+        result_timeout: None,
+        max_attempts: None,
     };
     vec![
         t(

@@ -94,6 +94,26 @@ impl Rails {
         None
     }
 
+    /// Why a command containd issues on its own (an escalation) must wait for an operator —
+    /// a protected identity's drastic action, or one an approval policy covers — as (reason,
+    /// detail), or `None`.
+    pub fn held(
+        &self,
+        identity: &Identity,
+        subject_id: &str,
+        command: &crate::emit::EnforcementCommand,
+    ) -> Option<(&'static str, String)> {
+        let action = &command.action;
+        if let Some(why) = self.protection(identity, subject_id) {
+            if self.is_drastic(action) {
+                let detail = format!("{why}: {action} is never issued automatically");
+                return Some(("protected_identity", detail));
+            }
+        }
+        self.approval(action, &command.target, identity)
+            .map(|why| ("approval_required", why))
+    }
+
     /// Whether the action is one held for a protected identity.
     pub fn is_drastic(&self, action: &str) -> bool {
         self.drastic.iter().any(|a| a == action)

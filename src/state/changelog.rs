@@ -27,6 +27,11 @@ pub fn breaker_key(topic: &str, partition: i32, offset: i64) -> Vec<u8> {
     format!("{topic}|{partition}#breaker#{offset}").into_bytes()
 }
 
+/// The key of a tracked command (a results-topic partition): `<topic>|<partition>#track#<id>`.
+pub fn track_key(topic: &str, partition: i32, command_id: &str) -> Vec<u8> {
+    format!("{topic}|{partition}#track#{command_id}").into_bytes()
+}
+
 /// The key of a held command (an approvals-topic partition): `<topic>|<partition>#hold#<id>`.
 pub fn hold_key(topic: &str, partition: i32, command_id: &str) -> Vec<u8> {
     format!("{topic}|{partition}#hold#{command_id}").into_bytes()
@@ -93,7 +98,7 @@ pub fn restore_record(
     Ok(())
 }
 
-/// A seen-signal, breaker-verdict or hold record of this partition (other keys are skipped).
+/// A seen-signal, breaker-verdict, hold or tracked-command record of this partition (other keys are skipped).
 fn restore_seen(
     shard: &mut Shard,
     prefix: &[u8],
@@ -133,6 +138,10 @@ fn restore_seen(
         let id = text(id).map_err(|e| bad(e.to_string()))?;
         let hold = value.map(|v| json(v, key)).transpose()?;
         shard.holds.restore(&id, hold);
+    } else if let Some(id) = rest.strip_prefix(b"#track#".as_slice()) {
+        let id = text(id).map_err(|e| bad(e.to_string()))?;
+        let tracked = value.map(|v| json(v, key)).transpose()?;
+        shard.tracked.restore(&id, tracked);
     }
     Ok(())
 }

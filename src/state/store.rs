@@ -18,6 +18,8 @@ pub struct Shard {
     pub breaker_verdicts: BTreeMap<i64, Verdicts>,
     /// Held commands (a partition of the approvals topic).
     pub holds: HoldTable,
+    /// Commands tracked until their target confirms them (a partition of the results topic).
+    pub tracked: crate::lifecycle::Tracker,
     /// Newest signal time applied or restored: the clock eviction runs on.
     pub stream_time: i64,
 }
@@ -47,6 +49,8 @@ pub enum Key {
     Breaker(i64),
     /// A held command, by command id.
     Hold(String),
+    /// A tracked command (results topic), by command id.
+    Track(String),
 }
 
 /// Shards by input topic, then partition (looked up per signal without allocating a key).
@@ -276,9 +280,12 @@ impl StateStore {
                 out.push((topic.clone(), *partition, Key::Seen(key), Change::Removed));
             }
             let gone = evict_verdicts(&mut shard.breaker_verdicts, now, keep_verdicts);
-            let holds = shard.holds.evict(crate::trust::now_ms(), retention.margin);
+            let wall = crate::trust::now_ms();
+            let holds = shard.holds.evict(wall, retention.margin);
+            let tracked = shard.tracked.evict(wall, retention.margin);
             let gone = gone.into_iter().map(Key::Breaker);
-            for key in gone.chain(holds.into_iter().map(Key::Hold)) {
+            let gone = gone.chain(holds.into_iter().map(Key::Hold));
+            for key in gone.chain(tracked.into_iter().map(Key::Track)) {
                 out.push((topic.clone(), *partition, key, Change::Removed));
             }
             shard.subjects.retain(|subject, state| {
@@ -308,6 +315,16 @@ impl StateStore {
         self.shards.iter_mut().flat_map(|(t, ps)| {
             ps.iter_mut()
                 .map(move |(p, s)| (t.as_str(), *p, &mut s.holds))
+        })
+    }
+
+    /// Every owned partition's tracked commands (the results topic's partitions), mutably.
+    pub fn trackers(
+        &mut self,
+    ) -> impl Iterator<Item = (&str, i32, &mut crate::lifecycle::Tracker)> {
+        self.shards.iter_mut().flat_map(|(t, ps)| {
+            ps.iter_mut()
+                .map(move |(p, s)| (t.as_str(), *p, &mut s.tracked))
         })
     }
 

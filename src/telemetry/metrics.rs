@@ -115,6 +115,8 @@ pub struct Metrics {
     refused: Family<CommandLabels, Counter>,
     /// Circuit breakers and approval holds.
     pub rails: super::rails::RailMetrics,
+    /// Results, time to containment, re-sends and escalations.
+    pub lifecycle: super::lifecycle::LifecycleMetrics,
 }
 
 impl Default for Metrics {
@@ -163,6 +165,7 @@ impl Metrics {
             untrusted: Family::default(),
             refused: Family::default(),
             rails: Default::default(),
+            lifecycle: Default::default(),
             registry: Registry::default(),
         };
         m.register_pipeline(&mut registry);
@@ -170,6 +173,7 @@ impl Metrics {
         m.register_state(&mut registry);
         m.register_rules_and_trust(&mut registry);
         m.rails.register(&mut registry);
+        m.lifecycle.register(&mut registry);
         Self { registry, ..m }
     }
 

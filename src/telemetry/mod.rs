@@ -3,6 +3,7 @@
 
 pub mod exposition;
 pub mod http;
+pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod process;

@@ -436,6 +436,7 @@ impl Offline {
             key: Some(rec.key.as_bytes()),
             payload: Some(&rec.payload),
             format: None,
+            seal: None,
         };
         let (processed, outs) = {
             let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());

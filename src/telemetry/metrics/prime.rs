@@ -62,6 +62,7 @@ impl Metrics {
                 .get_or_create(&KindLabel { kind: kind.into() });
         }
         self.rails.prime(settings);
+        self.lifecycle.prime(settings);
     }
 }
 
