@@ -133,6 +133,15 @@ pub(crate) fn validate(settings: &Settings, problem: &mut dyn FnMut(String, Stri
                 .into(),
         );
     }
+    if let Some(path) = &l.key_file {
+        if let Err(e) = crate::approvals::read_key(path) {
+            // Names the file and its length, never its content.
+            problem(
+                "lifecycle.key_file".into(),
+                format!("{}: {e}", path.display()),
+            );
+        }
+    }
     if l.results_topic.is_empty() {
         problem("lifecycle.results_topic".into(), "must not be empty".into());
     } else if topic_taken(settings, &l.results_topic) {
@@ -205,7 +214,7 @@ fn escalation(
     if !settings
         .targets
         .iter()
-        .any(|t| t.actions.iter().any(|a| *a == e.action))
+        .any(|t| t.actions.contains(&e.action))
     {
         problem(
             at("action"),

@@ -319,3 +319,59 @@ fn secrets_come_from_files_and_never_appear_in_problems() {
     assert!(!all.is_empty(), "an unparseable key is refused");
     assert!(all.iter().all(|p| !p.contains("hunter2")), "{all:?}");
 }
+
+#[test]
+fn lifecycle_settings_are_checked() {
+    let text = format!(
+        r#"{VALID}
+[lifecycle]
+enabled = true
+results_topic = "identity.signals.v1"
+result_timeout = "0s"
+max_attempts = 0
+
+[[lifecycle.escalate]]
+action = "disable_credential"
+target = "gcp"
+then_action = "disable_account"
+then_target = "aws"
+on = []
+"#
+    );
+    let shown: Vec<String> = problems(&text).iter().map(ToString::to_string).collect();
+    for (field, says) in [
+        ("lifecycle.key_file", "needs a key to seal"),
+        ("lifecycle.results_topic", "also an input"),
+        ("lifecycle.result_timeout", "longer than 0"),
+        ("lifecycle.max_attempts", "at least 1"),
+        ("lifecycle.escalate[0].target", "\"gcp\""),
+        ("lifecycle.escalate[0].action", "no target accepts"),
+        ("lifecycle.escalate[0].then_target", "does not accept"),
+        ("lifecycle.escalate[0].on", "lists nothing"),
+    ] {
+        assert!(
+            shown.iter().any(|s| s.contains(field) && s.contains(says)),
+            "{field}: {shown:?}"
+        );
+    }
+    // Off (the default), none of it is required; a short key file is named, never shown.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("short.key"), "s3cret").unwrap();
+    let text = format!("{VALID}\n[lifecycle]\nenabled = true\nkey_file = \"short.key\"\n");
+    let path = dir.path().join("c.toml");
+    let shown: Vec<String> = match parse(&path, &text) {
+        Ok(s) => validate(&s, &path, &text),
+        Err(Problems(p)) => p,
+    }
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    assert!(
+        shown
+            .iter()
+            .any(|s| s.contains("lifecycle.key_file") && s.contains("short.key")),
+        "{shown:?}"
+    );
+    assert!(shown.iter().all(|s| !s.contains("s3cret")));
+    assert!(problems(VALID).is_empty());
+}

@@ -3,8 +3,8 @@
 //! It consumes one target's command topic, de-duplicates by `command_id`, "enforces" each
 //! command (simulated: a configurable latency and failure rate, decided per command id and
 //! attempt so a replay answers the same), and writes results (`schemas/command_result.avsc`)
-//! to the results topic, keyed by the command's key so they reach the containd instance that
-//! tracks the subject. Offsets are committed only after the results are acknowledged.
+//! to the results topic, keyed like the command and on the partition its
+//! `containd.results_partition` header names, where containd tracks it. Offsets are committed only after the results are acknowledged.
 //!
 //! ```text
 //! containd-reference-adapter --config examples/containd.toml --target aws \
@@ -16,6 +16,7 @@ use containd::codec::{AvroCodec, Schemas};
 use containd::config::{ClientKind, OutputFormat, Settings};
 use containd::emit::result::ATTEMPT_HEADER;
 use containd::emit::{CommandResult, EnforcementCommand, ResultStatus};
+use containd::lifecycle::record::PARTITION_HEADER;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -105,6 +106,7 @@ impl Adapter {
         key: Option<&[u8]>,
         payload: &[u8],
         attempt: i32,
+        partition: Option<i32>,
     ) -> Result<(), String> {
         let command: EnforcementCommand = match self.format {
             OutputFormat::Avro => self
@@ -134,10 +136,15 @@ impl Adapter {
             at: chrono::Utc::now().timestamp_millis(),
             evidence: [("adapter".to_string(), "reference".to_string())].into(),
         };
-        self.produce(key, &result).await
+        self.produce(key, partition, &result).await
     }
 
-    async fn produce(&self, key: Option<&[u8]>, result: &CommandResult) -> Result<(), String> {
+    async fn produce(
+        &self,
+        key: Option<&[u8]>,
+        partition: Option<i32>,
+        result: &CommandResult,
+    ) -> Result<(), String> {
         let payload = match self.format {
             OutputFormat::Avro => self
                 .codec
@@ -150,6 +157,10 @@ impl Adapter {
         if let Some(k) = key {
             record = record.key(k);
         }
+        // Where containd tracks the command (docs/adapters.md); else by key.
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
         self.producer
             .send(record, Duration::from_secs(30))
             .await
@@ -160,10 +171,14 @@ impl Adapter {
 
 /// The send this record is (`containd.attempt`), 1 when the header is absent.
 fn attempt_of(m: &impl Message) -> i32 {
+    header_number(m, ATTEMPT_HEADER).unwrap_or(1)
+}
+
+/// A header holding a number, when the record has it.
+fn header_number(m: &impl Message, name: &str) -> Option<i32> {
     m.headers()
-        .and_then(|h| h.iter().find(|h| h.key == ATTEMPT_HEADER))
+        .and_then(|h| h.iter().find(|h| h.key == name))
         .and_then(|h| std::str::from_utf8(h.value?).ok()?.parse().ok())
-        .unwrap_or(1)
 }
 
 fn clients(settings: &Settings, group: &str) -> Result<(StreamConsumer, FutureProducer), String> {
@@ -209,10 +224,9 @@ async fn run(options: Options) -> Result<(), String> {
         let m = consumer.recv().await.map_err(|e| e.to_string())?;
         if !adapter.options.silent {
             let attempt = attempt_of(&m);
-            if let Err(e) = adapter
-                .handle(m.key(), m.payload().unwrap_or_default(), attempt)
-                .await
-            {
+            let partition = header_number(&m, PARTITION_HEADER);
+            let payload = m.payload().unwrap_or_default();
+            if let Err(e) = adapter.handle(m.key(), payload, attempt, partition).await {
                 eprintln!("reference adapter: {e}");
             }
         }
