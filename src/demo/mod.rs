@@ -22,6 +22,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 mod inputs;
+mod lifecycle;
 mod print;
 
 use inputs::{demo_breaker, TrustDemo};
@@ -121,6 +122,7 @@ pub fn create_topics<C: rdkafka::ClientContext>(
         .chain([
             &settings.state.changelog_topic,
             &settings.output.decisions_topic,
+            &settings.lifecycle.results_topic,
         ])
         .chain(settings.targets.iter().map(|t| &t.topic));
     for topic in wide {
@@ -194,6 +196,7 @@ async fn demo(json: bool) -> Result<(), DemoError> {
     let mut settings = demo_settings(&bootstrap)?;
     let trust_demo = TrustDemo::new(&mut settings)?;
     settings.safety.breakers.push(demo_breaker());
+    let lifecycle_key = lifecycle::configure(&mut settings)?;
     let ruleset = rules::load_sources(
         RULES
             .iter()
@@ -233,14 +236,18 @@ async fn demo(json: bool) -> Result<(), DemoError> {
         let _ = stop_rx.await;
     }));
 
+    let adapters = tokio::spawn(lifecycle::adapters(settings.clone(), bootstrap.clone()));
     let collected = collect(&settings, &bootstrap, signals.len()).await;
+    adapters.abort();
+    let _ = std::fs::remove_file(&lifecycle_key);
     let _ = stop_tx.send(());
     let summary = pipeline.await.map_err(|_| DemoError::Timeout {
         got: 0,
         want: signals.len(),
         secs: 0,
     })??;
-    let (decisions, commands) = collected?;
+    let (all, commands) = collected?;
+    let (tracked, decisions): (Vec<_>, Vec<_>) = all.into_iter().partition(lifecycle::is_lifecycle);
     print(
         json,
         &signals,
@@ -249,6 +256,16 @@ async fn demo(json: bool) -> Result<(), DemoError> {
         &version,
         summary.dead_lettered,
     );
+    if !json {
+        lifecycle::print(
+            &decisions
+                .iter()
+                .chain(&tracked)
+                .cloned()
+                .collect::<Vec<_>>(),
+            &commands,
+        );
+    }
     Ok(())
 }
 
@@ -275,10 +292,11 @@ async fn collect(
     let secs = 60;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
     let complete = |d: &Vec<DecisionRecord>, c: &HashMap<String, EnforcementCommand>| {
-        d.len() >= want
+        d.iter().filter(|d| !lifecycle::is_lifecycle(d)).count() >= want
             && d.iter()
                 .flat_map(|d| &d.command_ids)
                 .all(|id| c.contains_key(id))
+            && lifecycle::settled(d)
     };
     while !complete(&decisions, &commands) {
         let msg = match tokio::time::timeout_at(deadline, reader.recv()).await {

@@ -11,6 +11,7 @@
 //! restarts and rebalances and fire once.
 
 pub mod record;
+pub mod simulate;
 pub mod status;
 pub mod tracker;
 

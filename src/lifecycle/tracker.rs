@@ -67,6 +67,9 @@ pub struct Send {
     pub attempt: u32,
     pub at: i64,
     pub offset: i64,
+    /// The previous attempt's last result (`failed`), or none (silence).
+    #[serde(default)]
+    pub after: Option<ResultStatus>,
 }
 
 /// How a command failed for good.
@@ -174,6 +177,7 @@ impl Tracker {
             attempt: 1,
             at: issued.sent_at,
             offset,
+            after: None,
         }];
         t.issued = Some(issued);
         t.touched_at = at;
@@ -265,6 +269,7 @@ impl Tracker {
             attempt: m.attempt,
             at,
             offset,
+            after: t.status,
         });
         t.status = None;
         t.touched_at = at;

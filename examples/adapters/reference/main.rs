@@ -15,12 +15,12 @@
 use containd::codec::{AvroCodec, Schemas};
 use containd::config::{ClientKind, OutputFormat, Settings};
 use containd::emit::result::ATTEMPT_HEADER;
-use containd::emit::{CommandResult, EnforcementCommand, ResultStatus};
+use containd::emit::{CommandResult, EnforcementCommand};
 use containd::lifecycle::record::PARTITION_HEADER;
+use containd::lifecycle::simulate;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::message::{Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
-use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -77,18 +77,6 @@ fn options() -> Result<Options, String> {
 #[derive(Default)]
 struct Seen(HashMap<String, i32>);
 
-/// The simulated enforcement: fails for `rate` of the (command id, attempt) pairs, the same
-/// ones on every replay.
-fn enforce(command: &EnforcementCommand, attempt: i32, rate: f64) -> ResultStatus {
-    let digest = Sha256::digest(format!("{}#{attempt}", command.command_id));
-    let draw = f64::from(u16::from_be_bytes([digest[0], digest[1]])) / f64::from(u16::MAX);
-    if draw < rate {
-        ResultStatus::Failed
-    } else {
-        ResultStatus::Succeeded
-    }
-}
-
 struct Adapter {
     options: Options,
     format: OutputFormat,
@@ -122,7 +110,7 @@ impl Adapter {
             }
         }
         tokio::time::sleep(self.options.latency).await;
-        let status = enforce(&command, attempt, self.options.failure_rate);
+        let status = simulate::enforce(&command.command_id, attempt, self.options.failure_rate);
         self.seen.0.insert(command.command_id.clone(), attempt);
         let result = CommandResult {
             command_id: command.command_id.clone(),

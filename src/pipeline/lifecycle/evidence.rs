@@ -22,7 +22,12 @@ pub(super) fn confirmed(msg: &Incoming<'_>, t: &Tracked) -> Decision {
 }
 
 pub(super) fn reissued(msg: &Incoming<'_>, t: &Tracked, attempt: u32) -> Decision {
-    let why = match t.status {
+    let after = t
+        .sends
+        .iter()
+        .find(|s| s.attempt == attempt)
+        .and_then(|s| s.after);
+    let why = match after {
         Some(crate::emit::ResultStatus::Failed) => "the last attempt failed",
         _ => "its target stayed silent past the result timeout",
     };
@@ -136,7 +141,8 @@ fn record(
             .map(|w| MatchedRule {
                 rule_id: w.rule_id.clone(),
                 dry_run: false,
-                command_ids: command_ids.clone(),
+                // The rule's own command, the one whose life this record is about.
+                command_ids: command.map(|c| c.command_id.clone()).into_iter().collect(),
                 escalation_step: None,
                 suppressed: Vec::new(),
             })
