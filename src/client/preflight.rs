@@ -54,10 +54,15 @@ fn inputs(settings: &Settings, cluster: &Cluster, out: &mut Vec<Finding>) {
 /// many partitions as the widest input.
 fn changelog(settings: &Settings, cluster: &Cluster, out: &mut Vec<Finding>) {
     let approvals = &settings.safety.approvals_topic;
+    let results = settings
+        .lifecycle
+        .enabled
+        .then_some(&settings.lifecycle.results_topic);
     let widest = cluster
         .inputs(settings)
         .into_values()
         .chain(cluster.topics.get(approvals).copied())
+        .chain(results.and_then(|r| cluster.topics.get(r).copied()))
         .max()
         .unwrap_or(0);
     let topic = &settings.state.changelog_topic;
@@ -84,6 +89,13 @@ fn changelog(settings: &Settings, cluster: &Cluster, out: &mut Vec<Finding>) {
         out.push(Finding::Ok(format!(
             "approvals {approvals}: will be created with 1 partition"
         )));
+    }
+    match results.map(|r| (r, cluster.topics.get(r))) {
+        Some((r, Some(n))) => out.push(Finding::Ok(format!("results {r}: {n} partition(s)"))),
+        Some((r, None)) => out.push(Finding::Ok(format!(
+            "results {r}: will be created as wide as the widest input"
+        ))),
+        None => {}
     }
 }
 

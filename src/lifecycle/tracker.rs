@@ -119,6 +119,11 @@ pub enum Transition {
     Quiet,
 }
 
+/// Most commands one results partition tracks: a result about a command not tracked yet (it
+/// can precede its tracking record) is kept only below it, so a flood of results about
+/// nothing cannot exhaust memory.
+pub const MAX_TRACKED: usize = 1_000_000;
+
 /// The tracked commands of one results partition, by command id.
 #[derive(Debug, Default)]
 pub struct Tracker {
@@ -199,6 +204,12 @@ impl Tracker {
         (offset, at): (i64, i64),
         limits: impl Fn(&str) -> Limits,
     ) -> Transition {
+        if !self.tracked.contains_key(&r.command_id) && self.tracked.len() >= MAX_TRACKED {
+            return Transition::Ignored(format!(
+                "result for {} not kept: {MAX_TRACKED} commands are tracked in this partition",
+                r.command_id
+            ));
+        }
         let t = self.tracked.entry(r.command_id.clone()).or_default();
         if let Some(replay) = replay(t, offset) {
             return replay;

@@ -43,6 +43,18 @@ pub(super) struct Origin<'a> {
     pub escalation_of: Option<&'a str>,
 }
 
+impl<'a> Origin<'a> {
+    /// A signal's commands: from its times, for its inventory identity.
+    pub fn of(signal: &crate::signal::Signal, identity: &'a Identity) -> Self {
+        Self {
+            occurred_at: signal.occurred_at,
+            received_at: signal.received_at,
+            identity: identity.known.then_some(&*identity.id),
+            escalation_of: None,
+        }
+    }
+}
+
 impl Processor {
     /// The `containd.results_partition` header of a command with this key, when tracked.
     pub(super) fn results_header(&self, key: &[u8]) -> Option<(&'static str, Vec<u8>)> {

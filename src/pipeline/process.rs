@@ -277,12 +277,7 @@ impl Processor {
         let verdicts = self.govern(state, msg, &mut decision);
         match self.encode(&decision, &subject_id) {
             Ok(mut out) => {
-                let origin = super::lifecycle::Origin {
-                    occurred_at: signal.occurred_at,
-                    received_at: signal.received_at,
-                    identity: identity.known.then_some(&*identity.id),
-                    escalation_of: None,
-                };
+                let origin = super::lifecycle::Origin::of(&signal, &identity);
                 out.extend(self.tracking_records(&decision.commands, &subject_id, origin));
                 let update = &decision.update;
                 out.extend(self.apply(state, msg, (key, decided_at), update, moved));

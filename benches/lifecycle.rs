@@ -1,0 +1,111 @@
+//! The per-command cost of lifecycle tracking: building and sealing the `issued` record a
+//! command gets on the results topic, verifying and parsing it when read back, applying it and
+//! the adapter's result to a partition's tracked commands, and the results partition
+//! (murmur2) a command key maps to.
+//!
+//! `cargo bench --bench lifecycle`; figures in docs/benchmarks.md.
+
+use containd::emit::{CommandResult, EnforcementCommand, ResultStatus, TargetSubject, Why};
+use containd::lifecycle::record::{results_partition, seal, sealed_by};
+use containd::lifecycle::{Issued, Limits, Tracker, Tracking};
+use criterion::{criterion_group, criterion_main, Criterion};
+use std::hint::black_box;
+use std::time::Duration;
+
+const KEY: &[u8] = b"a lifecycle key of 32 bytes.....";
+
+fn command(n: u64) -> EnforcementCommand {
+    EnforcementCommand {
+        command_id: format!("{n:032x}"),
+        action: "disable_credential".into(),
+        target: "aws".into(),
+        principal_id: Some("arn:aws:iam::1:user/svc".into()),
+        subject: TargetSubject {
+            id: format!("svc-{n}"),
+            format: "opaque".into(),
+            identifiers: Default::default(),
+        },
+        parameters: [("credential_id".to_string(), "AKIA0001".to_string())].into(),
+        issued_at: 0,
+        expires_at: None,
+        why: Why {
+            rule_id: "secret-leaked-contain".into(),
+            ruleset_version: "v".into(),
+            signal_ids: vec!["sig-1".into()],
+            event_type: "urn:containd:event:secrets:credential-leaked".into(),
+            description: None,
+        },
+    }
+}
+
+fn issued(n: u64) -> Tracking {
+    Tracking::Issued(Box::new(Issued {
+        topic: "containment.commands.aws.v1".into(),
+        key: format!("svc-{n}"),
+        identity: Some(format!("svc-{n}")),
+        sent_at: 1_000,
+        occurred_at: 500,
+        received_at: 900,
+        escalation_of: None,
+        command: command(n),
+    }))
+}
+
+fn limits(_: &str) -> Limits {
+    Limits {
+        timeout: Duration::from_secs(300),
+        max_attempts: 3,
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    c.bench_function("lifecycle/issued record: build, JSON, seal", |b| {
+        let mut n = 0u64;
+        b.iter(|| {
+            n += 1;
+            let payload = serde_json::to_vec(&issued(n)).unwrap();
+            black_box(seal(KEY, &payload));
+        })
+    });
+    let payload = serde_json::to_vec(&issued(1)).unwrap();
+    let s = seal(KEY, &payload);
+    c.bench_function(
+        "lifecycle/issued record read back: verify seal, parse",
+        |b| {
+            b.iter(|| {
+                assert!(sealed_by(KEY, black_box(&payload), s.as_bytes()));
+                black_box(serde_json::from_slice::<Tracking>(&payload).unwrap());
+            })
+        },
+    );
+    c.bench_function(
+        "lifecycle/track + confirm one command (100k tracked)",
+        |b| {
+            let mut tracker = Tracker::default();
+            for n in 0..100_000u64 {
+                tracker.apply(issued(n), (n as i64, 1_000), limits);
+            }
+            let mut n = 1_000_000u64;
+            b.iter(|| {
+                n += 1;
+                tracker.apply(issued(n), (n as i64, 1_000), limits);
+                let result = CommandResult {
+                    command_id: format!("{n:032x}"),
+                    target: "aws".into(),
+                    status: ResultStatus::Succeeded,
+                    detail: None,
+                    attempt: 1,
+                    at: 1_100,
+                    evidence: Default::default(),
+                };
+                black_box(tracker.result(&result, (n as i64 + 1, 1_100), limits));
+            })
+        },
+    );
+    c.bench_function("lifecycle/results partition (murmur2)", |b| {
+        b.iter(|| black_box(results_partition(black_box(b"api_key:ci-deploy-prod-7"), 8)))
+    });
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
