@@ -71,7 +71,7 @@ pub async fn run(
                 }
             }
             _ = sweep_tick.tick() => {
-                if let Err(e) = sweep(&processor, &runtime, &ctx, &producer).await {
+                if let Err(e) = sweep(&processor, &runtime, &ctx, (&consumer, &producer)).await {
                     break Err(e);
                 }
             }
@@ -381,8 +381,11 @@ pub(super) async fn sweep(
     processor: &Processor,
     runtime: &Runtime,
     ctx: &Context,
-    producer: &OutputProducer,
+    (consumer, producer): (&SignalConsumer, &OutputProducer),
 ) -> Result<(), PipelineError> {
+    for (topic, partition) in clock_partitions(consumer, processor) {
+        ensure_shard(ctx, runtime, &topic, partition).await?;
+    }
     let (records, size, expiries) = {
         let mut state = lock(&ctx.state);
         let swept = state.sweep();
@@ -415,6 +418,22 @@ pub(super) async fn sweep(
         send(producer, &out, token).await?;
     }
     Ok(())
+}
+
+/// The assigned partitions whose state runs clocks (approvals: hold expiry; results:
+/// re-sends and escalations): their state is rebuilt at the first sweep after an assignment,
+/// so a clock fires after a restart even when no new record reaches the partition.
+fn clock_partitions(consumer: &SignalConsumer, processor: &Processor) -> Vec<(String, i32)> {
+    let Ok(assigned) = consumer.assignment() else {
+        return Vec::new();
+    };
+    let results = processor.lifecycle().map(|l| &*l.results_topic);
+    assigned
+        .elements()
+        .iter()
+        .filter(|e| e.topic() == &*processor.approvals_topic || Some(e.topic()) == results)
+        .map(|e| (e.topic().to_string(), e.partition()))
+        .collect()
 }
 
 /// Produces one record, waiting while librdkafka's queue is full (backpressure).

@@ -50,7 +50,7 @@ pub async fn run(
         producer.begin_transaction()?;
         if last_sweep.elapsed() >= settings.state.sweep_interval {
             last_sweep = tokio::time::Instant::now();
-            sweep(&processor, &runtime, &ctx, &producer).await?;
+            sweep(&processor, &runtime, &ctx, (&consumer, &producer)).await?;
         }
         let parts = Parts {
             settings,
