@@ -93,9 +93,10 @@ pub enum Command {
         subject: String,
         #[arg(long, short)]
         config: PathBuf,
-        /// The topic adapters write results to (docs/adapters.md).
-        #[arg(long, default_value = "containment.results.v1")]
-        results_topic: String,
+        /// The topic adapters write results to (docs/adapters.md); default: the config's
+        /// `lifecycle.results_topic`.
+        #[arg(long)]
+        results_topic: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -160,7 +161,8 @@ pub fn main() -> ExitCode {
             results_topic,
             json,
         } => operator::operate(&config, |s| {
-            crate::lifecycle::status::show(s, &subject, &results_topic, json)
+            let topic = results_topic.unwrap_or_else(|| s.lifecycle.results_topic.clone());
+            crate::lifecycle::status::show(s, &subject, &topic, json)
         }),
         Command::Approvals(command) => approvals(command),
         Command::Breakers(command) => breakers(command),

@@ -6,7 +6,7 @@
 use crate::config::Settings;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::message::Message;
+use rdkafka::message::{Headers, Message};
 use rdkafka::{Offset, TopicPartitionList};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -25,6 +25,8 @@ pub struct Record {
     pub at: i64,
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
+    /// The `containd.seal` header, on containd's own results-topic records.
+    pub seal: Option<Vec<u8>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +145,7 @@ fn drain(
                     at: m.timestamp().to_millis().unwrap_or_default(),
                     key: m.key().map(<[u8]>::to_vec),
                     payload: m.payload().map(<[u8]>::to_vec),
+                    seal: seal_of(&m),
                 });
                 if ends.get(&partition).is_some_and(|end| offset + 1 >= *end) {
                     ends.remove(&partition);
@@ -169,4 +172,12 @@ fn drop_reached(consumer: &BaseConsumer, ends: &mut BTreeMap<i32, i64>) {
             }
         }
     }
+}
+
+fn seal_of(m: &impl Message) -> Option<Vec<u8>> {
+    let headers = m.headers()?;
+    let seal = headers
+        .iter()
+        .find(|h| h.key == crate::lifecycle::record::SEAL_HEADER)?;
+    seal.value.map(<[u8]>::to_vec)
 }

@@ -48,6 +48,12 @@ pub struct Entry {
     pub event_type: Option<String>,
     /// The newest result its target's adapter reported, if any.
     pub result: Option<CommandResult>,
+    /// With `[lifecycle]`: how often containd sent it (re-sends included).
+    pub sends: Option<u32>,
+    /// With `[lifecycle]`: it failed for good (every send failed or went unanswered).
+    pub gave_up: bool,
+    /// With `[lifecycle]`: the escalation containd issued for it (`action at target (id)`).
+    pub escalation: Option<String>,
 }
 
 impl Entry {
@@ -66,6 +72,9 @@ impl Entry {
             rule: issued.cause.as_ref().map(|c| c.rule.to_string()),
             event_type: issued.cause.as_ref().map(|c| c.event_type.to_string()),
             result: None,
+            sends: None,
+            gave_up: false,
+            escalation: None,
         }
     }
 
@@ -79,7 +88,7 @@ impl Entry {
 pub fn entries(
     subject: &str,
     changelog: Vec<snapshot::Record>,
-    results: &BTreeMap<String, CommandResult>,
+    (results, tracked): (&BTreeMap<String, CommandResult>, &Tracked),
     now: i64,
 ) -> Vec<Entry> {
     // The latest record per key, in log order (a key lives in one partition).
@@ -97,6 +106,9 @@ pub fn entries(
         out.extend(state.issued.iter().map(|i| {
             let mut e = Entry::of(&input, i, now);
             e.result = results.get(&e.command_id).cloned();
+            e.sends = tracked.sends.get(&e.command_id).copied();
+            e.gave_up = tracked.gave_up.contains(&e.command_id);
+            e.escalation = tracked.escalations.get(&e.command_id).cloned();
             e
         }));
     }
@@ -120,14 +132,61 @@ fn subject_state(
     Some((format!("{topic}/{partition}"), state))
 }
 
+/// What containd's own records on the results topic say, per command id.
+#[derive(Debug, Default)]
+pub struct Tracked {
+    pub sends: BTreeMap<String, u32>,
+    pub gave_up: std::collections::BTreeSet<String>,
+    /// Failed command id → its escalation, `action at target (id)`.
+    pub escalations: BTreeMap<String, String>,
+}
+
+/// containd's sealed records (only those whose seal verifies under this deployment's key;
+/// none without `[lifecycle]`): sends, give-ups, escalations.
+pub fn tracked(records: &[snapshot::Record], lifecycle: Option<&super::Lifecycle>) -> Tracked {
+    let mut out = Tracked::default();
+    let Some(lifecycle) = lifecycle else {
+        return out;
+    };
+    for r in records {
+        let (Some(seal), Some(payload)) = (&r.seal, &r.payload) else {
+            continue;
+        };
+        if lifecycle.verify(payload, seal).is_err() {
+            continue;
+        }
+        match serde_json::from_slice::<super::Tracking>(payload) {
+            Ok(super::Tracking::Issued(i)) => {
+                let c = &i.command;
+                out.sends.entry(c.command_id.clone()).or_insert(1);
+                if let Some(of) = &i.escalation_of {
+                    let what = format!("{} at {} ({})", c.action, c.target, c.command_id);
+                    out.escalations.insert(of.clone(), what);
+                }
+            }
+            Ok(super::Tracking::Resend(m)) => {
+                let sends = out.sends.entry(m.command_id).or_insert(1);
+                *sends = (*sends).max(m.attempt);
+            }
+            Ok(super::Tracking::GiveUp(m)) => {
+                out.gave_up.insert(m.command_id);
+            }
+            Err(_) => {}
+        }
+    }
+    out
+}
+
 /// The newest result per command id (by its time, then attempt); records that do not decode
-/// are skipped (the results topic is written by adapters, not by containd).
+/// are skipped (the results topic is written by adapters, not by containd), and so are
+/// containd's own (sealed) records.
 pub fn results(
-    records: Vec<snapshot::Record>,
+    records: &[snapshot::Record],
     decode: impl Fn(&[u8]) -> Option<CommandResult>,
 ) -> BTreeMap<String, CommandResult> {
     let mut newest: BTreeMap<String, CommandResult> = BTreeMap::new();
-    for r in records.iter().filter_map(|r| decode(r.payload.as_deref()?)) {
+    let adapters = records.iter().filter(|r| r.seal.is_none());
+    for r in adapters.filter_map(|r| decode(r.payload.as_deref()?)) {
         let newer = newest
             .get(&r.command_id)
             .is_none_or(|old| (r.at, r.attempt) >= (old.at, old.attempt));
@@ -158,13 +217,16 @@ pub fn show(
             OutputFormat::Json => serde_json::from_slice(bytes).ok(),
         }
     };
-    let reported = match snapshot::read(settings, results_topic, "containd-status-cli") {
-        Ok(records) => results(records, decode),
-        Err(ReadError::NoTopic(_)) => BTreeMap::new(),
+    let records = match snapshot::read(settings, results_topic, "containd-status-cli") {
+        Ok(records) => records,
+        Err(ReadError::NoTopic(_)) => Vec::new(),
         Err(e) => return Err(e.into()),
     };
+    let reported = results(&records, decode);
+    let lifecycle = super::Lifecycle::of(settings);
+    let tracked = tracked(&records, lifecycle.as_ref());
     let now = chrono::Utc::now().timestamp_millis();
-    let list = entries(subject, changelog, &reported, now);
+    let list = entries(subject, changelog, (&reported, &tracked), now);
     if json {
         let open = list.iter().filter(|e| e.open).count();
         let value = serde_json::json!({"subject": subject, "open": open, "commands": list});
@@ -209,7 +271,7 @@ fn row(e: &Entry) -> Vec<String> {
         (true, false, None) => "expired".to_string(),
         (false, _, _) => "done once".to_string(),
     };
-    let confirmation = match &e.result {
+    let mut confirmation = match &e.result {
         None => "no result yet".to_string(),
         Some(r) => format!(
             "{} {} (attempt {})",
@@ -218,6 +280,14 @@ fn row(e: &Entry) -> Vec<String> {
             r.attempt
         ),
     };
+    if let Some(n) = e.sends.filter(|n| *n > 1) {
+        confirmation.push_str(&format!("; sent {n} times"));
+    }
+    match (&e.escalation, e.gave_up || e.escalation.is_some()) {
+        (Some(to), _) => confirmation.push_str(&format!("; ESCALATED: {to}")),
+        (None, true) => confirmation.push_str("; FAILED FOR GOOD, not escalated"),
+        _ => {}
+    }
     let cause = [e.rule.as_deref(), e.event_type.as_deref()]
         .into_iter()
         .flatten()
@@ -241,5 +311,95 @@ fn status_word(s: ResultStatus) -> &'static str {
         ResultStatus::Accepted => "accepted",
         ResultStatus::Failed => "FAILED",
         ResultStatus::Rejected => "REJECTED",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::{record, Issued, Lifecycle, Marker, Tracking};
+
+    fn lifecycle(dir: &std::path::Path) -> Lifecycle {
+        std::fs::write(dir.join("l.key"), "a lifecycle key of 32 bytes.....").unwrap();
+        let text = r#"
+[input]
+topics = ["s"]
+[rules]
+dir = "rules"
+[lifecycle]
+enabled = true
+key_file = "l.key"
+"#;
+        let settings = crate::config::parse(&dir.join("c.toml"), text).unwrap();
+        Lifecycle::of(&settings).unwrap()
+    }
+
+    fn record(payload: &Tracking, seal: Option<String>) -> snapshot::Record {
+        snapshot::Record {
+            partition: 0,
+            offset: 0,
+            at: 0,
+            key: None,
+            payload: Some(serde_json::to_vec(payload).unwrap()),
+            seal: seal.map(String::into_bytes),
+        }
+    }
+
+    fn issued(id: &str, escalation_of: Option<&str>) -> Tracking {
+        let command: crate::emit::EnforcementCommand = serde_json::from_value(serde_json::json!({
+            "command_id": id, "action": "disable_account", "target": "okta",
+            "principal_id": null, "subject": {"id": "svc", "format": "opaque", "identifiers": {}},
+            "parameters": {}, "issued_at": 0, "expires_at": null,
+            "why": {"rule_id": "r", "ruleset_version": "v", "signal_ids": [], "event_type": "e", "description": null}
+        }))
+        .unwrap();
+        Tracking::Issued(Box::new(Issued {
+            topic: "t".into(),
+            key: "svc".into(),
+            identity: None,
+            sent_at: 0,
+            occurred_at: 0,
+            received_at: 0,
+            escalation_of: escalation_of.map(str::to_string),
+            command,
+        }))
+    }
+
+    #[test]
+    fn only_sealed_records_count_as_sends_and_escalations() {
+        let dir = tempfile::tempdir().unwrap();
+        let l = lifecycle(dir.path());
+        let sealed = |t: &Tracking| record(t, l.seal(&serde_json::to_vec(t).unwrap()));
+        let resend = Tracking::Resend(Marker {
+            command_id: "a".into(),
+            attempt: 3,
+        });
+        let give_up = Tracking::GiveUp(Marker {
+            command_id: "a".into(),
+            attempt: 3,
+        });
+        let records = vec![
+            sealed(&issued("a", None)),
+            sealed(&resend),
+            sealed(&give_up),
+            sealed(&issued("e", Some("a"))),
+            // Forged: no seal, or a seal under another key.
+            record(&issued("x", Some("b")), None),
+            record(
+                &issued("y", Some("c")),
+                Some(record::seal(b"another key 16by", b"{}")),
+            ),
+        ];
+        let t = tracked(&records, Some(&l));
+        assert_eq!(t.sends.get("a"), Some(&3));
+        assert!(t.gave_up.contains("a"));
+        assert_eq!(
+            t.escalations.get("a").map(String::as_str),
+            Some("disable_account at okta (e)")
+        );
+        assert!(!t.escalations.contains_key("b") && !t.escalations.contains_key("c"));
+        // Without [lifecycle], nothing is read from them; adapters' results skip sealed ones.
+        assert!(tracked(&records, None).sends.is_empty());
+        assert!(results(&records, |b| serde_json::from_slice(b).ok()).is_empty());
     }
 }
