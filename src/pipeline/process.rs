@@ -237,15 +237,8 @@ impl Processor {
         state: &mut StateStore,
         msg: &Incoming<'_>,
     ) -> (Processed, Vec<OutRecord>) {
-        if msg.topic == &*self.approvals_topic {
-            return self.approval(state, msg);
-        }
-        if self
-            .lifecycle
-            .as_ref()
-            .is_some_and(|l| msg.topic == &*l.results_topic)
-        {
-            return self.lifecycle_record(state, inventory, msg);
+        if let Some(own) = self.own_record(state, inventory, msg) {
+            return own;
         }
         let started = Instant::now();
         let now = crate::trust::now_ms();
@@ -296,6 +289,21 @@ impl Processor {
                 (processed, out)
             }
         }
+    }
+
+    /// A record of a topic containd keeps itself (approvals, results), applied to its
+    /// partition's holds or tracked commands; `None` for a signal.
+    fn own_record(
+        &self,
+        state: &mut StateStore,
+        inventory: &Inventory,
+        msg: &Incoming<'_>,
+    ) -> Option<(Processed, Vec<OutRecord>)> {
+        if msg.topic == &*self.approvals_topic {
+            return Some(self.approval(state, msg));
+        }
+        let results = self.lifecycle.as_ref().map(|l| &*l.results_topic);
+        (results == Some(msg.topic)).then(|| self.lifecycle_record(state, inventory, msg))
     }
 
     /// Applies the decision's update to the state under `key` and returns the changelog
