@@ -40,6 +40,7 @@ fn command(n: u64) -> EnforcementCommand {
 
 fn issued(n: u64) -> Tracking {
     Tracking::Issued(Box::new(Issued {
+        partition: 0,
         topic: "containment.commands.aws.v1".into(),
         key: format!("svc-{n}"),
         identity: Some(format!("svc-{n}")),
@@ -55,6 +56,7 @@ fn limits(_: &str) -> Limits {
     Limits {
         timeout: Duration::from_secs(300),
         max_attempts: 3,
+        horizon: Duration::from_secs(600),
     }
 }
 

@@ -153,19 +153,21 @@ pub(crate) fn validate(settings: &Settings, problem: &mut dyn FnMut(String, Stri
             ),
         );
     }
-    if l.result_timeout.is_zero() {
+    if l.result_timeout.is_zero() || l.result_timeout > MAX_TIMEOUT {
         problem(
             "lifecycle.result_timeout".into(),
-            "must be longer than 0".into(),
+            "must be longer than 0 and at most 30 days".into(),
         );
     }
     if l.max_attempts == 0 {
         problem("lifecycle.max_attempts".into(), "must be at least 1".into());
     }
     for (i, t) in settings.targets.iter().enumerate() {
-        if t.result_timeout.is_some_and(|d| d.is_zero()) {
+        if t.result_timeout
+            .is_some_and(|d| d.is_zero() || d > MAX_TIMEOUT)
+        {
             let field = format!("targets[{i}].result_timeout");
-            problem(field, "must be longer than 0".into());
+            problem(field, "must be longer than 0 and at most 30 days".into());
         }
         if t.max_attempts == Some(0) {
             problem(
@@ -178,6 +180,9 @@ pub(crate) fn validate(settings: &Settings, problem: &mut dyn FnMut(String, Stri
         escalation(settings, i, e, problem);
     }
 }
+
+/// The longest result timeout: beyond it a target is as good as absent.
+const MAX_TIMEOUT: Duration = Duration::from_secs(30 * 24 * 3600);
 
 fn topic_taken(settings: &Settings, topic: &str) -> bool {
     let named = [

@@ -62,6 +62,7 @@ impl Lifecycle {
         let defaults = Limits {
             timeout: l.result_timeout,
             max_attempts: l.max_attempts.max(1),
+            horizon: settings.state.replay_margin,
         };
         let per_target = settings
             .targets
@@ -70,6 +71,7 @@ impl Lifecycle {
                 let limits = Limits {
                     timeout: t.result_timeout.unwrap_or(defaults.timeout),
                     max_attempts: t.max_attempts.unwrap_or(defaults.max_attempts).max(1),
+                    horizon: defaults.horizon,
                 };
                 (t.name.clone(), limits)
             })

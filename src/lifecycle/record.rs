@@ -33,6 +33,14 @@ impl Tracking {
         }
     }
 
+    /// The results partition the record was sealed for.
+    pub fn partition(&self) -> i32 {
+        match self {
+            Self::Issued(i) => i.partition,
+            Self::Resend(m) | Self::GiveUp(m) => m.partition,
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Self::Issued(_) => "issued",
@@ -47,6 +55,8 @@ impl Tracking {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Issued {
+    /// The results partition it was written to: a sealed copy on another partition is refused.
+    pub partition: i32,
     /// The target topic a re-send goes to.
     pub topic: String,
     /// The record key of the command (its results carry the same).
@@ -70,6 +80,8 @@ pub struct Issued {
 #[serde(deny_unknown_fields)]
 pub struct Marker {
     pub command_id: String,
+    /// The results partition it was written to.
+    pub partition: i32,
     /// The send this marker asks for (`resend`) or the last one made (`give_up`).
     pub attempt: u32,
 }
@@ -96,6 +108,8 @@ fn mac(key: &[u8], payload: &[u8]) -> hmac::SimpleHmac<sha2::Sha256> {
     use hmac::Mac;
     let mut mac = hmac::SimpleHmac::<sha2::Sha256>::new_from_slice(key)
         .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+    // Domain-separated from the approvals seal, which may use the same key.
+    mac.update(b"containd.lifecycle.v1\0");
     mac.update(payload);
     mac
 }

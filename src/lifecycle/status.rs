@@ -354,6 +354,7 @@ key_file = "l.key"
         }))
         .unwrap();
         Tracking::Issued(Box::new(Issued {
+            partition: 0,
             topic: "t".into(),
             key: "svc".into(),
             identity: None,
@@ -372,10 +373,12 @@ key_file = "l.key"
         let sealed = |t: &Tracking| record(t, l.seal(&serde_json::to_vec(t).unwrap()));
         let resend = Tracking::Resend(Marker {
             command_id: "a".into(),
+            partition: 0,
             attempt: 3,
         });
         let give_up = Tracking::GiveUp(Marker {
             command_id: "a".into(),
+            partition: 0,
             attempt: 3,
         });
         let records = vec![

@@ -20,6 +20,9 @@ pub struct Tracked {
     /// The newest result for the current attempt.
     #[serde(default)]
     pub status: Option<ResultStatus>,
+    /// The target a result read before the tracking record named (checked when it arrives).
+    #[serde(default)]
+    pub reported_by: Option<String>,
     #[serde(default)]
     pub status_at: i64,
     #[serde(default)]
@@ -51,6 +54,7 @@ impl Default for Tracked {
             issued: None,
             sends: Vec::new(),
             status: None,
+            reported_by: None,
             status_at: 0,
             accepted_at: None,
             confirmed_at: None,
@@ -97,6 +101,9 @@ impl Tracked {
 pub struct Limits {
     pub timeout: Duration,
     pub max_attempts: u32,
+    /// How old a tracking record may be when first read (`state.replay_margin`): an older
+    /// one — a copy replayed after its command was settled and forgotten — is not tracked.
+    pub horizon: Duration,
 }
 
 /// What one record does.
@@ -122,7 +129,7 @@ pub enum Transition {
 /// Most commands one results partition tracks: a result about a command not tracked yet (it
 /// can precede its tracking record) is kept only below it, so a flood of results about
 /// nothing cannot exhaust memory.
-pub const MAX_TRACKED: usize = 1_000_000;
+pub const MAX_TRACKED: usize = 100_000;
 
 /// The tracked commands of one results partition, by command id.
 #[derive(Debug, Default)]
@@ -166,18 +173,33 @@ impl Tracker {
         limits: impl Fn(&str) -> Limits,
     ) -> Transition {
         match record {
-            Tracking::Issued(issued) => self.issued(*issued, (offset, at)),
+            Tracking::Issued(issued) => {
+                let horizon = limits(&issued.command.target).horizon;
+                self.issued(*issued, (offset, at), horizon)
+            }
             Tracking::Resend(m) => self.resend(m, (offset, at), limits),
             Tracking::GiveUp(m) => self.give_up(m, (offset, at)),
         }
     }
 
-    fn issued(&mut self, issued: Issued, (offset, at): (i64, i64)) -> Transition {
+    fn issued(
+        &mut self,
+        issued: Issued,
+        (offset, at): (i64, i64),
+        horizon: Duration,
+    ) -> Transition {
         let id = issued.command.command_id.clone();
-        let t = self.tracked.entry(id).or_default();
-        if t.issued.is_some() {
+        if self.tracked.get(&id).is_some_and(|t| t.issued.is_some()) {
             return Transition::Quiet;
         }
+        if issued.sent_at < at - horizon.as_millis() as i64 {
+            return Transition::Ignored(format!(
+                "tracking record for {id} sent {} s ago, beyond the replay margin: not tracked",
+                (at - issued.sent_at) / 1000
+            ));
+        }
+        let target = issued.command.target.clone();
+        let t = self.tracked.entry(id).or_default();
         t.sends = vec![Send {
             attempt: 1,
             at: issued.sent_at,
@@ -186,13 +208,17 @@ impl Tracker {
         }];
         t.issued = Some(issued);
         t.touched_at = at;
-        // A result read before this record: it counts now.
+        // A result read before this record counts now, if its target is the command's.
+        if t.reported_by.take().is_some_and(|by| by != target) {
+            t.status = None;
+        }
         match t.status {
             Some(s) if s.closes() => {
                 t.confirmed_at = Some(t.status_at);
                 t.confirmed_offset = offset;
                 Transition::Confirmed(Box::new(t.clone()), false)
             }
+            Some(ResultStatus::Rejected) => end(t, Trigger::Rejected, (offset, at)),
             _ => Transition::Tracked,
         }
     }
@@ -227,8 +253,13 @@ impl Tracker {
         }
         t.result_offset = offset;
         t.touched_at = at;
+        if t.issued.is_none() {
+            t.reported_by = Some(r.target.clone());
+        }
+        // Only the current attempt's result (or a success of any) moves the command: a late
+        // failure of an earlier attempt must not fail the one in flight.
         let current = r.attempt.max(1) as u32 >= t.attempt();
-        if r.status.closes() || current || t.status.is_none() {
+        if r.status.closes() || current {
             t.status = Some(r.status);
             t.status_at = at;
         }
@@ -307,7 +338,12 @@ impl Tracker {
 
     /// Markers for open commands whose clock ran out at `now`: a re-send while attempts are
     /// left, else a give-up. Each command is asked once per process.
-    pub fn due(&mut self, now: i64, limits: impl Fn(&str) -> Limits) -> Vec<Tracking> {
+    pub fn due(
+        &mut self,
+        now: i64,
+        partition: i32,
+        limits: impl Fn(&str) -> Limits,
+    ) -> Vec<Tracking> {
         let mut out = Vec::new();
         for (id, t) in &self.tracked {
             let Some(issued) = t.issued.as_ref().filter(|_| t.open()) else {
@@ -317,7 +353,9 @@ impl Tracker {
                 continue;
             }
             let l = limits(&issued.command.target);
-            let quiet_since = t.sends.last().map_or(0, |s| s.at).max(t.status_at);
+            // Counted from the last send: `accepted` does not stop the clock, so a target
+            // that never finishes cannot keep a command open.
+            let quiet_since = t.sends.last().map_or(0, |s| s.at);
             let failed = t.status == Some(ResultStatus::Failed);
             if !failed && now < quiet_since.saturating_add(l.timeout.as_millis() as i64) {
                 continue;
@@ -325,6 +363,7 @@ impl Tracker {
             let attempt = t.attempt();
             let marker = |attempt| Marker {
                 command_id: id.clone(),
+                partition,
                 attempt,
             };
             out.push(match attempt < l.max_attempts {

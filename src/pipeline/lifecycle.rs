@@ -80,6 +80,7 @@ impl Processor {
             .iter()
             .filter_map(|c| {
                 let issued = Issued {
+                    partition,
                     topic: self.target_topic(&c.target)?.to_string(),
                     key: key.to_string(),
                     identity: origin.identity.map(str::to_string),
@@ -121,13 +122,6 @@ impl Processor {
         inventory: &Inventory,
         msg: &Incoming<'_>,
     ) -> (Processed, Vec<OutRecord>) {
-        let Some(lifecycle) = &self.lifecycle else {
-            return (Processed::Result(Default::default()), Vec::new());
-        };
-        let at = (
-            msg.offset,
-            msg.timestamp.unwrap_or_else(crate::trust::now_ms),
-        );
         let parsed = match msg.seal {
             Some(seal) => self.parse_tracking(msg, seal).map(Parsed::Ours),
             None => self.parse_result(msg).map(Parsed::Adapter),
@@ -136,14 +130,37 @@ impl Processor {
             Ok(p) => p,
             Err(reason) => return self.dead_letter(msg, reason),
         };
+        let mut outcome = ResultOutcome::default();
+        let (id, transition, stored) = self.track(state, msg, parsed, &mut outcome);
+        let mut out = self.transition_outputs(msg, (state, inventory), transition, &mut outcome);
+        if let Some(tracked) = stored {
+            let change = Change::Updated(serde_json::to_vec(&tracked).unwrap_or_default());
+            let key = StateKey::Track(id);
+            out.extend(self.state_record(msg.topic, msg.partition, &key, change));
+        }
+        (Processed::Result(outcome), out)
+    }
+
+    /// Applies a parsed record to its partition's tracker: the command id, the transition, and
+    /// the entry to write to the changelog when it changed. Clocks run on containd's own time,
+    /// never on a record's timestamp (an adapter sets those).
+    fn track(
+        &self,
+        state: &mut StateStore,
+        msg: &Incoming<'_>,
+        parsed: Parsed,
+        outcome: &mut ResultOutcome,
+    ) -> (String, Transition, Option<Tracked>) {
+        let at = (msg.offset, crate::trust::now_ms());
         if !state.has_shard(msg.topic, msg.partition) {
             state.insert_shard(msg.topic, msg.partition, Default::default());
         }
-        let Some(shard) = state.shard_mut(msg.topic, msg.partition) else {
-            return (Processed::Result(Default::default()), Vec::new());
+        let (Some(lifecycle), Some(shard)) =
+            (&self.lifecycle, state.shard_mut(msg.topic, msg.partition))
+        else {
+            return (String::new(), Transition::Quiet, None);
         };
         let limits = |target: &str| lifecycle.limits(target);
-        let mut outcome = ResultOutcome::default();
         let (id, transition) = match parsed {
             Parsed::Ours(record) => {
                 let id = record.command_id().to_string();
@@ -151,26 +168,23 @@ impl Processor {
             }
             Parsed::Adapter(result) => {
                 let t = shard.tracked.result(&result, at, limits);
-                if !matches!(t, Transition::Quiet | Transition::Ignored(_)) {
-                    let action = shard
-                        .tracked
-                        .get(&result.command_id)
-                        .and_then(|t| t.issued.as_ref().map(|i| i.command.action.clone()));
-                    let action = action.unwrap_or_else(|| "unknown".into());
-                    outcome.result = Some((result.target.clone(), action, result.status));
+                let issued = shard
+                    .tracked
+                    .get(&result.command_id)
+                    .and_then(|t| t.issued.as_ref());
+                // Labelled by the command's own target and action, never the writer's words.
+                if let Some(c) = issued
+                    .map(|i| &i.command)
+                    .filter(|_| !matches!(t, Transition::Quiet | Transition::Ignored(_)))
+                {
+                    outcome.result = Some((c.target.clone(), c.action.clone(), result.status));
                 }
                 (result.command_id, t)
             }
         };
         let changed = !matches!(transition, Transition::Quiet | Transition::Ignored(_));
         let stored = shard.tracked.get(&id).filter(|_| changed).cloned();
-        let mut out = self.transition_outputs(msg, inventory, transition, &mut outcome);
-        if let Some(tracked) = stored {
-            let change = Change::Updated(serde_json::to_vec(&tracked).unwrap_or_default());
-            let key = StateKey::Track(id);
-            out.extend(self.state_record(msg.topic, msg.partition, &key, change));
-        }
-        (Processed::Result(outcome), out)
+        (id, transition, stored)
     }
 
     fn parse_tracking(
@@ -183,8 +197,15 @@ impl Processor {
         lifecycle
             .verify(payload, seal)
             .map_err(DeadLetterReason::Unsealed)?;
-        serde_json::from_slice(payload)
-            .map_err(|e| DecodeError::BadJson(format!("not a tracking record: {e}")).into())
+        let record: Tracking = serde_json::from_slice(payload)
+            .map_err(|e| DecodeError::BadJson(format!("not a tracking record: {e}")))?;
+        match record.partition() {
+            p if p == msg.partition => Ok(record),
+            p => Err(DeadLetterReason::Unsealed(format!(
+                "tracking record sealed for results partition {p}, read on {}: a copy, not containd's",
+                msg.partition
+            ))),
+        }
     }
 
     fn parse_result(&self, msg: &Incoming<'_>) -> Result<CommandResult, DeadLetterReason> {
@@ -221,7 +242,7 @@ impl Processor {
     fn transition_outputs(
         &self,
         msg: &Incoming<'_>,
-        inventory: &Inventory,
+        (state, inventory): (&mut StateStore, &Inventory),
         transition: Transition,
         outcome: &mut ResultOutcome,
     ) -> Vec<OutRecord> {
@@ -242,11 +263,19 @@ impl Processor {
                 if !replay {
                     outcome.resent = t.issued.as_ref().map(|i| i.command.target.clone());
                 }
-                let resent = self.resend(&t, attempt).into_iter().collect();
+                let resent = self
+                    .resend(&t, attempt, msg.partition)
+                    .into_iter()
+                    .collect();
                 (evidence::reissued(msg, &t, attempt), resent)
             }
             Transition::Ended(t, trigger, replay) => {
-                let (decision, out) = self.escalate(msg, inventory, &t, trigger);
+                let (mut decision, mut out) = self.escalate(msg, inventory, &t, trigger);
+                // An escalation passes the circuit breakers like any command.
+                out.extend(self.govern(state, msg, &mut decision));
+                if decision.commands.is_empty() {
+                    out.retain(|o| o.kind != OutKind::Tracking);
+                }
                 if !replay {
                     outcome.failed = failure(&t, trigger, decision.record.outcome);
                 }
@@ -264,13 +293,18 @@ impl Processor {
         out
     }
 
-    /// The same command (same id) to its target again, as `attempt`.
-    fn resend(&self, t: &Tracked, attempt: u32) -> Option<OutRecord> {
+    /// The same command (same id) to its target again, as `attempt`, naming the results
+    /// partition that tracks it (not one worked out again: the topic may have grown).
+    fn resend(&self, t: &Tracked, attempt: u32, partition: i32) -> Option<OutRecord> {
         let issued = t.issued.as_ref()?;
         let mut record = self
             .command_record(&issued.command, issued.key.as_bytes())
             .ok()?;
         record.topic = Arc::from(issued.topic.as_str());
+        record.headers.retain(|(k, _)| *k != PARTITION_HEADER);
+        record
+            .headers
+            .push((PARTITION_HEADER, partition.to_string().into_bytes()));
         record
             .headers
             .push((ATTEMPT_HEADER, attempt.to_string().into_bytes()));
@@ -436,7 +470,7 @@ pub(super) fn due(
                 .entry((issued.command.target.clone(), bucket))
                 .or_insert(0) += 1;
         }
-        for marker in tracker.due(now, |target| lifecycle.limits(target)) {
+        for marker in tracker.due(now, partition, |target| lifecycle.limits(target)) {
             let key = tracker
                 .get(marker.command_id())
                 .and_then(|t| t.issued.as_ref())

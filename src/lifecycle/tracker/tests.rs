@@ -1,4 +1,10 @@
 use super::*;
+
+impl Tracker {
+    fn due_at(&mut self, now: i64, limits: impl Fn(&str) -> Limits) -> Vec<Tracking> {
+        self.due(now, 0, limits)
+    }
+}
 use crate::emit::{EnforcementCommand, TargetSubject, Why};
 use std::collections::BTreeMap;
 
@@ -8,11 +14,13 @@ fn limits(_: &str) -> Limits {
     Limits {
         timeout: Duration::from_secs(60),
         max_attempts: 2,
+        horizon: Duration::from_secs(600),
     }
 }
 
 fn issued(sent_at: i64) -> Tracking {
     Tracking::Issued(Box::new(Issued {
+        partition: 0,
         topic: "containment.commands.aws.v1".into(),
         key: "svc".into(),
         identity: None,
@@ -82,19 +90,19 @@ fn a_success_confirms_once_and_its_reread_repeats_only_the_confirmation() {
     assert_eq!(t.result(&r, (1, 1_200), limits), Transition::Quiet);
     // A second success later: reported, not confirmed again; nothing is due.
     assert_eq!(t.result(&ok, (3, 2_000), limits), Transition::Reported);
-    assert!(t.due(1_000_000, limits).is_empty());
+    assert!(t.due_at(1_000_000, limits).is_empty());
 }
 
 #[test]
 fn silence_resends_until_the_attempts_run_out_then_gives_up_once() {
     let mut t = Tracker::default();
     t.apply(issued(0), (0, 0), limits);
-    assert!(t.due(59_999, limits).is_empty());
-    let due = t.due(60_000, limits);
+    assert!(t.due_at(59_999, limits).is_empty());
+    let due = t.due_at(60_000, limits);
     assert_eq!(due.len(), 1);
     assert!(matches!(&due[0], Tracking::Resend(m) if m.attempt == 2));
     // Asked once per process until read back.
-    assert!(t.due(120_000, limits).is_empty());
+    assert!(t.due_at(120_000, limits).is_empty());
     let marker = due[0].clone();
     match t.apply(marker.clone(), (5, 61_000), limits) {
         Transition::Resend(_, 2, false) => {}
@@ -106,8 +114,8 @@ fn silence_resends_until_the_attempts_run_out_then_gives_up_once() {
         Transition::Resend(_, 2, true)
     ));
     assert_eq!(t.apply(marker, (6, 61_500), limits), Transition::Quiet);
-    assert!(t.due(120_000, limits).is_empty());
-    let due = t.due(121_000, limits);
+    assert!(t.due_at(120_000, limits).is_empty());
+    let due = t.due_at(121_000, limits);
     assert!(matches!(&due[..], [Tracking::GiveUp(m)] if m.attempt == 2));
     match t.apply(due[0].clone(), (7, 121_100), limits) {
         Transition::Ended(_, Trigger::Timeout, false) => {}
@@ -117,7 +125,7 @@ fn silence_resends_until_the_attempts_run_out_then_gives_up_once() {
         t.apply(due[0].clone(), (8, 121_200), limits),
         Transition::Quiet
     );
-    assert!(t.due(10_000_000, limits).is_empty());
+    assert!(t.due_at(10_000_000, limits).is_empty());
 }
 
 #[test]
@@ -126,7 +134,7 @@ fn a_failure_is_resent_at_once_and_the_last_failure_ends_it() {
     t.apply(issued(0), (0, 0), limits);
     let failed = result("aws", ResultStatus::Failed, 1);
     assert_eq!(t.result(&failed, (1, 100), limits), Transition::Reported);
-    let due = t.due(200, limits);
+    let due = t.due_at(200, limits);
     assert!(matches!(&due[..], [Tracking::Resend(m)] if m.attempt == 2));
     t.apply(due[0].clone(), (2, 300), limits);
     // A late failure of attempt 1 does not end attempt 2.
@@ -173,6 +181,7 @@ fn a_result_before_its_tracking_record_counts_when_the_record_arrives() {
     // A resend marker for a command nobody sent is ignored.
     let stray = Tracking::Resend(Marker {
         command_id: "ffffffffffffffffffffffffffffffff".into(),
+        partition: 0,
         attempt: 2,
     });
     assert!(matches!(
@@ -190,5 +199,52 @@ fn settled_entries_are_evicted_after_the_margin_open_ones_never() {
     t.result(&ok, (1, 100), limits);
     assert!(t.evict(500, Duration::from_secs(1)).is_empty());
     assert_eq!(t.evict(2_000, Duration::from_secs(1)), vec![ID.to_string()]);
+    assert!(t.is_empty());
+}
+
+#[test]
+fn a_late_failure_of_an_earlier_attempt_does_not_fail_the_one_in_flight() {
+    let mut t = Tracker::default();
+    t.apply(issued(0), (0, 0), limits);
+    let due = t.due_at(60_000, limits);
+    t.apply(due[0].clone(), (1, 60_000), limits);
+    // Attempt 1's slow failure arrives after attempt 2 was sent: nothing is due early.
+    let late = result("aws", ResultStatus::Failed, 1);
+    assert_eq!(t.result(&late, (2, 60_100), limits), Transition::Reported);
+    assert!(t.due_at(60_200, limits).is_empty());
+    // An `accepted` does not stop the clock either.
+    let accepted = result("aws", ResultStatus::Accepted, 2);
+    t.result(&accepted, (3, 119_000), limits);
+    assert!(matches!(
+        &t.due_at(120_000, limits)[..],
+        [Tracking::GiveUp(_)]
+    ));
+}
+
+#[test]
+fn an_early_result_from_another_target_is_dropped_and_an_early_rejection_ends_it() {
+    let mut t = Tracker::default();
+    let other = result("github", ResultStatus::Succeeded, 1);
+    t.result(&other, (0, 50), limits);
+    assert_eq!(t.apply(issued(10), (1, 60), limits), Transition::Tracked);
+    assert!(t.get(ID).unwrap().open());
+
+    let mut t = Tracker::default();
+    let rejected = result("aws", ResultStatus::Rejected, 1);
+    t.result(&rejected, (0, 50), limits);
+    assert!(matches!(
+        t.apply(issued(10), (1, 60), limits),
+        Transition::Ended(_, Trigger::Rejected, false)
+    ));
+}
+
+#[test]
+fn a_tracking_record_older_than_the_replay_margin_is_not_tracked() {
+    let mut t = Tracker::default();
+    // Sent at 0, first read 11 minutes later (a copy replayed after its command was forgotten).
+    assert!(matches!(
+        t.apply(issued(0), (0, 660_000), limits),
+        Transition::Ignored(_)
+    ));
     assert!(t.is_empty());
 }
