@@ -12,6 +12,8 @@
 //!   approval policies, circuit breakers); [`approvals`] publishes held commands and applies
 //!   the operators' approvals and denials;
 //! - [`emit`] defines what leaves containd: commands, decision records, dead letters;
+//! - [`lifecycle`] follows each command to its adapter's result: re-sends, escalation, time
+//!   to containment, `containd status`;
 //! - [`pipeline`] is the Kafka loop around it all: consume, process, produce, and commit
 //!   offsets only once every output is acknowledged (or in one transaction);
 //! - [`telemetry`] exports metrics, health and logs; [`config`] loads and validates settings;
