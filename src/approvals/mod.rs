@@ -187,28 +187,22 @@ pub fn read_key(path: &std::path::Path) -> Result<Vec<u8>, String> {
 
 /// Seals a hold: HMAC-SHA-256 over its JSON without the seal.
 pub fn seal(key: &[u8], hold: &HoldRequest) -> String {
-    use hmac::Mac;
-    hex::encode(mac_of(key, hold).finalize().into_bytes())
+    crate::trust::seal::seal(key, &[&unsealed(hold)])
 }
 
 /// Whether a hold carries the seal `key` gives it (constant-time comparison).
 pub fn sealed_by(key: &[u8], hold: &HoldRequest) -> bool {
-    use hmac::Mac;
-    let Some(given) = hold.seal.as_deref().and_then(|s| hex::decode(s).ok()) else {
+    let Some(given) = hold.seal.as_deref() else {
         return false;
     };
-    mac_of(key, hold).verify_slice(&given).is_ok()
+    crate::trust::seal::verify(key, &[&unsealed(hold)], given.as_bytes())
 }
 
-fn mac_of(key: &[u8], hold: &HoldRequest) -> hmac::SimpleHmac<sha2::Sha256> {
-    use hmac::Mac;
+/// The hold's JSON without its seal: what the seal covers.
+fn unsealed(hold: &HoldRequest) -> Vec<u8> {
     let mut unsealed = hold.clone();
     unsealed.seal = None;
-    // HMAC accepts a key of any length.
-    let mut mac = hmac::SimpleHmac::<sha2::Sha256>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-    mac.update(&serde_json::to_vec(&unsealed).unwrap_or_default());
-    mac
+    serde_json::to_vec(&unsealed).unwrap_or_default()
 }
 
 /// The id of the milder command released in a held command's place: derived from the held

@@ -2,7 +2,6 @@
 //! target stays silent, escalation when a command fails (docs/adapters.md).
 
 use super::Settings;
-use crate::emit::ResultStatus;
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -91,15 +90,6 @@ impl Trigger {
             Self::Failed => "failed",
             Self::Rejected => "rejected",
             Self::Timeout => "timeout",
-        }
-    }
-
-    /// The trigger a final result is, if any.
-    pub fn of(status: ResultStatus) -> Option<Self> {
-        match status {
-            ResultStatus::Failed => Some(Self::Failed),
-            ResultStatus::Rejected => Some(Self::Rejected),
-            _ => None,
         }
     }
 }

@@ -40,14 +40,6 @@ impl Tracking {
             Self::Resend(m) | Self::GiveUp(m) => m.partition,
         }
     }
-
-    pub fn name(&self) -> &'static str {
-        match self {
-            Self::Issued(_) => "issued",
-            Self::Resend(_) => "resend",
-            Self::GiveUp(_) => "give_up",
-        }
-    }
 }
 
 /// A command containd sent, with what its lifecycle needs: where to re-send it, and the
@@ -86,32 +78,17 @@ pub struct Marker {
     pub attempt: u32,
 }
 
+/// Domain-separated from the approvals seal, which may use the same key.
+const DOMAIN: &[u8] = b"containd.lifecycle.v1\0";
+
 /// HMAC-SHA-256 (hex) of a record's payload under the lifecycle key.
 pub fn seal(key: &[u8], payload: &[u8]) -> String {
-    use hmac::Mac;
-    hex::encode(mac(key, payload).finalize().into_bytes())
+    crate::trust::seal::seal(key, &[DOMAIN, payload])
 }
 
 /// Whether `given` (hex) is the payload's seal under `key` (constant-time comparison).
 pub fn sealed_by(key: &[u8], payload: &[u8], given: &[u8]) -> bool {
-    use hmac::Mac;
-    let Some(given) = std::str::from_utf8(given)
-        .ok()
-        .and_then(|s| hex::decode(s).ok())
-    else {
-        return false;
-    };
-    mac(key, payload).verify_slice(&given).is_ok()
-}
-
-fn mac(key: &[u8], payload: &[u8]) -> hmac::SimpleHmac<sha2::Sha256> {
-    use hmac::Mac;
-    let mut mac = hmac::SimpleHmac::<sha2::Sha256>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-    // Domain-separated from the approvals seal, which may use the same key.
-    mac.update(b"containd.lifecycle.v1\0");
-    mac.update(payload);
-    mac
+    crate::trust::seal::verify(key, &[DOMAIN, payload], given)
 }
 
 /// The results partition of a command key: Kafka's default partitioner (murmur2 of the key,

@@ -145,10 +145,6 @@ impl Tracker {
         self.tracked.get(command_id)
     }
 
-    pub fn len(&self) -> usize {
-        self.tracked.len()
-    }
-
     pub fn is_empty(&self) -> bool {
         self.tracked.is_empty()
     }

@@ -14,6 +14,7 @@ pub mod bearer;
 pub mod jwks;
 pub mod push;
 pub mod push_tls;
+pub mod seal;
 pub mod set;
 pub mod set_map;
 pub mod signer;
