@@ -9,31 +9,8 @@ use containd::emit::result::ATTEMPT_HEADER;
 use containd::emit::{CommandResult, EnforcementCommand, ResultStatus, TargetSubject, Why};
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::FutureRecord;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
-
-struct Adapter(Child);
-
-impl Adapter {
-    fn start(config: &std::path::Path, target: &str, results: &str, failure_rate: &str) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_containd-reference-adapter"))
-            .args(["--config", config.to_str().unwrap(), "--target", target])
-            .args(["--results-topic", results, "--failure-rate", failure_rate])
-            .args(["--group", &unique("adapter-group")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("reference adapter");
-        Self(child)
-    }
-}
-
-impl Drop for Adapter {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn command(id: &str) -> EnforcementCommand {
     EnforcementCommand {

@@ -10,7 +10,6 @@ use containd::emit::result::ATTEMPT_HEADER;
 use containd::emit::{CommandResult, DecisionRecord, EnforcementCommand, Outcome, ResultStatus};
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 const LEAK: &str = "urn:containd:event:secrets:credential-leaked";
@@ -68,31 +67,6 @@ async fn deployment(name: &str, targets: &str, lifecycle: &str) -> Deployment {
         topics,
         results,
         config,
-    }
-}
-
-struct Adapter(Child);
-
-impl Adapter {
-    fn start(d: &Deployment, target: &str, failure_rate: &str) -> Self {
-        let child = Command::new(env!("CARGO_BIN_EXE_containd-reference-adapter"))
-            .arg("--config")
-            .arg(&d.config)
-            .args(["--target", target, "--results-topic", &d.results])
-            .args(["--failure-rate", failure_rate, "--latency-ms", "0"])
-            .args(["--group", &unique("adapter")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("reference adapter");
-        Self(child)
-    }
-}
-
-impl Drop for Adapter {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -179,7 +153,7 @@ async fn a_thousand_commands_are_all_confirmed_and_time_to_containment_is_measur
     const N: usize = 1_000;
     let d = deployment("lifecycle-ok", "aws", "result_timeout = \"5m\"\n").await;
     let daemon = Daemon::start(&d.config, "containd.log");
-    let _aws = Adapter::start(&d, "aws", "0");
+    let _aws = Adapter::start(&d.config, "aws", &d.results, "0");
     send_leaks(&d.topics.signals, 0..N).await;
 
     let confirmed = outcomes(&d, Outcome::Confirmed, N, Duration::from_secs(180));
@@ -215,6 +189,68 @@ async fn a_thousand_commands_are_all_confirmed_and_time_to_containment_is_measur
         .sum();
     assert_eq!(open, 0.0, "no path left open: {metrics}");
     assert!(metrics.contains("containd_commands_resent_total{target=\"aws\"} 0"));
+
+    forged_tracking_records_are_dead_lettered_and_send_nothing(&d).await;
+}
+
+/// Anyone who can write the results topic: a tracking record edited (its seal no longer
+/// verifies) and a sealed one copied to another partition are dead-lettered, and neither makes
+/// containd send or track anything.
+async fn forged_tracking_records_are_dead_lettered_and_send_nothing(d: &Deployment) {
+    let ours = read_until_idle(
+        std::slice::from_ref(&d.results),
+        Duration::from_secs(2),
+        Duration::from_secs(60),
+    )
+    .into_iter()
+    .find(|r| r.headers.contains_key("containd.seal"))
+    .expect("containd's tracking records on the results topic");
+    let seal = ours.headers["containd.seal"].clone();
+    let mut issued: serde_json::Value = serde_json::from_slice(&ours.payload).unwrap();
+    let partition = issued["partition"].as_i64().unwrap() as i32;
+    let other = (partition + 1) % PARTITIONS;
+    let copy = ours.payload.clone();
+    issued["command"]["command_id"] = "f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0".into();
+    issued["command"]["action"] = "disable_credential".into();
+    let edited = serde_json::to_vec(&issued).unwrap();
+    let p = producer();
+    for (payload, to) in [(&edited, partition), (&copy, other)] {
+        let headers = rdkafka::message::OwnedHeaders::new().insert(rdkafka::message::Header {
+            key: "containd.seal",
+            value: Some(seal.as_bytes()),
+        });
+        let record = rdkafka::producer::FutureRecord::to(&d.results)
+            .key("svc-forged")
+            .partition(to)
+            .payload(payload)
+            .headers(headers);
+        p.send(record, Duration::from_secs(10))
+            .await
+            .expect("produced");
+    }
+    let dead = read_until(
+        std::slice::from_ref(&d.topics.dead_letter),
+        Duration::from_secs(60),
+        count(2),
+    );
+    let kinds: Vec<&str> = dead
+        .iter()
+        .map(|r| r.headers["containd.reason.kind"].as_str())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["unsealed_tracking", "unsealed_tracking"],
+        "{dead:?}"
+    );
+    assert!(dead
+        .iter()
+        .any(|r| r.headers["containd.reason"].contains("a copy, not containd's")));
+    // Nothing re-sent or escalated because of them: the aws topic still holds N first sends.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let sent = sends(d, "aws");
+    assert!(sent
+        .iter()
+        .all(|(c, a)| *a == 1 && !c.command_id.starts_with("f0f0")));
 }
 
 /// aws fails 30 % of attempts, github-actions never answers; two attempts each, then
@@ -232,8 +268,8 @@ then_target = "okta"
 "#;
     let d = deployment("lifecycle-fail", "aws, github-actions", lifecycle).await;
     let mut daemon = Daemon::start(&d.config, "containd-1.log");
-    let _aws = Adapter::start(&d, "aws", "0.3");
-    let _okta = Adapter::start(&d, "okta", "0");
+    let _aws = Adapter::start(&d.config, "aws", &d.results, "0.3");
+    let _okta = Adapter::start(&d.config, "okta", &d.results, "0");
     send_leaks(&d.topics.signals, 0..N).await;
     // Mid-way: the first commands decided, their clocks running.
     let _ = outcomes(&d, Outcome::Acted, N / 2, Duration::from_secs(60));

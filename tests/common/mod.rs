@@ -545,3 +545,30 @@ pub async fn send_samples(topic: &str) -> Vec<containd::signal::Signal> {
     }
     signals
 }
+
+/// The reference adapter (docs/adapters.md) for one target, answering on `results`; killed
+/// on drop.
+pub struct Adapter(Child);
+
+impl Adapter {
+    pub fn start(config: &Path, target: &str, results: &str, failure_rate: &str) -> Self {
+        let child = Command::new(env!("CARGO_BIN_EXE_containd-reference-adapter"))
+            .arg("--config")
+            .arg(config)
+            .args(["--target", target, "--results-topic", results])
+            .args(["--failure-rate", failure_rate, "--latency-ms", "0"])
+            .args(["--group", &unique("adapter-group")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("reference adapter");
+        Self(child)
+    }
+}
+
+impl Drop for Adapter {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
