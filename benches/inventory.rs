@@ -138,6 +138,7 @@ fn state(c: &mut Criterion) {
                 object: Some(format!("dev-{i}")),
                     principal: None,
                 },
+                restore_on_expiry: None,
             }],
             ..hit
         };

@@ -11,6 +11,7 @@
 //! `restore` (which containments a restore may lift), `record` (the decision record, and the
 //! record of a signal that may not act).
 
+pub mod expiry;
 mod record;
 mod restore;
 mod targets;
@@ -452,6 +453,8 @@ impl<'a> Acting<'a, '_> {
                     object: p.object.clone(),
                     principal: dest.principal.map(str::to_string),
                 },
+                restore_on_expiry: (action.restore_on_expiry && action.expires_in.is_some())
+                    .then(|| self.subject.clone()),
             });
         }
     }

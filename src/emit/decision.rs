@@ -171,10 +171,14 @@ pub enum Outcome {
     /// A command failed for good and no escalation is configured for it: the access path
     /// may still be open.
     Unconfirmed,
+    /// A containment's `expires_in` passed and its action says `on_expiry: restore`: containd
+    /// issued the restore itself (cause-tied), or says why not (another containment of the
+    /// same kind still holds, the target takes no restore, dry-run).
+    Expired,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 17] = [
+    pub const ALL: [Outcome; 18] = [
         Self::Acted,
         Self::NoMatch,
         Self::DryRun,
@@ -192,6 +196,7 @@ impl Outcome {
         Self::Reissued,
         Self::Escalated,
         Self::Unconfirmed,
+        Self::Expired,
     ];
 
     pub fn name(self) -> &'static str {
@@ -213,6 +218,7 @@ impl Outcome {
             Self::Reissued => "reissued",
             Self::Escalated => "escalated",
             Self::Unconfirmed => "unconfirmed",
+            Self::Expired => "expired",
         }
     }
 }

@@ -113,6 +113,8 @@ pub struct Action {
     pub targets: Vec<TargetRef>,
     pub parameters: Vec<(String, Param)>,
     pub expires_in: Option<Duration>,
+    /// containd issues the restore itself when `expires_in` passes (`on_expiry: restore`).
+    pub restore_on_expiry: bool,
     /// Not re-issued for the same subject and target within this period.
     pub suppress_for: Option<Duration>,
     /// Stays in force until restored (an open containment).

@@ -113,6 +113,11 @@ pub struct ActionSpec {
     /// Sets the command's `expires_at` relative to its `issued_at`.
     #[serde(default, with = "humantime_serde")]
     pub expires_in: Option<Duration>,
+    /// What happens when `expires_in` passes: `close` (default: the containment is no longer
+    /// open; the adapter honours `expires_at`) or `restore` (containd also issues the restore
+    /// itself, cause-tied, unless another open containment of the same kind still holds).
+    #[serde(default)]
+    pub on_expiry: OnExpiry,
     /// Suppression period for this action (overrides the rule's and `state.suppress_for`).
     #[serde(default, with = "humantime_serde")]
     pub suppress_for: Option<Duration>,
@@ -140,6 +145,15 @@ pub struct ActionSpec {
     /// an operator approves it (`containd approvals approve`), denies it, or it times out.
     #[serde(default)]
     pub require_approval: bool,
+}
+
+/// What a containment's expiry does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnExpiry {
+    #[default]
+    Close,
+    Restore,
 }
 
 /// A restore's `lifts`: a list of actions, or the full form.

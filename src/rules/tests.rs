@@ -231,3 +231,37 @@ fn a_drastic_rule_on_every_event_type_needs_allow_broad() {
     let mild = "rules:\n  - id: mild\n    match:\n      event_types: [\"*\"]\n    actions:\n      - action: revoke_sessions\n        targets: [okta]\n";
     assert!(load(&[("10-mild.yaml", mild)]).is_ok());
 }
+
+#[test]
+fn on_expiry_restore_needs_an_expiring_containment_at_targets_taking_restore() {
+    let rule = |action: &str, targets: &str, extra: &str| {
+        format!(
+            "rules:\n  - id: r\n    match: {{event_types: [\"urn:x:y\"]}}\n    actions:\n      - action: {action}\n        targets: [{targets}]\n        on_expiry: restore\n{extra}"
+        )
+    };
+    let cases = [
+        // No expires_in: it never expires.
+        (rule("block_session", "okta", ""), "needs expires_in", 7),
+        // A one-shot action leaves nothing to restore.
+        (
+            rule("revoke_sessions", "okta", "        expires_in: 1h\n"),
+            "does not hold",
+            7,
+        ),
+        // okta takes no restore in this configuration: the target's line.
+        (
+            rule("block_session", "okta", "        expires_in: 1h\n"),
+            "does not accept \"restore\"",
+            6,
+        ),
+    ];
+    for (text, want, line) in cases {
+        let p = load(&[("r.yaml", &text)]).unwrap_err();
+        assert_eq!(p[0].field, "rule r.actions[0].on_expiry", "{}", p[0]);
+        assert_eq!(p[0].line, Some(line), "{}", p[0]);
+        assert!(p[0].message.contains(want), "{want}: {}", p[0]);
+    }
+    let text =
+        rule("block_session", "okta", "        expires_in: 1h\n").replace("restore", "close");
+    assert!(load(&[("r.yaml", &text)]).is_ok());
+}

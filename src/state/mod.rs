@@ -15,6 +15,7 @@ pub mod store;
 
 pub use store::{Change, Shard, StateStore};
 
+use crate::emit::TargetSubject;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -110,6 +111,11 @@ pub struct Issued {
     /// the target. A restore lifts only containments whose cause it resolves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cause: Option<Box<Cause>>,
+    /// `on_expiry: restore`: containd issues the restore itself when the containment expires,
+    /// naming the subject as its command did; `None` once that restore (or the decision not
+    /// to) was acknowledged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_on_expiry: Option<Box<TargetSubject>>,
 }
 
 /// Why a command was issued, as far as restore and suppression need to know.
@@ -156,6 +162,17 @@ impl Issued {
 }
 
 impl Issued {
+    /// Its restore on expiry is due at `now`: it expired, nothing closed it first, and the
+    /// restore has not been issued yet.
+    pub fn restore_due(&self, now: i64) -> bool {
+        self.pending_restore() && self.expires_at.is_some_and(|e| e <= now)
+    }
+
+    /// A restore on expiry is still to be issued: kept, however old, until it is.
+    fn pending_restore(&self) -> bool {
+        self.holds && self.restore_on_expiry.is_some() && self.closed.is_none()
+    }
+
     /// Open as of offset `o` at time `t`: issued before `o`, not closed before `o`, not expired.
     fn open_at(&self, o: i64, t: i64) -> bool {
         self.holds
@@ -235,6 +252,8 @@ pub struct NewIssue {
     /// How long suppression may look back at it (the longest any rule gives the action).
     pub remember_for: Duration,
     pub cause: Cause,
+    /// `on_expiry: restore`: the subject the restore will name.
+    pub restore_on_expiry: Option<TargetSubject>,
 }
 
 /// A command id kept as its 16 bytes (the hex string is 32 characters plus an allocation);
@@ -414,6 +433,33 @@ impl SubjectState {
         self.issued.iter().filter(move |i| i.open_at(o, t))
     }
 
+    /// Containments whose restore on expiry is due at `now`.
+    pub fn restores_due(&self, now: i64) -> impl Iterator<Item = &Issued> {
+        self.issued.iter().filter(move |i| i.restore_due(now))
+    }
+
+    /// Another containment of the same kind (target, action, object, principal) still in
+    /// force at `now`: restoring `expired` would lift it too at the target.
+    pub fn still_holding(&self, expired: &Issued, now: i64) -> Option<&Issued> {
+        self.issued.iter().find(|i| {
+            i.command_id != expired.command_id && i.same_kind(expired) && i.open_at(i64::MAX, now)
+        })
+    }
+
+    /// Records that the restore on expiry of `command_id` was issued (or decided against):
+    /// it is never issued again. Returns whether anything changed.
+    pub fn restore_issued(&mut self, command_id: CommandId) -> bool {
+        let mut changed = false;
+        for i in self
+            .issued
+            .iter_mut()
+            .filter(|i| i.command_id == command_id)
+        {
+            changed |= i.restore_on_expiry.take().is_some();
+        }
+        changed
+    }
+
     /// Applies a decision's changes made at `at`. A replay (offset already applied) or an empty
     /// update changes nothing; returns whether anything changed.
     pub fn apply(&mut self, at: Mark, update: &StateUpdate, retention: Retention) -> bool {
@@ -458,6 +504,7 @@ impl SubjectState {
                 expires_at: n.expires_at,
                 closed: None,
                 cause: Some(Box::new(n.cause.clone())),
+                restore_on_expiry: n.restore_on_expiry.clone().map(Box::new),
             });
         }
         self.evict(at.at, retention);
@@ -495,6 +542,9 @@ impl SubjectState {
         self.issued.retain(|i| {
             let successor = successor_at[k];
             k += 1;
+            if i.pending_restore() {
+                return true;
+            }
             if successor.is_some_and(|at| at < from) {
                 return false;
             }
@@ -507,7 +557,7 @@ impl SubjectState {
             let mut excess = self.issued.len() - retention.max_entries;
             self.issued.retain(|i| {
                 let open = i.holds && i.closed.is_none();
-                if excess > 0 && !open {
+                if excess > 0 && !open && !i.pending_restore() {
                     excess -= 1;
                     false
                 } else {

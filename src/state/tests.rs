@@ -45,6 +45,7 @@ fn issue(target: &str, action: &str, id: &str, holds: bool) -> StateUpdate {
                 object: None,
                 principal: None,
             },
+            restore_on_expiry: None,
         }],
         ..StateUpdate::default()
     }

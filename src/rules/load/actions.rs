@@ -61,6 +61,8 @@ impl Checker<'_> {
                 .as_ref()
                 .and_then(|p| self.param(p, &format!("{field}.object"), "object", report));
             let fallback = self.fallback(a, &field, report);
+            let holds = a.holds.unwrap_or_else(|| holds_by_default(&a.action));
+            self.check_on_expiry(a, (holds, &resolved), &field, report);
             let parameters = a
                 .parameters
                 .iter()
@@ -74,8 +76,9 @@ impl Checker<'_> {
                 targets: resolved,
                 parameters,
                 expires_in: a.expires_in,
+                restore_on_expiry: a.on_expiry == OnExpiry::Restore,
                 suppress_for: a.suppress_for,
-                holds: a.holds.unwrap_or_else(|| holds_by_default(&a.action)),
+                holds,
                 lifts,
                 object,
                 fallback,
@@ -102,6 +105,44 @@ impl Checker<'_> {
                         report(name, field, format!("CEL: {e}"));
                         None
                     }
+                }
+            }
+        }
+    }
+
+    /// `on_expiry: restore` only on a containment that holds and expires, at targets that
+    /// accept `restore` (the blast radius is checked when the containment expires).
+    fn check_on_expiry(
+        &self,
+        a: &ActionSpec,
+        (holds, targets): (bool, &[TargetRef]),
+        field: &str,
+        report: &mut impl FnMut(&str, &str, String),
+    ) {
+        if a.on_expiry != OnExpiry::Restore {
+            return;
+        }
+        let at = format!("{field}.on_expiry");
+        let why = if a.action == RESTORE {
+            Some("a restore has nothing to restore when it expires".to_string())
+        } else if !holds {
+            Some(format!(
+                "{:?} does not hold: nothing stays to restore",
+                a.action
+            ))
+        } else if a.expires_in.is_none() {
+            Some("on_expiry: restore needs expires_in".to_string())
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            report("on_expiry", &at, why);
+            return;
+        }
+        for t in targets {
+            if let TargetRef::Named(name) = t {
+                if let Err(e) = self.resolve(name, RESTORE) {
+                    report(name, &at, format!("on_expiry: restore, but {e}"));
                 }
             }
         }

@@ -2,7 +2,7 @@
 //! against the configured targets and the action vocabulary. Every problem is reported with
 //! its file, line and field; a directory with any problem does not load.
 
-use super::model::{ActionSpec, ParamSpec, RuleFile, RuleSpec};
+use super::model::{ActionSpec, OnExpiry, ParamSpec, RuleFile, RuleSpec};
 use super::{Action, Condition, Escalate, Param, Rule, RuleSet, TargetRef, Window};
 use crate::config::{Problem, TargetSettings};
 use crate::emit::command::VOCABULARY;
