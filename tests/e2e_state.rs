@@ -58,6 +58,15 @@ rules:
         lifts: {rules: [noncompliant]}
         parameters:
           device_id: {cel: "signal.attributes.device_id"}
+  - id: leak-expiring
+    match: {event_types: ["urn:test:leak-expiring"]}
+    actions:
+      - action: disable_credential
+        targets: [aws]
+        expires_in: 10s
+        on_expiry: restore
+        parameters:
+          credential_id: {cel: "signal.attributes.credential_id"}
   - id: leak
     match: {event_types: ["urn:test:leak"]}
     actions:
@@ -521,4 +530,87 @@ async fn objects_and_causes_survive_a_kill9() {
         last("o-2").command_ids[0],
         "exactly dev-A's block is lifted"
     );
+}
+
+/// A containment with `on_expiry: restore` is restored by containd itself when it expires —
+/// cause-tied, by the instance that took over after a kill -9 and without any new signal —
+/// unless another containment of the same kind still holds; and never twice, also after a
+/// restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_containment_is_restored_once_across_a_kill9() {
+    let (_dir, topics, config) = deploy("expiry", "").await;
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = text.replace("[state]\n", "[state]\nsweep_interval = \"300ms\"\n");
+    std::fs::write(&config, text).unwrap();
+    let send_key = |id: &'static str, et: &'static str, subject: &'static str, key: &str| {
+        let payload = signal_with(id, et, subject, serde_json::json!({"credential_id": key}));
+        let topic = topics.signals.clone();
+        async move { produce(&producer(), &topic, Some(subject), &payload).await }
+    };
+    let mut first = Daemon::start(&config, "expiry-1");
+    // svc-x: a leak contained for 10 s. svc-y: the same, and a second, open-ended disable of
+    // the same key (the rule `leaked-key`): its expiry must not lift that one.
+    send_key("x-1", "urn:test:leak-expiring", "svc-x", "AK-X").await;
+    send_key("y-1", "urn:test:leak-expiring", "svc-y", "AK-Y").await;
+    send_key("y-2", "urn:test:key-leaked", "svc-y", "AK-Y").await;
+    let d = wait_decisions(&topics, 3);
+    assert!(d.iter().all(|d| d.outcome == Outcome::Acted), "{d:?}");
+    let expiring: Vec<String> = d[..2].iter().map(|d| d.command_ids[0].clone()).collect();
+    read_until(
+        std::slice::from_ref(&topics.state),
+        Duration::from_secs(30),
+        count(2),
+    );
+    first.kill9();
+
+    let mut second = Daemon::start(&config, "expiry-2");
+    let records = read_until(
+        std::slice::from_ref(&topics.decisions),
+        Duration::from_secs(90),
+        count(5),
+    );
+    let expired: Vec<DecisionRecord> = decisions(&records, &topics)
+        .into_iter()
+        .filter(|d| d.outcome == Outcome::Expired)
+        .collect();
+    assert_eq!(expired.len(), 2, "{expired:?}\n{}", second.log_text());
+    let x = expired.iter().find(|d| d.subject_id == "svc-x").unwrap();
+    let y = expired.iter().find(|d| d.subject_id == "svc-y").unwrap();
+    let restore_id = containd::decide::expiry::restore_id(&expiring[0]);
+    assert_eq!(x.command_ids, vec![restore_id.clone()], "{x:?}");
+    assert!(y.command_ids.is_empty(), "{y:?}");
+    assert!(y.notes[0].contains("still holds"), "{:?}", y.notes);
+    wait_metric(&second, "containd_containments_expired_total", 2.0).await;
+    // The state's mark that the restore went out is written once its outputs are
+    // acknowledged: give it a sweep, then stop cleanly.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(second.terminate().success());
+
+    // A third instance finds nothing left to restore.
+    let third = Daemon::start(&config, "expiry-3");
+    send_key("z-1", "urn:test:repeat", "svc-z", "-").await;
+    wait_decisions(&topics, 6);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let records = read_until_idle(
+        std::slice::from_ref(&topics.decisions),
+        Duration::from_secs(2),
+        Duration::from_secs(30),
+    );
+    let expired = decisions(&records, &topics)
+        .into_iter()
+        .filter(|d| d.outcome == Outcome::Expired)
+        .count();
+    assert_eq!(expired, 2, "{}", third.log_text());
+    let commands = all_commands(&topics, 5);
+    let restores: Vec<_> = commands.iter().filter(|c| c.action == "restore").collect();
+    assert_eq!(restores.len(), 1, "{restores:?}");
+    let r = restores[0];
+    assert_eq!(
+        (r.command_id.as_str(), r.target.as_str()),
+        (restore_id.as_str(), "aws")
+    );
+    assert_eq!(r.parameters["restores_command_ids"], expiring[0]);
+    assert_eq!(r.parameters["restores"], "disable_credential");
+    assert_eq!(r.parameters["restores_signal_ids"], "x-1");
+    assert_eq!(r.subject.id, "svc-x");
 }

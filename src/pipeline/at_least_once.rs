@@ -2,6 +2,7 @@
 //! only once all its outputs are acknowledged (see `offsets`). A crash replays from the last
 //! committed position, and deterministic command ids make the replay harmless.
 
+use super::expiry::Outgoing;
 use super::kafka::{
     commit_positions, consumer_config, producer_config, AckContext, AckToken, RebalanceContext,
 };
@@ -362,6 +363,7 @@ pub(super) async fn handle(
             tracked: true,
             attempts: 0,
             record: None,
+            settle: None,
         });
         // Kept with its token only where a failed output is produced again.
         let out = Arc::new(out);
@@ -376,26 +378,36 @@ pub(super) async fn handle(
 
 /// Evicts expired state of subjects that got no signal lately and writes their changelog
 /// records (not tied to any signal's position: a lost one is swept again, and a rebuild
-/// evicts the same entries).
+/// evicts the same entries); runs the clocks (hold expiry, re-sends and escalations,
+/// restores on expiry). Returns how many records it produced.
 pub(super) async fn sweep(
     processor: &Processor,
     runtime: &Runtime,
     ctx: &Context,
     (consumer, producer): (&SignalConsumer, &OutputProducer),
-) -> Result<(), PipelineError> {
-    for (topic, partition) in clock_partitions(consumer, processor) {
+) -> Result<usize, PipelineError> {
+    for (topic, partition) in clock_partitions(consumer) {
         ensure_shard(ctx, runtime, &topic, partition).await?;
     }
-    let (records, size, expiries) = {
+    let rules = current(&runtime.rules);
+    let (records, size, clocks) = {
+        let inventory = ctx.inventory.read().unwrap_or_else(|p| p.into_inner());
         let mut state = lock(&ctx.state);
         let swept = state.sweep();
-        let mut expiries = super::holds::expiries(processor, &mut state, &runtime.metrics);
-        expiries.extend(super::lifecycle::due(
-            processor,
-            &mut state,
-            &runtime.metrics,
-        ));
-        (swept, state.size(), expiries)
+        let metrics = &runtime.metrics;
+        let now = crate::trust::now_ms();
+        let mut clocks =
+            processor.expiries(&rules, &inventory, &mut state, (now, &metrics.lifecycle));
+        let markers = super::holds::expiries(processor, &mut state, metrics)
+            .into_iter()
+            .chain(super::lifecycle::due(processor, &mut state, metrics));
+        clocks.extend(markers.map(|(topic, partition, out)| Outgoing {
+            topic,
+            partition,
+            out,
+            settle: None,
+        }));
+        (swept, state.size(), clocks)
     };
     runtime.metrics.state_size(size.0, size.1, size.2);
     runtime.metrics.state_written("sweep", records.len());
@@ -403,35 +415,43 @@ pub(super) async fn sweep(
         .into_iter()
         .filter_map(|(topic, partition, key, change)| {
             let out = processor.state_record(&topic, partition, &key, change)?;
-            Some((Arc::from(topic.as_str()), partition, out))
+            let topic = Arc::from(topic.as_str());
+            Some(Outgoing {
+                topic,
+                partition,
+                out,
+                settle: None,
+            })
         });
-    for (topic, partition, out) in records.chain(expiries) {
+    let mut sent = 0;
+    for o in records.chain(clocks) {
         let token = Box::new(AckToken {
-            topic,
-            partition,
+            topic: o.topic,
+            partition: o.partition,
             offset: -1,
             command_of_signal_at: None,
             tracked: false,
             attempts: 0,
             record: None,
+            settle: o.settle,
         });
-        send(producer, &out, token).await?;
+        send(producer, &o.out, token).await?;
+        sent += 1;
     }
-    Ok(())
+    Ok(sent)
 }
 
-/// The assigned partitions whose state runs clocks (approvals: hold expiry; results:
-/// re-sends and escalations): their state is rebuilt at the first sweep after an assignment,
-/// so a clock fires after a restart even when no new record reaches the partition.
-fn clock_partitions(consumer: &SignalConsumer, processor: &Processor) -> Vec<(String, i32)> {
+/// The assigned partitions, every one of which may run clocks (inputs: restores on expiry;
+/// approvals: hold expiry; results: re-sends and escalations): their state is rebuilt at the
+/// first sweep after an assignment, so a clock fires after a restart even when no new record
+/// reaches the partition.
+fn clock_partitions(consumer: &SignalConsumer) -> Vec<(String, i32)> {
     let Ok(assigned) = consumer.assignment() else {
         return Vec::new();
     };
-    let results = processor.lifecycle().map(|l| &*l.results_topic);
     assigned
         .elements()
         .iter()
-        .filter(|e| e.topic() == &*processor.approvals_topic || Some(e.topic()) == results)
         .map(|e| (e.topic().to_string(), e.partition()))
         .collect()
 }

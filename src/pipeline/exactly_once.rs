@@ -48,9 +48,10 @@ pub async fn run(
             return Err(e.into());
         }
         producer.begin_transaction()?;
+        let mut swept = 0;
         if last_sweep.elapsed() >= settings.state.sweep_interval {
             last_sweep = tokio::time::Instant::now();
-            sweep(&processor, &runtime, &ctx, (&consumer, &producer)).await?;
+            swept = sweep(&processor, &runtime, &ctx, (&consumer, &producer)).await?;
         }
         let parts = Parts {
             settings,
@@ -68,7 +69,9 @@ pub async fn run(
             stopped,
         } = fill(parts, &mut names, &mut shutdown).await;
         stopping = stopped;
-        if batch.is_empty() && produce_error.is_none() {
+        // A transaction with only the sweep's records (evictions, clock markers, restores on
+        // expiry) commits them: aborted, a marker or restore written once would be lost.
+        if batch.is_empty() && produce_error.is_none() && swept == 0 {
             producer.abort_transaction(TXN_TIMEOUT)?;
             continue;
         }
@@ -79,9 +82,13 @@ pub async fn run(
         match committed {
             Ok(()) => {
                 runtime.metrics.transaction("committed");
+                processor.expiring.committed();
                 summary.add(&batch_summary);
             }
-            Err(e) => abort(&runtime, &ctx, &producer, &consumer, &batch, &e)?,
+            Err(e) => {
+                processor.expiring.aborted();
+                abort(&runtime, &ctx, &producer, &consumer, &batch, &e)?
+            }
         }
         tracker.clear();
     }
@@ -206,10 +213,12 @@ fn commit_batch(
     for ((topic, partition), (_, next)) in batch {
         offsets.add_partition_offset(topic, *partition, Offset::Offset(*next))?;
     }
-    let group = consumer
-        .group_metadata()
-        .ok_or(PipelineError::NoGroupMetadata)?;
-    producer.send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT)?;
+    if !batch.is_empty() {
+        let group = consumer
+            .group_metadata()
+            .ok_or(PipelineError::NoGroupMetadata)?;
+        producer.send_offsets_to_transaction(&offsets, &group, TXN_TIMEOUT)?;
+    }
     producer.commit_transaction(TXN_TIMEOUT)?;
     Ok(())
 }

@@ -58,6 +58,9 @@ pub struct AckToken {
     /// The record, to produce again (or dead-letter) when it is not acknowledged; `None` where
     /// a failure stops the pipeline instead (exactly_once aborts its transaction).
     pub record: Option<Arc<super::OutRecord>>,
+    /// A restore on expiry this output belongs to (see `expiry`): told when it is
+    /// acknowledged or fails.
+    pub settle: Option<Arc<super::expiry::Settle>>,
 }
 
 /// Producer context: every acknowledgement goes to the offset tracker.
@@ -92,7 +95,11 @@ impl ProducerContext for AckContext {
 
     fn delivery(&self, result: &DeliveryResult<'_>, token: Box<AckToken>) {
         match result {
-            Ok(_) if !token.tracked => {}
+            Ok(_) if !token.tracked => {
+                if let Some(s) = &token.settle {
+                    s.ack();
+                }
+            }
             Ok(_) => {
                 self.tracker
                     .ack(&token.topic, token.partition, token.offset);
@@ -101,7 +108,10 @@ impl ProducerContext for AckContext {
                 }
             }
             Err((error, _)) if !token.tracked => {
-                // A swept state record: the sweep runs again, and a rebuild evicts anyway.
+                if let Some(s) = &token.settle {
+                    s.fail();
+                }
+                // A swept record: the sweep runs again, and a rebuild evicts anyway.
                 tracing::warn!(%error, "state sweep record not acknowledged");
             }
             Err((error, _)) if self.redelivery.is_some() => {

@@ -405,7 +405,12 @@ fn escalated(
 }
 
 /// Moves an escalation the rails stop into the decision's holds (published for approval).
-fn hold(decision: &mut Decision, command: EnforcementCommand, reason: &str, detail: String) {
+pub(super) fn hold(
+    decision: &mut Decision,
+    command: EnforcementCommand,
+    reason: &str,
+    detail: String,
+) {
     let record = &mut decision.record;
     record.command_ids.retain(|id| *id != command.command_id);
     record.outcome = Outcome::Held;

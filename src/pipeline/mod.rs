@@ -7,6 +7,7 @@
 mod at_least_once;
 pub mod changelog;
 mod exactly_once;
+pub mod expiry;
 pub mod fit;
 mod holds;
 pub mod kafka;

@@ -161,6 +161,8 @@ pub struct Processor {
     pub(super) rails: Rails,
     /// Command tracking (`[lifecycle] enabled`).
     pub(super) lifecycle: Option<crate::lifecycle::Lifecycle>,
+    /// Restores on expiry sent and not yet marked in state.
+    pub(super) expiring: super::expiry::InFlight,
 }
 
 impl Processor {
@@ -182,6 +184,9 @@ impl Processor {
             max_record_bytes: fit::max_record_bytes(&settings),
             rails: Rails::new(&settings.safety, &settings.targets),
             lifecycle: crate::lifecycle::Lifecycle::of(&settings),
+            expiring: super::expiry::InFlight::new(
+                settings.delivery.mode == crate::config::DeliveryMode::ExactlyOnce,
+            ),
             settings,
             codec,
             target_topics,

@@ -141,6 +141,7 @@ mod tests {
                 headers: Vec::new(),
                 kind,
             })),
+            settle: None,
         })
     }
 

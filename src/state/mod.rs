@@ -168,6 +168,18 @@ impl Issued {
         self.pending_restore() && self.expires_at.is_some_and(|e| e <= now)
     }
 
+    /// Whether this command stands in for a new one of the same kind expiring at
+    /// `expires_at` (`None`: never): a one-shot action always does; a containment only when
+    /// it lasts at least as long (an earlier one that expires sooner, or already did, does not
+    /// make a later, longer containment a repeat).
+    pub fn covers(&self, expires_at: Option<i64>) -> bool {
+        match (self.holds, self.expires_at, expires_at) {
+            (false, ..) | (true, None, _) => true,
+            (true, Some(_), None) => false,
+            (true, Some(mine), Some(theirs)) => mine >= theirs,
+        }
+    }
+
     /// A restore on expiry is still to be issued: kept, however old, until it is.
     fn pending_restore(&self) -> bool {
         self.holds && self.restore_on_expiry.is_some() && self.closed.is_none()

@@ -310,6 +310,43 @@ impl StateStore {
         out
     }
 
+    /// Every owned subject's containments whose restore on expiry is due at `now`, as
+    /// (input topic, partition, subject, containment).
+    pub fn restores_due(
+        &self,
+        now: i64,
+    ) -> impl Iterator<Item = (&str, i32, &str, &super::Issued)> {
+        self.shards.iter().flat_map(move |(t, ps)| {
+            ps.iter().flat_map(move |(p, shard)| {
+                shard.subjects.iter().flat_map(move |(subject, state)| {
+                    state
+                        .restores_due(now)
+                        .map(move |i| (t.as_str(), *p, subject.as_str(), i))
+                })
+            })
+        })
+    }
+
+    /// Records that the restore on expiry of `command_id` was issued: the subject's change.
+    pub fn restore_issued(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        subject: &str,
+        command_id: CommandId,
+    ) -> Change {
+        let Some(state) = self
+            .shard_mut(topic, partition)
+            .and_then(|s| s.subjects.get_mut(subject))
+        else {
+            return Change::Unchanged;
+        };
+        match state.restore_issued(command_id) {
+            true => Change::Updated(super::changelog::encode(state)),
+            false => Change::Unchanged,
+        }
+    }
+
     /// Every owned partition's holds (the approvals topic's partitions), mutably.
     pub fn hold_tables(&mut self) -> impl Iterator<Item = (&str, i32, &mut HoldTable)> {
         self.shards.iter_mut().flat_map(|(t, ps)| {

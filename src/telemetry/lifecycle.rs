@@ -41,6 +41,13 @@ struct OpenLabels {
     age: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ExpiredLabels {
+    target: String,
+    action: String,
+    result: &'static str,
+}
+
 /// The age buckets of open access paths, as (label, upper bound in seconds).
 pub const AGES: [(&str, i64); 4] = [
     ("under_1m", 60),
@@ -58,6 +65,7 @@ pub struct LifecycleMetrics {
     /// Targets the open-path gauge has series for.
     open_targets: std::sync::Mutex<std::collections::BTreeSet<String>>,
     ignored: Counter,
+    expired: Family<ExpiredLabels, Counter>,
 }
 
 impl Default for LifecycleMetrics {
@@ -73,6 +81,7 @@ impl Default for LifecycleMetrics {
             open: Family::default(),
             open_targets: Default::default(),
             ignored: Counter::default(),
+            expired: Family::default(),
         }
     }
 }
@@ -108,6 +117,11 @@ impl LifecycleMetrics {
             "results_ignored",
             "Results not applied: from another target than the command's, or about no command sent",
             self.ignored.clone(),
+        );
+        registry.register(
+            "containments_expired",
+            "Containments whose expires_in passed with on_expiry: restore, by target, action and result (restored; held for approval; not_restored: another containment of the same kind still holds, the target takes no restore, or dry-run)",
+            self.expired.clone(),
         );
     }
 
@@ -164,6 +178,17 @@ impl LifecycleMetrics {
                 action: action.into(),
                 trigger,
                 escalated: if escalated { "true" } else { "false" },
+            })
+            .inc();
+    }
+
+    /// A containment expired and its restore on expiry was issued (or held, or not sent).
+    pub fn expired(&self, target: &str, action: &str, result: &'static str) {
+        self.expired
+            .get_or_create(&ExpiredLabels {
+                target: target.into(),
+                action: action.into(),
+                result,
             })
             .inc();
     }
