@@ -343,10 +343,9 @@ impl<'a> Acting<'a, '_> {
             ids.push(id.clone());
             if !suppress_for.is_zero() {
                 let kind = (dest.target, action.action.as_str(), p.object.as_deref());
-                let expires_at = action.expires_in.map(|d| t + d.as_millis() as i64);
                 let earlier = self.state.recently_issued(kind, suppress_for, o, t);
-                // A repeat only while the earlier containment lasts as long as this one would.
-                if let Some(earlier) = earlier.filter(|e| e.covers(expires_at)) {
+                // A repeat only while the earlier containment holds as long as this one would.
+                if let Some(earlier) = earlier.filter(|e| e.covers(t, action.expires_in)) {
                     self.any_suppressed = true;
                     suppressed.push(Suppressed {
                         command_id: id,

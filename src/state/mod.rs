@@ -168,15 +168,19 @@ impl Issued {
         self.pending_restore() && self.expires_at.is_some_and(|e| e <= now)
     }
 
-    /// Whether this command stands in for a new one of the same kind expiring at
-    /// `expires_at` (`None`: never): a one-shot action always does; a containment only when
-    /// it lasts at least as long (an earlier one that expires sooner, or already did, does not
-    /// make a later, longer containment a repeat).
-    pub fn covers(&self, expires_at: Option<i64>) -> bool {
-        match (self.holds, self.expires_at, expires_at) {
-            (false, ..) | (true, None, _) => true,
-            (true, Some(_), None) => false,
-            (true, Some(mine), Some(theirs)) => mine >= theirs,
+    /// Whether this command stands in, at `t`, for a new one of the same kind that would
+    /// hold for `expires_in` (`None`: until restored). A one-shot action, or a containment
+    /// without expiry, always does; an expiring one only while it is in force and when it was
+    /// given at least as long (a repeat of the same rule is; an open-ended or longer
+    /// containment after it is not, nor anything after it expired).
+    pub fn covers(&self, t: i64, expires_in: Option<Duration>) -> bool {
+        let Some(expires_at) = self.expires_at.filter(|_| self.holds) else {
+            return true;
+        };
+        match expires_in {
+            _ if expires_at <= t => false,
+            None => false,
+            Some(d) => expires_at - self.at >= d.as_millis() as i64,
         }
     }
 

@@ -194,6 +194,8 @@ fn another_containment_of_the_same_kind_keeps_it_in_place() {
         ("s3", "urn:t:leak-for-good", "AKIA2"),
         Mark { offset: 3, at: 20 },
     );
+    // The open-ended disable of the same key is not a repeat of the expiring one.
+    assert_eq!(state.issued.len(), 3, "{:?}", state.issued);
     let d = expire_all(&rules, &state, HOUR + 5);
     assert_eq!(d.len(), 1);
     assert!(d[0].commands.is_empty(), "{:?}", d[0].commands);
@@ -274,4 +276,42 @@ fn a_pending_restore_outlives_eviction_until_issued() {
     state.restore_issued(state.issued[0].command_id);
     assert!(state.evict(10 * HOUR, retention));
     assert!(state.is_empty());
+}
+
+#[test]
+fn suppression_counts_an_expiring_containment_only_while_it_holds_as_long() {
+    let rules = crate::rules::load_sources(
+        vec![(
+            "r.yaml".into(),
+            RULES.replace("    actions:\n      - action: disable_credential\n        targets: [aws]\n        expires_in: 1h", "    suppress_for: 2h\n    actions:\n      - action: disable_credential\n        targets: [aws]\n        expires_in: 1h"),
+        )],
+        &targets(true),
+        &[],
+    )
+    .unwrap();
+    let mut state = SubjectState::new();
+    let leak = |id| (id, "urn:t:leak", "AKIA1");
+    signal(&rules, &mut state, leak("s1"), Mark { offset: 1, at: 0 });
+    // The same rule again within the hour: a repeat.
+    signal(
+        &rules,
+        &mut state,
+        leak("s2"),
+        Mark {
+            offset: 2,
+            at: HOUR / 2,
+        },
+    );
+    assert_eq!(state.issued.len(), 1);
+    // Within the suppression period, but after the first expired: contained again.
+    signal(
+        &rules,
+        &mut state,
+        leak("s3"),
+        Mark {
+            offset: 3,
+            at: HOUR + 1,
+        },
+    );
+    assert_eq!(state.issued.len(), 2, "{:?}", state.issued);
 }
