@@ -613,4 +613,24 @@ async fn an_expired_containment_is_restored_once_across_a_kill9() {
     assert_eq!(r.parameters["restores"], "disable_credential");
     assert_eq!(r.parameters["restores_signal_ids"], "x-1");
     assert_eq!(r.subject.id, "svc-x");
+    // `containd status` tells the incident commander containd lifted it, and with what.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_containd"))
+        .args(["status", "--subject", "svc-x", "--json", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let entry = &status["commands"][0];
+    assert_eq!(status["open"], 0, "{status}");
+    assert_eq!(entry["command_id"], expiring[0].as_str(), "{status}");
+    assert_eq!(entry["restore_on_expiry"]["state"], "issued", "{status}");
+    assert_eq!(
+        entry["restore_on_expiry"]["command_id"],
+        restore_id.as_str()
+    );
 }

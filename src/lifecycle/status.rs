@@ -54,6 +54,34 @@ pub struct Entry {
     pub gave_up: bool,
     /// With `[lifecycle]`: the escalation containd issued for it (`action at target (id)`).
     pub escalation: Option<String>,
+    /// `on_expiry: restore`: containd's own restore when it expires.
+    pub restore_on_expiry: Option<ExpiryRestore>,
+}
+
+/// containd's restore of a containment when it expires.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExpiryRestore {
+    /// `scheduled` (not expired yet), `due` (expired; the next sweep sends it), `issued`.
+    pub state: &'static str,
+    /// The restore's command id (derived from the containment's).
+    pub command_id: String,
+}
+
+impl ExpiryRestore {
+    fn of(issued: &Issued, now: i64) -> Option<Self> {
+        let state = match (
+            issued.restored_on_expiry,
+            issued.restore_on_expiry.is_some(),
+        ) {
+            (true, _) => "issued",
+            (false, true) if issued.closed.is_some() => return None,
+            (false, true) if issued.restore_due(now) => "due",
+            (false, true) => "scheduled",
+            (false, false) => return None,
+        };
+        let command_id = crate::decide::expiry::restore_id(&issued.command_id.to_string());
+        Some(Self { state, command_id })
+    }
 }
 
 impl Entry {
@@ -75,6 +103,7 @@ impl Entry {
             sends: None,
             gave_up: false,
             escalation: None,
+            restore_on_expiry: ExpiryRestore::of(issued, now),
         }
     }
 
@@ -266,9 +295,16 @@ pub fn render(subject: &str, list: &[Entry]) -> String {
 
 fn row(e: &Entry) -> Vec<String> {
     let state = match (e.containment, e.open, e.lifted_at) {
-        (true, true, _) => "contained".to_string(),
+        (true, true, _) => match (&e.restore_on_expiry, e.expires_at) {
+            (Some(_), Some(at)) => format!("contained until {}, then restored", rfc3339(at)),
+            _ => "contained".to_string(),
+        },
         (true, false, Some(at)) => format!("lifted {}", rfc3339(at)),
-        (true, false, None) => "expired".to_string(),
+        (true, false, None) => match &e.restore_on_expiry {
+            Some(r) if r.state == "issued" => format!("expired, restored ({})", r.command_id),
+            Some(_) => "expired, restore due".to_string(),
+            None => "expired".to_string(),
+        },
         (false, _, _) => "done once".to_string(),
     };
     let mut confirmation = match &e.result {
@@ -404,5 +440,37 @@ key_file = "l.key"
         // Without [lifecycle], nothing is read from them; adapters' results skip sealed ones.
         assert!(tracked(&records, None).sends.is_empty());
         assert!(results(&records, |b| serde_json::from_slice(b).ok()).is_empty());
+    }
+
+    #[test]
+    fn a_restore_on_expiry_shows_scheduled_then_due_then_issued() {
+        use crate::state::Issued;
+        let issued: Issued = serde_json::from_value(serde_json::json!({
+            "offset": 1, "at": 0, "until": 0, "target": "aws", "action": "disable_credential",
+            "command_id": "0000000000000000000000000000000a", "holds": true, "expires_at": 1000,
+            "restore_on_expiry": {"id": "svc-1", "format": "opaque", "identifiers": {}}}))
+        .unwrap();
+        let restore = crate::decide::expiry::restore_id("0000000000000000000000000000000a");
+        let at = |i: &Issued, now| Entry::of("s/0", i, now);
+        let e = at(&issued, 999);
+        assert_eq!(e.restore_on_expiry.as_ref().unwrap().state, "scheduled");
+        assert!(row(&e)[0].ends_with("then restored"), "{:?}", row(&e));
+        let e = at(&issued, 1000);
+        assert_eq!(e.restore_on_expiry.as_ref().unwrap().state, "due");
+        assert_eq!(row(&e)[0], "expired, restore due");
+        let mut state = SubjectState::new();
+        state.issued.push(issued.clone());
+        assert!(state.restore_issued(issued.command_id));
+        let e = at(&state.issued[0], 2000);
+        let r = e.restore_on_expiry.as_ref().unwrap();
+        assert_eq!(
+            (r.state, r.command_id.as_str()),
+            ("issued", restore.as_str())
+        );
+        assert_eq!(row(&e)[0], format!("expired, restored ({restore})"));
+        // Without on_expiry: restore, nothing about it.
+        let mut plain = issued;
+        plain.restore_on_expiry = None;
+        assert!(at(&plain, 2000).restore_on_expiry.is_none());
     }
 }

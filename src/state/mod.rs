@@ -116,6 +116,9 @@ pub struct Issued {
     /// to) was acknowledged.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_on_expiry: Option<Box<TargetSubject>>,
+    /// Its restore on expiry was issued (or decided against), for `containd status`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub restored_on_expiry: bool,
 }
 
 /// Why a command was issued, as far as restore and suppression need to know.
@@ -471,7 +474,10 @@ impl SubjectState {
             .iter_mut()
             .filter(|i| i.command_id == command_id)
         {
-            changed |= i.restore_on_expiry.take().is_some();
+            if i.restore_on_expiry.take().is_some() {
+                i.restored_on_expiry = true;
+                changed = true;
+            }
         }
         changed
     }
@@ -521,6 +527,7 @@ impl SubjectState {
                 closed: None,
                 cause: Some(Box::new(n.cause.clone())),
                 restore_on_expiry: n.restore_on_expiry.clone().map(Box::new),
+                restored_on_expiry: false,
             });
         }
         self.evict(at.at, retention);
