@@ -13,7 +13,8 @@
 //!   the operators' approvals and denials;
 //! - [`emit`] defines what leaves containd: commands, decision records, dead letters;
 //! - [`lifecycle`] follows each command to its adapter's result: re-sends, escalation, time
-//!   to containment, `containd status`;
+//!   to containment, `containd status`; [`decide::expiry`] restores what expires with
+//!   `on_expiry: restore`;
 //! - [`pipeline`] is the Kafka loop around it all: consume, process, produce, and commit
 //!   offsets only once every output is acknowledged (or in one transaction);
 //! - [`telemetry`] exports metrics, health and logs; [`config`] loads and validates settings;
