@@ -107,6 +107,49 @@ fn bench(c: &mut Criterion) {
     c.bench_function("lifecycle/results partition (murmur2)", |b| {
         b.iter(|| black_box(results_partition(black_box(b"api_key:ci-deploy-prod-7"), 8)))
     });
+    expiry(c);
+}
+
+/// Restore on expiry: the sweep's scan for due restores over a partition set's subjects (each
+/// with one open containment, one in a hundred with `on_expiry: restore`, none due yet), run
+/// every `state.sweep_interval`; nothing of it is on a signal's path.
+fn expiry(c: &mut Criterion) {
+    use containd::state::{Cause, CommandId, Mark, NewIssue, Retention, StateStore, StateUpdate};
+    const SUBJECTS: usize = 100_000;
+    let mut store = StateStore::new(Retention::default());
+    for i in 0..SUBJECTS {
+        let update = StateUpdate {
+            issued: vec![NewIssue {
+                target: "aws".into(),
+                action: "disable_credential".into(),
+                command_id: CommandId::from((i as u128).to_be_bytes()),
+                holds: true,
+                expires_at: Some(3_600_000),
+                remember_for: Duration::from_secs(900),
+                cause: Cause {
+                    rule: "leak".into(),
+                    event_type: "urn:leak".into(),
+                    occurred_at: 0,
+                    signal: None,
+                    object: Some(format!("AKIA{i}")),
+                    principal: None,
+                },
+                restore_on_expiry: (i % 100 == 0).then(|| command(i as u64).subject),
+            }],
+            ..StateUpdate::default()
+        };
+        let at = Mark {
+            offset: i as i64,
+            at: 0,
+        };
+        store.apply("signals", (i % 8) as i32, &format!("svc-{i}"), at, &update);
+    }
+    c.bench_function("expiry/sweep scan, 100k subjects, none due", |b| {
+        b.iter(|| black_box(store.restores_due(black_box(1_000)).count()))
+    });
+    c.bench_function("expiry/sweep scan, 100k subjects, 1k due", |b| {
+        b.iter(|| black_box(store.restores_due(black_box(3_600_000)).count()))
+    });
 }
 
 criterion_group!(benches, bench);

@@ -189,6 +189,7 @@ impl Processor {
                 None => decision.commands.push(command),
             }
         }
+        super::holds::govern_clock(state, &mut decision);
         let key = target_subject.id.as_str();
         let mut out = match self.encode(&decision, key) {
             Ok(out) => out,

@@ -30,30 +30,7 @@ impl Processor {
         let (topic, partition, offset) = (msg.topic, msg.partition, msg.offset);
         let remembered = state.breaker_verdicts(topic, partition, offset).cloned();
         let fresh = remembered.is_none();
-        let verdicts = {
-            let mut breakers = crate::safety::breakers::lock(&state.breakers);
-            if breakers.is_empty() {
-                return None;
-            }
-            let verdicts = match remembered {
-                Some(v) => v,
-                None => {
-                    let issuer = &decision.record.trust.issuer;
-                    let at = decision.record.decided_at;
-                    breakers.admit(&decision.commands, issuer, at)?
-                }
-            };
-            for (opened, why) in breakers.opened() {
-                tracing::warn!(breaker = %opened, why = %why, "circuit breaker opened");
-                let note = format!("circuit breaker {opened} opened: {why}");
-                decision.record.notes.push(note);
-                decision.tripped.push(opened);
-            }
-            verdicts
-        };
-        for (command_id, breaker) in &verdicts.held {
-            hold_for_breaker(decision, command_id, breaker);
-        }
+        let verdicts = admit(state, decision, remembered)?;
         if !fresh {
             return None;
         }
@@ -256,6 +233,49 @@ pub(super) fn expiries(
     let open = crate::safety::breakers::lock(&state.breakers).open_count(now);
     metrics.rails.set_rails(open, pending);
     out
+}
+
+/// Holds what the circuit breakers stop of a decision made on containd's own clock (a restore
+/// on expiry): it has no signal position to remember the verdicts by, and is made once per
+/// process (`pipeline::expiry`).
+pub(super) fn govern_clock(state: &StateStore, decision: &mut Decision) {
+    if !decision.commands.is_empty() {
+        admit(state, decision, None);
+    }
+}
+
+/// The breakers' verdicts on the decision's commands — `remembered` from its first decision,
+/// or given now — applied: the commands they stop are held. `None` without breakers.
+fn admit(
+    state: &StateStore,
+    decision: &mut Decision,
+    remembered: Option<crate::safety::breakers::Verdicts>,
+) -> Option<crate::safety::breakers::Verdicts> {
+    let verdicts = {
+        let mut breakers = crate::safety::breakers::lock(&state.breakers);
+        if breakers.is_empty() {
+            return None;
+        }
+        let verdicts = match remembered {
+            Some(v) => v,
+            None => {
+                let issuer = &decision.record.trust.issuer;
+                let at = decision.record.decided_at;
+                breakers.admit(&decision.commands, issuer, at)?
+            }
+        };
+        for (opened, why) in breakers.opened() {
+            tracing::warn!(breaker = %opened, why = %why, "circuit breaker opened");
+            let note = format!("circuit breaker {opened} opened: {why}");
+            decision.record.notes.push(note);
+            decision.tripped.push(opened);
+        }
+        verdicts
+    };
+    for (command_id, breaker) in &verdicts.held {
+        hold_for_breaker(decision, command_id, breaker);
+    }
+    Some(verdicts)
 }
 
 /// Moves one command a breaker held from the decision's commands to its holds (complete, so
