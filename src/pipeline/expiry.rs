@@ -251,3 +251,6 @@ impl Processor {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests;
