@@ -79,16 +79,8 @@ pub async fn run(
             Some(e) => Err(e),
             None => commit_batch(&producer, &consumer, &batch),
         };
-        match committed {
-            Ok(()) => {
-                runtime.metrics.transaction("committed");
-                processor.expiring.committed();
-                summary.add(&batch_summary);
-            }
-            Err(e) => {
-                processor.expiring.aborted();
-                abort(&runtime, &ctx, &producer, &consumer, &batch, &e)?
-            }
+        if end(parts, &batch, committed)? {
+            summary.add(&batch_summary);
         }
         tracker.clear();
     }
@@ -180,6 +172,29 @@ fn transactional_id(settings: &Settings) -> String {
             let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
             format!("containd-{}-{host}", settings.input.group_id)
         })
+}
+
+/// Ends a transaction: counted when it committed; aborted and rewound when it failed.
+/// Returns whether it committed.
+fn end(
+    parts: Parts<'_>,
+    batch: &BTreeMap<(Arc<str>, i32), (i64, i64)>,
+    committed: Result<(), PipelineError>,
+) -> Result<bool, PipelineError> {
+    let (runtime, processor) = (parts.runtime, parts.processor);
+    match committed {
+        Ok(()) => {
+            runtime.metrics.transaction("committed");
+            processor.expiring.committed();
+            Ok(true)
+        }
+        Err(e) => {
+            processor.expiring.aborted();
+            let (producer, consumer) = (parts.producer, parts.consumer);
+            abort(runtime, parts.ctx, producer, consumer, batch, &e)?;
+            Ok(false)
+        }
+    }
 }
 
 /// A failed batch: abort the transaction, drop the batch's partition state (its changes were

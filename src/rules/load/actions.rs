@@ -30,30 +30,7 @@ impl Checker<'_> {
                 );
             }
             let restore = a.action == RESTORE;
-            let mut resolved: Vec<TargetRef> = Vec::new();
-            for t in &a.targets {
-                let r = match t.as_str() {
-                    CONTAINED if restore => Ok(vec![TargetRef::Contained]),
-                    CONTAINED => Err(format!("{CONTAINED:?} is only for {RESTORE:?}")),
-                    WHERE_IDENTITY_HAS_ACCESS if restore => Err(format!(
-                        "restore what was contained with {CONTAINED:?}, not {WHERE_IDENTITY_HAS_ACCESS:?}"
-                    )),
-                    WHERE_IDENTITY_HAS_ACCESS => Ok(vec![TargetRef::WhereIdentityHasAccess]),
-                    named => self
-                        .resolve(named, &a.action)
-                        .map(|names| names.into_iter().map(TargetRef::Named).collect()),
-                };
-                match r {
-                    Ok(refs) => {
-                        for r in refs {
-                            if !resolved.contains(&r) {
-                                resolved.push(r);
-                            }
-                        }
-                    }
-                    Err(msg) => report(t, &format!("{field}.targets"), msg),
-                }
-            }
+            let resolved = self.targets(a, restore, &field, report);
             let lifts = a.lifts.clone().into_lifts();
             self.check_lifts(&lifts, restore, &field, report);
             let object = a
@@ -86,6 +63,41 @@ impl Checker<'_> {
             });
         }
         actions
+    }
+
+    /// The action's targets, resolved: names, `kind:`, the blast radius, `contained`.
+    fn targets(
+        &self,
+        a: &ActionSpec,
+        restore: bool,
+        field: &str,
+        report: &mut impl FnMut(&str, &str, String),
+    ) -> Vec<TargetRef> {
+        let mut resolved: Vec<TargetRef> = Vec::new();
+        for t in &a.targets {
+            let r = match t.as_str() {
+                CONTAINED if restore => Ok(vec![TargetRef::Contained]),
+                CONTAINED => Err(format!("{CONTAINED:?} is only for {RESTORE:?}")),
+                WHERE_IDENTITY_HAS_ACCESS if restore => Err(format!(
+                    "restore what was contained with {CONTAINED:?}, not {WHERE_IDENTITY_HAS_ACCESS:?}"
+                )),
+                WHERE_IDENTITY_HAS_ACCESS => Ok(vec![TargetRef::WhereIdentityHasAccess]),
+                named => self
+                    .resolve(named, &a.action)
+                    .map(|names| names.into_iter().map(TargetRef::Named).collect()),
+            };
+            match r {
+                Ok(refs) => {
+                    for r in refs {
+                        if !resolved.contains(&r) {
+                            resolved.push(r);
+                        }
+                    }
+                }
+                Err(msg) => report(t, &format!("{field}.targets"), msg),
+            }
+        }
+        resolved
     }
 
     /// A parameter (or object) value: a literal, or CEL compiled and probed.
