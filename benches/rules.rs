@@ -26,6 +26,7 @@ fn targets() -> Vec<TargetSettings> {
         require_approval: false,
         result_timeout: None,
         max_attempts: None,
+        disclosure: None,
     }]
 }
 
@@ -113,6 +114,7 @@ fn bench(c: &mut Criterion) {
                         dedup_window: std::time::Duration::from_secs(86_400),
                         rails: &rails,
                         protection: None,
+                        disclosure: &Default::default(),
                     },
                 );
                 black_box(d.commands.len())

@@ -11,6 +11,7 @@
 //! - [`safety`] holds what automated containment may not do alone (protected identities,
 //!   approval policies, circuit breakers); [`approvals`] publishes held commands and applies
 //!   the operators' approvals and denials;
+//! - [`disclosure`] cuts each command down to what its target may receive about the subject;
 //! - [`emit`] defines what leaves containd: commands, decision records, dead letters;
 //! - [`lifecycle`] follows each command to its adapter's result: re-sends, escalation, time
 //!   to containment, `containd status`; [`decide::expiry`] restores what expires with
@@ -29,6 +30,7 @@ pub mod codec;
 pub mod config;
 pub mod decide;
 pub mod demo;
+pub mod disclosure;
 pub mod emit;
 pub mod inventory;
 pub mod lifecycle;

@@ -2,6 +2,7 @@
 //! environment variables, and validated by a pure function that returns every problem with
 //! its file, line (when known) and field.
 
+pub mod disclosure;
 pub mod kafka;
 pub mod lifecycle;
 mod locate;
@@ -10,6 +11,7 @@ mod settings;
 pub mod trust;
 mod validate;
 
+pub use disclosure::{DisclosureSettings, ProfileSettings};
 pub use kafka::{ClientKind, KafkaSettings};
 pub use lifecycle::{Escalation, LifecycleSettings, Trigger};
 pub use safety::{ApprovalPolicy, BreakerScope, BreakerSettings, SafetySettings};

@@ -51,6 +51,9 @@ pub struct Settings {
     /// Results from adapters, re-sends and escalation (docs/adapters.md); off by default.
     #[serde(default)]
     pub lifecycle: super::LifecycleSettings,
+    /// What each target may receive about a subject (docs/disclosure.md).
+    #[serde(default)]
+    pub disclosure: super::DisclosureSettings,
     #[serde(default)]
     pub telemetry: TelemetrySettings,
     #[serde(default)]
@@ -305,6 +308,10 @@ pub struct TargetSettings {
     /// `lifecycle.max_attempts`.
     #[serde(default)]
     pub max_attempts: Option<u32>,
+    /// The `[[disclosure.profiles]]` governing what this target receives about a subject;
+    /// unset: every field.
+    #[serde(default)]
+    pub disclosure: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

@@ -24,6 +24,7 @@ pub fn validate(settings: &Settings, file: &Path, text: &str) -> Vec<Problem> {
     topic_names(settings, &mut problem);
     safety(settings, &mut problem);
     super::lifecycle::validate(settings, &mut problem);
+    super::disclosure::validate(settings, &mut problem);
     for (field, message) in super::trust::validate(settings) {
         problem(field, message);
     }

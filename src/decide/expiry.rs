@@ -30,6 +30,8 @@ pub struct Expiring<'a> {
     pub identity: &'a Identity,
     /// `rules.dry_run`: decide, send nothing.
     pub dry_run: bool,
+    /// What the restore's target may receive about the subject.
+    pub disclosure: &'a crate::disclosure::Disclosure,
     /// When the sweep found it expired (containd's clock); the decision is dated by the
     /// containment's own `expires_at`, so a decision made again is identical.
     pub now: i64,
@@ -60,16 +62,20 @@ pub fn expire(rules: &RuleSet, e: &Expiring<'_>) -> Decision {
         None if e.dry_run => Some(format!("{what} expired; dry-run: restore not sent")),
         None => None,
     };
+    let mut disclosures = Vec::new();
     let (commands, note) = match refusal {
         Some(why) => (Vec::new(), why),
         None => {
-            let command = restore(rules, e);
+            let mut command = restore(rules, e);
+            disclosures.extend(e.disclosure.apply(&mut command));
             let note = format!("{what} expired: restored by {}", command.command_id);
             (vec![command], note)
         }
     };
+    let mut record = record(rules, e, &commands, note);
+    record.disclosures = disclosures;
     Decision {
-        record: record(rules, e, &commands, note),
+        record,
         commands,
         condition_errors: Vec::new(),
         update: Default::default(),
@@ -167,6 +173,7 @@ fn record(
         pending: Vec::new(),
         notes: vec![note],
         timings: Timings::default(),
+        disclosures: Vec::new(),
     }
 }
 

@@ -79,6 +79,8 @@ pub struct DecideInput<'a> {
     pub rails: &'a Rails,
     /// Why the identity is protected, when it is: its drastic commands are held.
     pub protection: Option<&'a str>,
+    /// What each target may receive about the subject.
+    pub disclosure: &'a crate::disclosure::Disclosure,
 }
 
 /// One action of a matched rule with its parameters and object evaluated for this signal.
@@ -113,6 +115,8 @@ struct Acting<'a, 'r> {
     condition_errors: Vec<(String, String)>,
     any_dry_run: bool,
     any_suppressed: bool,
+    /// What each command's target was given about the subject (targets with a profile).
+    disclosures: Vec<crate::emit::DisclosureRecord>,
 }
 
 pub fn decide(rules: &RuleSet, input: DecideInput<'_>) -> Decision {
@@ -156,6 +160,7 @@ pub fn decide(rules: &RuleSet, input: DecideInput<'_>) -> Decision {
             .collect(),
         any_dry_run: false,
         any_suppressed: false,
+        disclosures: Vec::new(),
     };
     for rule in &evaluation.hits {
         if let Some(w) = &rule.window {
@@ -476,7 +481,22 @@ impl<'a> Acting<'a, '_> {
         ids
     }
 
+    /// The command as its target may receive it (its disclosure profile applied, recorded).
     fn command(
+        &mut self,
+        p: &Planned<'_>,
+        command_id: String,
+        dest: &Dest<'_>,
+        parameters: BTreeMap<String, String>,
+    ) -> EnforcementCommand {
+        let mut command = self.full_command(p, command_id, dest, parameters);
+        if let Some(d) = self.input.disclosure.apply(&mut command) {
+            self.disclosures.push(d);
+        }
+        command
+    }
+
+    fn full_command(
         &self,
         p: &Planned<'_>,
         command_id: String,
@@ -567,6 +587,7 @@ impl<'a> Acting<'a, '_> {
                 error: error.chars().take(512).collect(),
             })
             .collect();
+        record.disclosures = self.disclosures;
         record.timings.evaluate_micros = started.elapsed().as_micros() as i64;
         Decision {
             record,

@@ -96,5 +96,6 @@ pub(super) fn record(
             decode_micros: input.decode_micros,
             evaluate_micros: 0,
         },
+        disclosures: Vec::new(),
     }
 }

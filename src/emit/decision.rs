@@ -32,6 +32,21 @@ pub struct DecisionRecord {
     /// What a reader should know: blast-radius targets skipped, restores without a target.
     pub notes: Vec<String>,
     pub timings: Timings,
+    /// Per command whose target has a disclosure profile: what it was given about the subject.
+    #[serde(default)]
+    pub disclosures: Vec<DisclosureRecord>,
+}
+
+/// What one command's target was given about the subject under its disclosure profile (field
+/// names, never values).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DisclosureRecord {
+    pub command_id: String,
+    pub target: String,
+    pub profile: String,
+    pub disclosed: Vec<String>,
+    pub pseudonymised: Vec<String>,
+    pub withheld: Vec<String>,
 }
 
 /// The trust verdict on a signal: its issuer and transmitter, and why it was not acted on.

@@ -10,7 +10,7 @@ pub mod result;
 pub use command::{CommandKey, EnforcementCommand, TargetSubject, Why, VOCABULARY};
 pub use deadletter::{DeadLetter, DeadLetterReason};
 pub use decision::{
-    DecisionRecord, Held, IdentitySummary, MatchedRule, Outcome, Refused, RuleError,
-    SourcePosition, Suppressed, Timings, TrustVerdict, Verdict, WindowProgress,
+    DecisionRecord, DisclosureRecord, Held, IdentitySummary, MatchedRule, Outcome, Refused,
+    RuleError, SourcePosition, Suppressed, Timings, TrustVerdict, Verdict, WindowProgress,
 };
 pub use result::{CommandResult, ResultStatus};

@@ -178,6 +178,7 @@ impl Processor {
             subject: target_subject,
             identity: &identity,
             dry_run: self.settings.rules.dry_run,
+            disclosure: &self.disclosure,
             now,
         };
         let mut decision = expire(rules, &e);

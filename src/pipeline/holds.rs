@@ -395,5 +395,6 @@ fn approval_record(
         pending: Vec::new(),
         notes: vec![note],
         timings: Timings::default(),
+        disclosures: Vec::new(),
     }
 }

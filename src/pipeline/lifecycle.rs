@@ -341,9 +341,15 @@ impl Processor {
             .as_deref()
             .and_then(|id| inventory.get(id))
             .unwrap_or_else(Identity::unknown);
-        let command = escalated(failed, (&e.then_action, &e.then_target), &identity, trigger);
+        let mut command = escalated(failed, (&e.then_action, &e.then_target), &identity, trigger);
+        // The subject as containd knows it (the failed command's may be cut for its target),
+        // then cut again for the escalation's target.
+        command.subject.id = issued.key.clone();
+        let disclosed = self.disclosure.apply(&mut command);
         let mut decision = evidence::escalated(msg, t, trigger, &command);
-        let held = self.rails.held(&identity, &failed.subject.id, &command);
+        decision.record.disclosures.extend(disclosed);
+        // The subject's own key: the failed command's subject id may be a pseudonym.
+        let held = self.rails.held(&identity, &issued.key, &command);
         let mut out = Vec::new();
         match held {
             Some((reason, detail)) => {

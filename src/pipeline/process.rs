@@ -161,6 +161,8 @@ pub struct Processor {
     pub(super) rails: Rails,
     /// Command tracking (`[lifecycle] enabled`).
     pub(super) lifecycle: Option<crate::lifecycle::Lifecycle>,
+    /// What each target may receive about a subject.
+    pub(super) disclosure: crate::disclosure::Disclosure,
     /// Restores on expiry sent and not yet marked in state.
     pub(super) expiring: super::expiry::InFlight,
 }
@@ -184,6 +186,7 @@ impl Processor {
             max_record_bytes: fit::max_record_bytes(&settings),
             rails: Rails::new(&settings.safety, &settings.targets),
             lifecycle: crate::lifecycle::Lifecycle::of(&settings),
+            disclosure: crate::disclosure::Disclosure::of(&settings),
             expiring: super::expiry::InFlight::new(
                 settings.delivery.mode == crate::config::DeliveryMode::ExactlyOnce,
             ),
@@ -398,6 +401,7 @@ impl Processor {
             dedup_window: self.trust.dedup_window,
             rails: &self.rails,
             protection: protection.as_deref(),
+            disclosure: &self.disclosure,
         };
         let key = seen_key(&signal.source.issuer, &signal.id);
         let first_seen = state.first_seen(msg.topic, msg.partition, &key, msg.offset);
@@ -512,10 +516,12 @@ impl Processor {
         };
         let mut headers = vec![("containd.command_id", c.command_id.as_bytes().to_vec())];
         headers.extend(self.results_header(key));
+        // A target that may not see the subject id gets its pseudonym as the record key.
+        let record_key = self.disclosure.record_key(&c.target, key);
         Ok(OutRecord {
             topic: topic.clone(),
             partition: None,
-            key: Some(key.to_vec()),
+            key: Some(record_key.into_owned()),
             payload,
             headers,
             kind: OutKind::Command {

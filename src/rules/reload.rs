@@ -155,6 +155,7 @@ mod tests {
             require_approval: false,
             result_timeout: None,
             max_attempts: None,
+            disclosure: None,
         }];
         let set = load_dir(dir, &targets, &[]).unwrap();
         Reloader {

@@ -11,6 +11,7 @@ fn targets() -> Vec<TargetSettings> {
         require_approval: false,
         result_timeout: None,
         max_attempts: None,
+        disclosure: None,
     };
     vec![
         t(

@@ -220,6 +220,7 @@ fn decision_with_trust_fields_round_trips() {
         pending: vec![],
         notes: vec![],
         timings: Timings::default(),
+        disclosures: Vec::new(),
     };
     let c = codec();
     let bytes = c.encode_decision(&record).unwrap();

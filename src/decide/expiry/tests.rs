@@ -45,6 +45,7 @@ fn targets(aws_restores: bool) -> Vec<TargetSettings> {
         require_approval: false,
         result_timeout: None,
         max_attempts: None,
+        disclosure: None,
     };
     let mut aws = vec!["disable_credential"];
     if aws_restores {
@@ -101,6 +102,7 @@ fn signal(
             dedup_window: Duration::from_secs(60),
             rails: &rails,
             protection: None,
+            disclosure: &Default::default(),
         },
     );
     state.apply(at, &d.update, Retention::default());
@@ -120,6 +122,7 @@ fn expire_all(rules: &RuleSet, state: &SubjectState, now: i64) -> Vec<Decision> 
                 subject: x.restore_on_expiry.as_deref().unwrap(),
                 identity: &Identity::unknown(),
                 dry_run: false,
+                disclosure: &Default::default(),
                 now,
             };
             expire(rules, &e)

@@ -174,5 +174,6 @@ fn record(
         pending: Vec::new(),
         notes: vec![note],
         timings: Timings::default(),
+        disclosures: Vec::new(),
     }
 }

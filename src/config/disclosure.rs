@@ -1,0 +1,140 @@
+//! `[disclosure]`: what each target may receive about a subject (docs/disclosure.md). A
+//! target names a profile; a profile lists the command fields the target gets as they are
+//! (`disclose`) and those it gets as a keyed pseudonym (`pseudonymise`); everything else about
+//! the subject is withheld. A target without a profile receives every field.
+
+use super::Settings;
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DisclosureSettings {
+    /// A file holding the key (≥ 16 bytes) pseudonyms are made with (HMAC-SHA-256). Required
+    /// when a profile pseudonymises a field or withholds `subject.id` (the command's record
+    /// key is then the subject id's pseudonym).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    #[serde(default)]
+    pub profiles: Vec<ProfileSettings>,
+}
+
+/// `[[disclosure.profiles]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileSettings {
+    pub name: String,
+    /// Fields sent as they are: `principal_id`, `subject.id`, `subject.identifiers.<name>`,
+    /// `subject.identifiers.*`, `parameters.<name>`, `parameters.*`.
+    #[serde(default)]
+    pub disclose: Vec<String>,
+    /// Fields sent as a keyed pseudonym (stable per target and value), same names.
+    #[serde(default)]
+    pub pseudonymise: Vec<String>,
+}
+
+/// Whether `field` names a command field a profile can govern.
+pub fn is_field(field: &str) -> bool {
+    let named = |prefix: &str| {
+        field
+            .strip_prefix(prefix)
+            .is_some_and(|rest| !rest.is_empty() && !rest.contains(['.', ' ']))
+    };
+    matches!(field, "principal_id" | "subject.id")
+        || named("subject.identifiers.")
+        || named("parameters.")
+}
+
+impl DisclosureSettings {
+    pub fn profile(&self, name: &str) -> Option<&ProfileSettings> {
+        self.profiles.iter().find(|p| p.name == name)
+    }
+
+    /// Whether any profile in use needs the pseudonym key.
+    fn needs_key(&self, settings: &Settings) -> Option<String> {
+        settings.targets.iter().find_map(|t| {
+            let p = self.profile(t.disclosure.as_deref()?)?;
+            let subject_withheld = !p.disclose.iter().any(|f| f == "subject.id");
+            (!p.pseudonymise.is_empty() || subject_withheld).then(|| p.name.clone())
+        })
+    }
+}
+
+/// `[disclosure]` checks: known fields, unique profiles, targets naming existing ones, a key
+/// when one is needed, and every action a target accepts left with what it requires.
+pub(crate) fn validate(settings: &Settings, problem: &mut dyn FnMut(String, String)) {
+    let d = &settings.disclosure;
+    let mut names = HashSet::new();
+    for (i, p) in d.profiles.iter().enumerate() {
+        let at = format!("disclosure.profiles[{i}]");
+        if !names.insert(p.name.as_str()) {
+            problem(
+                format!("{at}.name"),
+                format!("profile {:?} is defined twice", p.name),
+            );
+        }
+        for (list, fields) in [("disclose", &p.disclose), ("pseudonymise", &p.pseudonymise)] {
+            for f in fields.iter().filter(|f| !is_field(f)) {
+                problem(
+                    format!("{at}.{list}"),
+                    format!("{f:?} is not a command field (principal_id, subject.id, subject.identifiers.<name>, parameters.<name>, or .* of the last two)"),
+                );
+            }
+        }
+    }
+    for (i, t) in settings.targets.iter().enumerate() {
+        let Some(name) = &t.disclosure else { continue };
+        let at = format!("targets[{i}].disclosure");
+        match d.profile(name) {
+            None => problem(at, format!("no [[disclosure.profiles]] is named {name:?}")),
+            Some(p) => requirements(t, p, &at, problem),
+        }
+    }
+    match (&d.key_file, d.needs_key(settings)) {
+        (None, Some(profile)) => problem(
+            "disclosure.key_file".into(),
+            format!("profile {profile:?} pseudonymises or withholds subject.id: pseudonyms need a key file"),
+        ),
+        (Some(path), _) => {
+            if let Err(e) = crate::approvals::read_key(path) {
+                // Names the file and its length, never its content.
+                problem("disclosure.key_file".into(), format!("{}: {e}", path.display()));
+            }
+        }
+        (None, None) => {}
+    }
+}
+
+/// Every action the target accepts keeps, under the profile, something that satisfies its
+/// requirement (e.g. `disable_credential`: a credential parameter or the principal).
+fn requirements(
+    t: &super::TargetSettings,
+    p: &ProfileSettings,
+    at: &str,
+    problem: &mut dyn FnMut(String, String),
+) {
+    let kept = |field: &str| {
+        p.disclose
+            .iter()
+            .chain(&p.pseudonymise)
+            .any(|f| f == field || (f == "parameters.*" && field.starts_with("parameters.")))
+    };
+    for action in &t.actions {
+        let Some(r) = crate::emit::command::requirement(action) else {
+            continue;
+        };
+        let parameter = r.any_of.iter().any(|n| kept(&format!("parameters.{n}")));
+        if !(parameter || r.or_principal && kept("principal_id")) {
+            problem(
+                at.to_string(),
+                format!(
+                    "profile {:?} leaves target {:?} no way to carry out {action:?}: disclose one of {} or principal_id",
+                    p.name,
+                    t.name,
+                    r.any_of.iter().map(|n| format!("parameters.{n}")).collect::<Vec<_>>().join(", ")
+                ),
+            );
+        }
+    }
+}

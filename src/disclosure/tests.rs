@@ -1,0 +1,176 @@
+use super::*;
+use crate::emit::{TargetSubject, Why};
+
+fn settings(dir: &std::path::Path, key: bool) -> Settings {
+    std::fs::write(dir.join("p.key"), "a pseudonym key of 32 bytes.....").unwrap();
+    let key_line = match key {
+        true => format!("key_file = {:?}", dir.join("p.key")),
+        false => String::new(),
+    };
+    let text = format!(
+        r#"
+[input]
+topics = ["s"]
+[rules]
+dir = "rules"
+[disclosure]
+{key_line}
+[[disclosure.profiles]]
+name = "credential-only"
+disclose = ["principal_id", "parameters.credential_id"]
+pseudonymise = ["subject.id"]
+[[targets]]
+name = "github-actions"
+topic = "t.gha"
+kind = "cicd"
+actions = ["disable_credential"]
+disclosure = "credential-only"
+[[targets]]
+name = "gitlab"
+topic = "t.gitlab"
+kind = "cicd"
+actions = ["disable_credential"]
+disclosure = "credential-only"
+[[targets]]
+name = "okta"
+topic = "t.okta"
+kind = "idp"
+actions = ["disable_account"]
+"#
+    );
+    let path = dir.join("containd.toml");
+    crate::config::parse(&path, &text).unwrap()
+}
+
+fn command(target: &str) -> EnforcementCommand {
+    EnforcementCommand {
+        command_id: "c1".into(),
+        action: "disable_credential".into(),
+        target: target.into(),
+        principal_id: Some("svc-deploy".into()),
+        subject: TargetSubject {
+            id: "email:alice@example.com".into(),
+            format: "email".into(),
+            identifiers: [("email".to_string(), "alice@example.com".to_string())].into(),
+        },
+        parameters: [
+            ("credential_id", "AKIA123"),
+            ("reason", "leaked by alice@example.com"),
+            ("restores_command_ids", "c0"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+        issued_at: 0,
+        expires_at: None,
+        why: Why {
+            rule_id: "r".into(),
+            ruleset_version: "v".into(),
+            signal_ids: vec!["s1".into()],
+            event_type: "e".into(),
+            description: None,
+        },
+    }
+}
+
+#[test]
+fn a_profiled_target_gets_only_what_it_may_and_the_record_says_what_was_cut() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Disclosure::of(&settings(dir.path(), true));
+    let mut c = command("github-actions");
+    let record = d.apply(&mut c).unwrap();
+    let text = serde_json::to_string(&c).unwrap();
+    assert!(!text.contains("alice"), "{text}");
+    assert_eq!(c.principal_id.as_deref(), Some("svc-deploy"));
+    assert_eq!(c.parameters["credential_id"], "AKIA123");
+    assert_eq!(
+        c.parameters["restores_command_ids"], "c0",
+        "containd's own ids stay"
+    );
+    assert!(!c.parameters.contains_key("reason"));
+    assert!(c.subject.identifiers.is_empty());
+    assert!(
+        c.subject.id.starts_with("ps_") && c.subject.id.len() == 35,
+        "{}",
+        c.subject.id
+    );
+    assert_eq!(record.profile, "credential-only");
+    assert_eq!(
+        record.disclosed,
+        ["principal_id", "parameters.credential_id"]
+    );
+    assert_eq!(record.pseudonymised, ["subject.id"]);
+    assert_eq!(
+        record.withheld,
+        ["subject.identifiers.email", "parameters.reason"]
+    );
+    // Stable per target, unlinkable across targets; the record key is the same pseudonym.
+    let mut again = command("github-actions");
+    d.apply(&mut again);
+    let mut other = command("gitlab");
+    d.apply(&mut other);
+    assert_eq!(again.subject.id, c.subject.id);
+    assert_ne!(other.subject.id, c.subject.id);
+    let key = d.record_key("github-actions", b"email:alice@example.com");
+    assert_eq!(&*key, c.subject.id.as_bytes());
+}
+
+#[test]
+fn a_target_without_a_profile_gets_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Disclosure::of(&settings(dir.path(), true));
+    let mut c = command("okta");
+    assert!(d.apply(&mut c).is_none());
+    assert_eq!(c, command("okta"));
+    assert_eq!(
+        &*d.record_key("okta", b"email:alice@example.com"),
+        b"email:alice@example.com"
+    );
+}
+
+#[test]
+fn without_a_key_a_field_to_pseudonymise_is_withheld() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Disclosure::of(&settings(dir.path(), false));
+    let mut c = command("github-actions");
+    let record = d.apply(&mut c).unwrap();
+    assert_eq!(c.subject.id, "");
+    assert!(record.pseudonymised.is_empty());
+    assert!(record.withheld.contains(&"subject.id".to_string()));
+}
+
+#[test]
+fn check_refuses_profiles_that_break_an_action_or_need_a_missing_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path(), false);
+    let problems = |s: &Settings| {
+        let mut out = Vec::new();
+        crate::config::disclosure::validate(s, &mut |f, m| out.push((f, m)));
+        out
+    };
+    let p = problems(&s);
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert_eq!(p[0].0, "disclosure.key_file");
+    s.disclosure.key_file = Some(dir.path().join("p.key"));
+    assert!(problems(&s).is_empty());
+    // A profile that leaves disable_credential nothing to act on.
+    s.disclosure.profiles[0].disclose = vec!["parameters.reason".into()];
+    let p = problems(&s);
+    assert_eq!(p.len(), 2, "{p:?}");
+    assert_eq!(p[0].0, "targets[0].disclosure");
+    assert!(p[0].1.contains("disable_credential"), "{}", p[0].1);
+    // Unknown fields and profiles.
+    s.disclosure.profiles[0].disclose = vec!["subject.email".into(), "principal_id".into()];
+    s.targets[2].disclosure = Some("nope".into());
+    let p = problems(&s);
+    assert!(
+        p.iter()
+            .any(|(f, m)| f == "disclosure.profiles[0].disclose" && m.contains("subject.email")),
+        "{p:?}"
+    );
+    assert!(
+        p.iter()
+            .any(|(f, m)| f == "targets[2].disclosure" && m.contains("nope")),
+        "{p:?}"
+    );
+}
