@@ -12,13 +12,24 @@ pub fn line_of(text: &str, field: &str) -> Option<usize> {
     if let Some(property) = field.strip_prefix("kafka.") {
         return kafka_line(text, property);
     }
-    let mut parts = field.split('.');
-    let head = parts.next()?;
-    let key = parts.next_back();
-    let (section, index) = match head.split_once('[') {
-        Some((name, rest)) => (name, rest.trim_end_matches(']').parse::<usize>().ok()),
-        None => (head, None),
+    let segments: Vec<&str> = field.split('.').collect();
+    // The section: up to the last indexed segment (`safety.breakers[1].max`: the second
+    // `[[safety.breakers]]`), else the first segment (`[delivery]`); the key: the last one.
+    let (section, index, key) = match segments.iter().rposition(|s| s.contains('[')) {
+        Some(i) => {
+            let (name, rest) = segments[i].split_once('[')?;
+            let mut path = segments[..i].to_vec();
+            path.push(name);
+            let index = rest.trim_end_matches(']').parse::<usize>().ok();
+            let key = segments.last().filter(|_| i + 1 < segments.len()).copied();
+            (path.join("."), index, key)
+        }
+        None => {
+            let key = segments.last().filter(|_| segments.len() > 1).copied();
+            (segments[0].to_string(), None, key)
+        }
     };
+    let section = section.as_str();
     let lines: Vec<&str> = text.lines().collect();
     let header = |l: &str| {
         let t = l.trim();
@@ -124,6 +135,15 @@ mod tests {
         assert_eq!(line_of(TEXT, "targets[0].name"), Some(6));
         assert_eq!(line_of(TEXT, "extra_actions"), Some(1));
         assert_eq!(line_of(TEXT, "delivery.mode"), None);
+    }
+
+    #[test]
+    fn finds_keys_in_nested_arrays_of_tables() {
+        let text = "[[targets]]\nname = \"a\"\ndisclosure = \"p\"\n[disclosure]\nkey_file = \"k\"\n[[disclosure.profiles]]\nname = \"p\"\n[[disclosure.profiles]]\nname = \"q\"\ndisclose = []\n";
+        assert_eq!(line_of(text, "disclosure.profiles[1].disclose"), Some(10));
+        assert_eq!(line_of(text, "disclosure.profiles[0].name"), Some(7));
+        assert_eq!(line_of(text, "disclosure.key_file"), Some(5));
+        assert_eq!(line_of(text, "targets[0].disclosure"), Some(3));
     }
 
     #[test]

@@ -210,6 +210,7 @@ pub(crate) fn normalize(settings: &mut Settings, config_path: &Path) {
         safety.approvals_key_file.as_mut(),
         safety.admin_token_file.as_mut(),
         settings.lifecycle.key_file.as_mut(),
+        settings.disclosure.key_file.as_mut(),
     ]
     .into_iter()
     .flatten()
