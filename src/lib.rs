@@ -32,6 +32,7 @@ pub mod decide;
 pub mod demo;
 pub mod disclosure;
 pub mod emit;
+pub mod evidence;
 pub mod inventory;
 pub mod lifecycle;
 pub mod offline;

@@ -12,9 +12,9 @@ use crate::trust::Trust;
 
 mod operator;
 use clap::{Parser, Subcommand};
-use operator::{approvals, breakers};
+use operator::{approvals, audit, breakers};
 pub(crate) use operator::{rfc3339, table};
-pub use operator::{ApprovalsCommand, BreakersCommand, Failure, VerdictArgs};
+pub use operator::{ApprovalsCommand, AuditCommand, BreakersCommand, Failure, VerdictArgs};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -103,6 +103,9 @@ pub enum Command {
     /// Held commands waiting for an operator, on the approvals topic.
     #[command(subcommand)]
     Approvals(ApprovalsCommand),
+    /// What the decisions topic proves: `verify` its evidence chains, an identity's `timeline`.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// The circuit breakers of a running containd (through its telemetry endpoint).
     #[command(subcommand)]
     Breakers(BreakersCommand),
@@ -165,6 +168,7 @@ pub fn main() -> ExitCode {
             crate::lifecycle::status::show(s, &subject, &topic, json)
         }),
         Command::Approvals(command) => approvals(command),
+        Command::Audit(command) => audit(command),
         Command::Breakers(command) => breakers(command),
     }
 }

@@ -7,6 +7,73 @@ use clap::Subcommand;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// `containd audit`: what the decisions topic proves (docs/evidence.md).
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Verifies every evidence chain on the decisions topic; reports the first break (exit 1).
+    Verify {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Default: the config's `output.decisions_topic` (or a copy of it to check).
+        #[arg(long)]
+        topic: Option<String>,
+        /// Only records decided at or after this time (RFC 3339); chains may start mid-way.
+        #[arg(long, value_parser = parse_time)]
+        from: Option<i64>,
+        /// Only records decided at or before this time (RFC 3339).
+        #[arg(long, value_parser = parse_time)]
+        to: Option<i64>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// An identity's history: every decision record about it, in time order.
+    Timeline {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Its canonical subject id, or its inventory id.
+        #[arg(long)]
+        subject: String,
+        #[arg(long)]
+        topic: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn parse_time(s: &str) -> Result<i64, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| format!("not an RFC 3339 time ({e})"))
+}
+
+pub(super) fn audit(command: AuditCommand) -> ExitCode {
+    use crate::evidence::audit;
+    match command {
+        AuditCommand::Verify {
+            config,
+            topic,
+            from,
+            to,
+            json,
+        } => operate(&config, |s| {
+            let topic = topic.unwrap_or_else(|| s.output.decisions_topic.clone());
+            match audit::show_verify(s, &topic, (from, to), json)? {
+                true => Ok(()),
+                false => Err(audit::Error::NotVerified),
+            }
+        }),
+        AuditCommand::Timeline {
+            config,
+            subject,
+            topic,
+            json,
+        } => operate(&config, |s| {
+            let topic = topic.unwrap_or_else(|| s.output.decisions_topic.clone());
+            audit::show_timeline(s, &topic, &subject, json)
+        }),
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ApprovalsCommand {
     /// The held commands nobody approved or denied yet.

@@ -174,6 +174,7 @@ fn record(
         notes: vec![note],
         timings: Timings::default(),
         disclosures: Vec::new(),
+        chain: None,
     }
 }
 

@@ -97,5 +97,6 @@ pub(super) fn record(
             evaluate_micros: 0,
         },
         disclosures: Vec::new(),
+        chain: None,
     }
 }

@@ -35,6 +35,21 @@ pub struct DecisionRecord {
     /// Per command whose target has a disclosure profile: what it was given about the subject.
     #[serde(default)]
     pub disclosures: Vec<DisclosureRecord>,
+    /// Its place in the evidence chain (docs/evidence.md); `None` before the chain existed.
+    #[serde(default)]
+    pub chain: Option<ChainLink>,
+}
+
+/// A decision record's link in its evidence chain (`evidence`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChainLink {
+    /// The writer run (random per start).
+    pub id: String,
+    pub seq: i64,
+    /// Hex SHA-256 of the previous record of the chain (64 zeros for the first).
+    pub prev: String,
+    /// Hex SHA-256 of this record (see `evidence::hash`).
+    pub hash: String,
 }
 
 /// What one command's target was given about the subject under its disclosure profile (field

@@ -10,7 +10,7 @@ pub mod result;
 pub use command::{CommandKey, EnforcementCommand, TargetSubject, Why, VOCABULARY};
 pub use deadletter::{DeadLetter, DeadLetterReason};
 pub use decision::{
-    DecisionRecord, DisclosureRecord, Held, IdentitySummary, MatchedRule, Outcome, Refused,
-    RuleError, SourcePosition, Suppressed, Timings, TrustVerdict, Verdict, WindowProgress,
+    ChainLink, DecisionRecord, DisclosureRecord, Held, IdentitySummary, MatchedRule, Outcome,
+    Refused, RuleError, SourcePosition, Suppressed, Timings, TrustVerdict, Verdict, WindowProgress,
 };
 pub use result::{CommandResult, ResultStatus};

@@ -411,6 +411,7 @@ pub(super) async fn sweep(
     };
     runtime.metrics.state_size(size.0, size.1, size.2);
     runtime.metrics.state_written("sweep", records.len());
+    processor.chains.announce();
     let records = records
         .into_iter()
         .filter_map(|(topic, partition, key, change)| {

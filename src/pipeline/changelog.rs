@@ -133,6 +133,21 @@ pub async fn ensure_results_topic(settings: &Settings) -> Result<Option<i32>, St
     Ok(Some(n))
 }
 
+/// Partitions of an existing topic (the decisions topic, whose evidence chains are per
+/// partition); `None` when it does not exist yet.
+pub async fn partitions_of(settings: &Settings, topic: &str) -> Result<Option<i32>, StateError> {
+    let admin: AdminClient<DefaultClientContext> =
+        client::config(settings, ClientKind::Admin).create()?;
+    // Every topic's metadata: asking for this one by name would auto-create it on brokers
+    // that do so, with their default partitions.
+    let md = admin.inner().fetch_metadata(None, METADATA_TIMEOUT)?;
+    Ok(md
+        .topics()
+        .iter()
+        .find(|t| t.name() == topic && t.error().is_none() && !t.partitions().is_empty())
+        .map(|t| t.partitions().len() as i32))
+}
+
 /// A log topic containd writes and reads (not compacted), created when missing with the
 /// partitions `width` gives for the widest input; returns its partitions.
 async fn ensure_log_topic(

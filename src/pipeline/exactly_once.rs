@@ -48,6 +48,8 @@ pub async fn run(
             return Err(e.into());
         }
         producer.begin_transaction()?;
+        // What an abort takes back: the evidence chains' heads as the transaction began.
+        let heads = processor.chains.checkpoint();
         let mut swept = 0;
         if last_sweep.elapsed() >= settings.state.sweep_interval {
             last_sweep = tokio::time::Instant::now();
@@ -79,7 +81,7 @@ pub async fn run(
             Some(e) => Err(e),
             None => commit_batch(&producer, &consumer, &batch),
         };
-        if end(parts, &batch, committed)? {
+        if end(parts, &batch, (committed, heads))? {
             summary.add(&batch_summary);
         }
         tracker.clear();
@@ -179,7 +181,7 @@ fn transactional_id(settings: &Settings) -> String {
 fn end(
     parts: Parts<'_>,
     batch: &BTreeMap<(Arc<str>, i32), (i64, i64)>,
-    committed: Result<(), PipelineError>,
+    (committed, heads): (Result<(), PipelineError>, crate::evidence::Heads),
 ) -> Result<bool, PipelineError> {
     let (runtime, processor) = (parts.runtime, parts.processor);
     match committed {
@@ -190,6 +192,8 @@ fn end(
         }
         Err(e) => {
             processor.expiring.aborted();
+            // The aborted records are not in the log: their links are taken back.
+            processor.chains.rewind(heads);
             let (producer, consumer) = (parts.producer, parts.consumer);
             abort(runtime, parts.ctx, producer, consumer, batch, &e)?;
             Ok(false)

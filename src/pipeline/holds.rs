@@ -396,5 +396,6 @@ fn approval_record(
         notes: vec![note],
         timings: Timings::default(),
         disclosures: Vec::new(),
+        chain: None,
     }
 }

@@ -288,6 +288,13 @@ async fn ensure_topics(
             l.set_partitions(n);
         }
     }
+    let decisions = &settings.output.decisions_topic;
+    match changelog::partitions_of(settings, decisions).await? {
+        Some(n) => processor.chains.set_partitions(n),
+        None => tracing::warn!(topic = %decisions,
+            "decisions topic missing: decision records are not chained (docs/evidence.md) until a restart finds it"),
+    }
+    tracing::info!(run = processor.chains.run(), "evidence chains of this run");
     changelog::ensure_topic(settings).await
 }
 

@@ -163,6 +163,8 @@ pub struct Processor {
     pub(super) lifecycle: Option<crate::lifecycle::Lifecycle>,
     /// What each target may receive about a subject.
     pub(super) disclosure: crate::disclosure::Disclosure,
+    /// This run's evidence chains over the decision records it writes.
+    pub(super) chains: crate::evidence::Chains,
     /// Restores on expiry sent and not yet marked in state.
     pub(super) expiring: super::expiry::InFlight,
 }
@@ -187,6 +189,7 @@ impl Processor {
             rails: Rails::new(&settings.safety, &settings.targets),
             lifecycle: crate::lifecycle::Lifecycle::of(&settings),
             disclosure: crate::disclosure::Disclosure::of(&settings),
+            chains: crate::evidence::Chains::new(),
             expiring: super::expiry::InFlight::new(
                 settings.delivery.mode == crate::config::DeliveryMode::ExactlyOnce,
             ),
@@ -452,7 +455,8 @@ impl Processor {
     }
 
     /// The decision's commands and record as output records, each within the producer's size
-    /// limit; otherwise why not.
+    /// limit; otherwise why not. The record is linked into its decisions partition's evidence
+    /// chain, and the link taken back when the outputs cannot be produced.
     pub(super) fn encode(
         &self,
         decision: &Decision,
@@ -462,17 +466,31 @@ impl Processor {
             kind: "output_unencodable",
             detail: fit::reason(&detail),
         };
-        let out = self.encode_all(decision, subject_id).map_err(unencodable)?;
-        match fit::oversized(&out, self.max_record_bytes) {
-            None => Ok(out),
-            Some(detail) => Err(DeadLetterReason::Output {
-                kind: "output_too_large",
-                detail,
-            }),
+        let partition = self.chains.partition_of(subject_id.as_bytes());
+        let mut record = decision.record.clone();
+        let before = partition.map(|p| (p, self.chains.link(p, &mut record)));
+        let encoded = self
+            .encode_all(decision, (&record, partition), subject_id)
+            .map_err(unencodable)
+            .and_then(|out| match fit::oversized(&out, self.max_record_bytes) {
+                None => Ok(out),
+                Some(detail) => Err(DeadLetterReason::Output {
+                    kind: "output_too_large",
+                    detail,
+                }),
+            });
+        if let (Err(_), Some((p, head))) = (&encoded, before) {
+            self.chains.unlink(p, head);
         }
+        encoded
     }
 
-    fn encode_all(&self, decision: &Decision, subject_id: &str) -> Result<Vec<OutRecord>, String> {
+    fn encode_all(
+        &self,
+        decision: &Decision,
+        (record, partition): (&crate::emit::DecisionRecord, Option<i32>),
+        subject_id: &str,
+    ) -> Result<Vec<OutRecord>, String> {
         let key = subject_id.as_bytes().to_vec();
         let mut out = Vec::with_capacity(decision.commands.len() + 1);
         for c in &decision.commands {
@@ -482,15 +500,14 @@ impl Processor {
         let payload = match self.settings.output.format {
             OutputFormat::Avro => self
                 .codec
-                .encode_decision(&decision.record)
+                .encode_decision(record)
                 .map_err(|e| e.to_string())?,
-            OutputFormat::Json => {
-                serde_json::to_vec(&decision.record).map_err(|e| e.to_string())?
-            }
+            OutputFormat::Json => serde_json::to_vec(record).map_err(|e| e.to_string())?,
         };
         out.push(OutRecord {
             topic: self.decisions_topic.clone(),
-            partition: None,
+            // The chain's partition: containd picks it, so the chain is the partition's log.
+            partition,
             key: Some(key),
             payload,
             headers: Vec::new(),

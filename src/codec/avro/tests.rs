@@ -221,6 +221,7 @@ fn decision_with_trust_fields_round_trips() {
         notes: vec![],
         timings: Timings::default(),
         disclosures: Vec::new(),
+        chain: None,
     };
     let c = codec();
     let bytes = c.encode_decision(&record).unwrap();

@@ -175,5 +175,6 @@ fn record(
         notes: vec![note],
         timings: Timings::default(),
         disclosures: Vec::new(),
+        chain: None,
     }
 }

@@ -1,0 +1,281 @@
+//! `containd audit`: what an auditor can prove from the decisions topic, read directly (no
+//! daemon needed). `verify` walks every evidence chain and reports the first break, naming its
+//! position; `timeline` prints an identity's history.
+
+use super::{hash, GENESIS};
+use crate::emit::DecisionRecord;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// A decision record as read from the topic.
+#[derive(Debug, Clone)]
+pub struct Read {
+    pub partition: i32,
+    pub offset: i64,
+    pub record: DecisionRecord,
+}
+
+/// Where a chain breaks and how.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Break {
+    pub partition: i32,
+    pub offset: i64,
+    pub chain: String,
+    pub seq: i64,
+    pub what: String,
+}
+
+/// What `verify` found.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    /// Chained records read (duplicates included).
+    pub chained: usize,
+    /// Records without a link (written before the chain existed); they prove nothing.
+    pub unchained: usize,
+    /// Records that did not decode as decision records.
+    pub undecodable: usize,
+    /// Identical copies of a record (a redelivery): not a break.
+    pub duplicates: usize,
+    pub chains: usize,
+    /// Every break, in topic order per partition.
+    pub breaks: Vec<Break>,
+}
+
+impl Report {
+    pub fn verified(&self) -> bool {
+        self.breaks.is_empty() && self.undecodable == 0
+    }
+}
+
+/// Walks each (partition, chain) in offset order. `mid_chain`: records before the window were
+/// left out on purpose (`--from`), so a chain may begin after its first record.
+pub fn verify(records: &[Read], undecodable: usize, mid_chain: bool) -> Report {
+    let mut report = Report {
+        undecodable,
+        ..Report::default()
+    };
+    let mut heads: BTreeMap<(i32, String), (i64, [u8; 32])> = BTreeMap::new();
+    for r in records {
+        let Some(link) = &r.record.chain else {
+            report.unchained += 1;
+            continue;
+        };
+        report.chained += 1;
+        let fail = |what: String| Break {
+            partition: r.partition,
+            offset: r.offset,
+            chain: link.id.clone(),
+            seq: link.seq,
+            what,
+        };
+        let Some(prev) = decode_hex(&link.prev) else {
+            report
+                .breaks
+                .push(fail("its link names no previous hash".into()));
+            continue;
+        };
+        if hex::encode(hash(&prev, &r.record)) != link.hash {
+            report.breaks.push(fail(
+                "edited: the record does not hash to the hash it carries".into(),
+            ));
+            continue;
+        }
+        let key = (r.partition, link.id.clone());
+        let what = match heads.get(&key) {
+            None if link.seq == 0 && prev == GENESIS => None,
+            None if mid_chain => None,
+            None => Some(format!(
+                "the chain's first {} record(s) are missing (removed, or past retention: --from starts mid-chain)",
+                link.seq
+            )),
+            Some((seq, h)) if *seq == link.seq && hex::encode(h) == link.hash => {
+                report.duplicates += 1;
+                continue;
+            }
+            Some((seq, _)) if *seq == link.seq => Some(format!(
+                "a second, different record claims seq {seq}: one of the two was forged"
+            )),
+            Some((seq, _)) if link.seq != seq + 1 => Some(format!(
+                "seq {} follows seq {seq}: {} record(s) removed or reordered before it",
+                link.seq,
+                (link.seq - seq - 1).max(0)
+            )),
+            Some((_, h)) if *h != prev => Some(
+                "does not follow the record before it: that record was replaced".into(),
+            ),
+            Some(_) => None,
+        };
+        if let Some(what) = what {
+            report.breaks.push(fail(what));
+        }
+        if let Some(h) = decode_hex(&link.hash) {
+            heads.insert(key, (link.seq, h));
+        }
+    }
+    report.chains = heads.len();
+    report
+}
+
+fn decode_hex(s: &str) -> Option<[u8; 32]> {
+    let mut b = [0u8; 32];
+    hex::decode_to_slice(s, &mut b).ok()?;
+    Some(b)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Read(#[from] crate::client::snapshot::ReadError),
+    #[error("bundled Avro schemas: {0}")]
+    Schema(#[from] apache_avro::Error),
+    #[error("the decisions topic does not verify (see above)")]
+    NotVerified,
+}
+
+impl crate::cli::Failure for Error {
+    fn is_config(&self) -> bool {
+        false
+    }
+}
+
+/// Reads the decisions topic (every partition, to its end) as decision records in the
+/// output format the config names; how many did not decode.
+pub fn read(settings: &crate::config::Settings, topic: &str) -> Result<(Vec<Read>, usize), Error> {
+    use crate::config::OutputFormat;
+    let records = crate::client::snapshot::read(settings, topic, "containd-audit-cli")?;
+    let schemas = std::sync::Arc::new(crate::codec::Schemas::bundled()?);
+    let codec = crate::codec::AvroCodec::new(schemas, &[]);
+    let mut out = Vec::new();
+    let mut undecodable = 0;
+    for r in records {
+        let Some(payload) = r.payload else { continue };
+        let decoded = match settings.output.format {
+            OutputFormat::Avro => codec.decode_decision(&payload).ok(),
+            OutputFormat::Json => serde_json::from_slice(&payload).ok(),
+        };
+        match decoded {
+            Some(record) => out.push(Read {
+                partition: r.partition,
+                offset: r.offset,
+                record,
+            }),
+            None => undecodable += 1,
+        }
+    }
+    out.sort_by_key(|r| (r.partition, r.offset));
+    Ok((out, undecodable))
+}
+
+/// `containd audit verify`: prints the report; returns whether the topic verified. Records
+/// decided outside [`from`, `to`] (ms) are left out, and chains may then begin mid-way.
+pub fn show_verify(
+    settings: &crate::config::Settings,
+    topic: &str,
+    (from, to): (Option<i64>, Option<i64>),
+    json: bool,
+) -> Result<bool, Error> {
+    let (mut records, undecodable) = read(settings, topic)?;
+    records.retain(|r| {
+        from.is_none_or(|f| r.record.decided_at >= f) && to.is_none_or(|t| r.record.decided_at <= t)
+    });
+    let report = verify(&records, undecodable, from.is_some());
+    match json {
+        true => crate::cli::say!("{}", serde_json::json!(report)),
+        false => crate::cli::say!("{}", render(&report)),
+    }
+    Ok(report.verified())
+}
+
+/// `containd audit timeline`: an identity's decision records, as text or JSON.
+pub fn show_timeline(
+    settings: &crate::config::Settings,
+    topic: &str,
+    subject: &str,
+    json: bool,
+) -> Result<(), Error> {
+    let (records, _) = read(settings, topic)?;
+    let steps = timeline(&records, subject);
+    match json {
+        true => {
+            let list: Vec<&DecisionRecord> = steps.iter().map(|s| &s.record).collect();
+            crate::cli::say!("{}", serde_json::json!({"subject": subject, "steps": list}));
+        }
+        false => crate::cli::say!("{}", render_timeline(subject, &steps)),
+    }
+    Ok(())
+}
+
+/// The text form of a verification.
+pub fn render(report: &Report) -> String {
+    let mut out = format!(
+        "{} chained record(s) in {} chain(s), {} duplicate(s) of a redelivery, {} unchained, {} undecodable\n",
+        report.chained, report.chains, report.duplicates, report.unchained, report.undecodable
+    );
+    match report.breaks.first() {
+        None if report.undecodable == 0 => out.push_str("verified: no record removed or altered\n"),
+        None => out.push_str("NOT VERIFIED: records that are not decision records are on the topic\n"),
+        Some(b) => out.push_str(&format!(
+            "NOT VERIFIED: first break at partition {} offset {} (chain {} seq {}): {}\n{} break(s) in all\n",
+            b.partition, b.offset, b.chain, b.seq, b.what, report.breaks.len()
+        )),
+    }
+    out
+}
+
+/// An identity's history: its decision records in time order (signals, what was decided,
+/// commands, approvals, results, expiries, disclosures — every step containd records).
+pub fn timeline<'a>(records: &'a [Read], subject: &str) -> Vec<&'a Read> {
+    let mut mine: Vec<&Read> = records
+        .iter()
+        .filter(|r| {
+            r.record.subject_id == subject || r.record.identity.id.as_deref() == Some(subject)
+        })
+        .collect();
+    mine.sort_by_key(|r| (r.record.decided_at, r.partition, r.offset));
+    // A redelivered copy is one step.
+    mine.dedup_by(|a, b| a.record.chain.is_some() && a.record.chain == b.record.chain);
+    mine
+}
+
+/// One line per step.
+pub fn render_timeline(subject: &str, steps: &[&Read]) -> String {
+    if steps.is_empty() {
+        return format!("{subject}: no decision records\n");
+    }
+    let mut out = format!("{subject}: {} step(s)\n", steps.len());
+    for s in steps {
+        let r = &s.record;
+        let mut line = format!(
+            "{}  {:<18} {}",
+            crate::cli::rfc3339(r.decided_at),
+            r.outcome.name(),
+            r.event_type
+        );
+        if !r.signal_id.is_empty() {
+            line.push_str(&format!(" (signal {})", r.signal_id));
+        }
+        if !r.command_ids.is_empty() {
+            line.push_str(&format!(" → commands {}", r.command_ids.join(", ")));
+        }
+        for h in &r.held {
+            line.push_str(&format!(
+                "; held {} at {} ({})",
+                h.action, h.target, h.reason
+            ));
+        }
+        for d in &r.disclosures {
+            line.push_str(&format!(
+                "; {} got {} ({} withheld)",
+                d.target,
+                d.profile,
+                d.withheld.len()
+            ));
+        }
+        for n in &r.notes {
+            line.push_str(&format!("; {n}"));
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
+}

@@ -1,0 +1,173 @@
+//! The evidence chain: every decision record containd writes is linked to the previous one
+//! it wrote to the same decisions partition, so removing or altering a record is detectable
+//! (`containd audit verify`, docs/evidence.md).
+//!
+//! A chain is one writer run × one decisions partition. Per run, because a kill -9 must not
+//! break a chain: a restarted instance starts new chains, and a replayed signal's record —
+//! identical but for its link — sits in the new chain. Per partition, because the idempotent
+//! producer writes each partition in order without gaps (a record cannot land after one that
+//! was lost), which across partitions no producer promises. containd picks the decisions
+//! partition itself (murmur2 of the subject key, as Kafka's default partitioner), so a subject's
+//! records stay on one partition.
+//!
+//! `hash = SHA-256("containd.evidence.v1\0" ‖ prev ‖ canonical JSON of the record with its
+//! chain link's hash empty)`; the first record of a chain has `prev` = 64 zeros.
+
+pub mod audit;
+
+use crate::emit::{ChainLink, DecisionRecord};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::Mutex;
+
+/// The `prev` of a chain's first record.
+pub const GENESIS: [u8; 32] = [0; 32];
+
+/// A chain's newest record: its sequence number and hash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    pub seq: i64,
+    pub hash: [u8; 32],
+}
+
+/// Every chain's head, by decisions partition.
+pub type Heads = HashMap<i32, Head>;
+
+/// This run's chains, one per decisions partition.
+#[derive(Debug)]
+pub struct Chains {
+    run: String,
+    heads: Mutex<Heads>,
+    /// The heads last written to the log.
+    announced: Mutex<Heads>,
+    /// Partitions of the decisions topic, once known (0 before: records are not chained).
+    partitions: AtomicI32,
+}
+
+impl Default for Chains {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Chains {
+    pub fn new() -> Self {
+        Self {
+            run: run_id(),
+            heads: Mutex::default(),
+            announced: Mutex::default(),
+            partitions: AtomicI32::new(0),
+        }
+    }
+
+    pub fn run(&self) -> &str {
+        &self.run
+    }
+
+    pub fn set_partitions(&self, n: i32) {
+        self.partitions.store(n, Ordering::Relaxed);
+    }
+
+    /// The decisions partition of a record keyed `key`; `None` before the topic is known.
+    pub fn partition_of(&self, key: &[u8]) -> Option<i32> {
+        let n = self.partitions.load(Ordering::Relaxed);
+        (n > 0).then(|| crate::lifecycle::record::results_partition(key, n))
+    }
+
+    /// Links `record` as the next of `partition`'s chain (sets its `chain`) and moves the
+    /// head; returns the head before, to [`Chains::unlink`] it if the record is not sent.
+    pub fn link(&self, partition: i32, record: &mut DecisionRecord) -> Option<Head> {
+        let mut heads = lock(&self.heads);
+        let before = heads.get(&partition).copied();
+        let (seq, prev) = match before {
+            Some(h) => (h.seq + 1, h.hash),
+            None => (0, GENESIS),
+        };
+        record.chain = Some(ChainLink {
+            id: self.run.clone(),
+            seq,
+            prev: hex::encode(prev),
+            hash: String::new(),
+        });
+        let digest = hash(&prev, record);
+        if let Some(link) = record.chain.as_mut() {
+            link.hash = hex::encode(digest);
+        }
+        heads.insert(partition, Head { seq, hash: digest });
+        before
+    }
+
+    /// Takes back the last link of `partition` (its record was not sent): the head goes back.
+    pub fn unlink(&self, partition: i32, before: Option<Head>) {
+        let mut heads = lock(&self.heads);
+        match before {
+            Some(h) => heads.insert(partition, h),
+            None => heads.remove(&partition),
+        };
+    }
+
+    /// Writes the chains' heads to the log when they moved (the sweep calls it): shipped
+    /// elsewhere, they anchor the chains, so cutting a chain's newest records off the topic —
+    /// which the chain alone cannot show — is caught too (docs/evidence.md).
+    pub fn announce(&self) {
+        let heads = self.checkpoint();
+        let mut announced = lock(&self.announced);
+        if *announced == heads {
+            return;
+        }
+        let mut list: Vec<String> = heads
+            .iter()
+            .map(|(p, h)| format!("{p}:{}:{}", h.seq, hex::encode(h.hash)))
+            .collect();
+        list.sort();
+        tracing::info!(run = %self.run, heads = %list.join(","), "evidence chain heads");
+        *announced = heads;
+    }
+
+    /// Every chain's head, to take back what an aborted transaction linked.
+    pub fn checkpoint(&self) -> Heads {
+        lock(&self.heads).clone()
+    }
+
+    pub fn rewind(&self, to: Heads) {
+        *lock(&self.heads) = to;
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The record's hash after `prev`: over its canonical JSON with the link's own hash empty.
+pub fn hash(prev: &[u8; 32], record: &DecisionRecord) -> [u8; 32] {
+    let mut unhashed = record.clone();
+    if let Some(link) = unhashed.chain.as_mut() {
+        link.hash.clear();
+    }
+    let mut h = Sha256::new();
+    h.update(b"containd.evidence.v1\0");
+    h.update(prev);
+    // A struct of strings, numbers, lists and ordered maps: serialising cannot fail, and
+    // gives the same bytes for the same record.
+    h.update(serde_json::to_vec(&unhashed).unwrap_or_default());
+    h.finalize().into()
+}
+
+/// 16 hex digits that differ per start: the process, the time, the host.
+fn run_id() -> String {
+    let mut h = Sha256::new();
+    h.update(std::process::id().to_le_bytes());
+    h.update(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos()
+            .to_le_bytes(),
+    );
+    h.update(std::env::var("HOSTNAME").unwrap_or_default());
+    hex::encode(&h.finalize()[..8])
+}
+
+#[cfg(test)]
+mod tests;
