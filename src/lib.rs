@@ -20,7 +20,8 @@
 //!   offsets only once every output is acknowledged (or in one transaction);
 //! - [`telemetry`] exports metrics, health and logs; [`config`] loads and validates settings;
 //!   [`cli`] is the command line (`run`, `check`, `demo`, `rules test`, `replay`,
-//!   `approvals`, `breakers`), [`demo`]
+//!   `approvals`, `breakers`, `status`, `audit`), [`evidence`] chains the decision records
+//!   and audits them, [`demo`]
 //!   the embedded demo, [`offline`] rule tests and what-if replay without Kafka.
 
 pub mod approvals;
