@@ -90,7 +90,8 @@ impl Chains {
             prev: hex::encode(prev),
             hash: String::new(),
         });
-        let digest = hash(&prev, record);
+        // The link's hash is still empty: the record hashes as it is.
+        let digest = digest(&prev, record);
         if let Some(link) = record.chain.as_mut() {
             link.hash = hex::encode(digest);
         }
@@ -141,17 +142,40 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// The record's hash after `prev`: over its canonical JSON with the link's own hash empty.
 pub fn hash(prev: &[u8; 32], record: &DecisionRecord) -> [u8; 32] {
-    let mut unhashed = record.clone();
-    if let Some(link) = unhashed.chain.as_mut() {
-        link.hash.clear();
+    match record.chain.as_ref().is_some_and(|l| !l.hash.is_empty()) {
+        true => {
+            let mut unhashed = record.clone();
+            if let Some(link) = unhashed.chain.as_mut() {
+                link.hash.clear();
+            }
+            digest(prev, &unhashed)
+        }
+        false => digest(prev, record),
     }
+}
+
+fn digest(prev: &[u8; 32], record: &DecisionRecord) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(b"containd.evidence.v1\0");
     h.update(prev);
     // A struct of strings, numbers, lists and ordered maps: serialising cannot fail, and
-    // gives the same bytes for the same record.
-    h.update(serde_json::to_vec(&unhashed).unwrap_or_default());
+    // gives the same bytes for the same record. Written straight into the hash.
+    let _ = serde_json::to_writer(Writer(&mut h), record);
     h.finalize().into()
+}
+
+/// Feeds serialised bytes into the hash without collecting them first.
+struct Writer<'a>(&'a mut Sha256);
+
+impl std::io::Write for Writer<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// 16 hex digits that differ per start: the process, the time, the host.

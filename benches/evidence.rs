@@ -1,8 +1,9 @@
-//! The per-command cost of minimal disclosure: a command cut down under its target's profile
-//! (one field disclosed, one pseudonymised, the rest withheld), and a command to a target
-//! without one (a map lookup).
+//! The per-decision cost of issue 14's steps: a command cut down under its target's
+//! disclosure profile (one field disclosed, one pseudonymised, the rest withheld), a command to
+//! a target without one (a map lookup), and linking a decision record into its evidence chain
+//! (clone, canonical JSON, SHA-256).
 //!
-//! `cargo bench --bench disclosure`; figures in docs/benchmarks.md.
+//! `cargo bench --bench evidence`; figures in docs/benchmarks.md.
 
 use containd::disclosure::Disclosure;
 use containd::emit::{EnforcementCommand, TargetSubject, Why};
@@ -90,6 +91,40 @@ fn bench(c: &mut Criterion) {
     });
     c.bench_function("disclosure/clone of the command (baseline of both)", |b| {
         b.iter(|| black_box(profiled.clone()))
+    });
+    chain(c);
+}
+
+/// A decision record as a leaked-key signal's decision has it (one rule, two commands, a
+/// note), linked into a chain: what `Processor::encode` adds per decision.
+fn chain(c: &mut Criterion) {
+    let record: containd::emit::DecisionRecord = serde_json::from_value(serde_json::json!({
+        "signal_id": "sig-000001", "event_type": "urn:containd:event:secrets:credential-leaked",
+        "subject_id": "svc-payments-api", "outcome": "acted",
+        "matched_rules": [{"rule_id": "secret-leaked-contain", "dry_run": false,
+            "command_ids": ["0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"],
+            "escalation_step": null, "suppressed": []}],
+        "command_ids": ["0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"],
+        "ruleset_version": "a1d1becc65a9",
+        "source": {"topic": "identity.signals.v1", "partition": 3, "offset": 123456},
+        "decided_at": 1_796_232_036_576_i64,
+        "trust": {"issuer": "https://secrets.acme.example", "transmitter": null,
+                  "verdict": "trusted", "reason_kind": null, "reason": null},
+        "refused": [], "duplicate_of": null, "held": [], "errors": [],
+        "identity": {"id": "svc-payments-api", "kind": "service_account", "owner_team": "payments",
+                     "ownerless": false, "criticality": "high"},
+        "pending": [], "notes": ["blast radius: aws, github-actions"],
+        "timings": {"decode_micros": 41, "evaluate_micros": 12}}))
+    .unwrap();
+    let chains = containd::evidence::Chains::new();
+    c.bench_function("evidence/link a decision record", |b| {
+        b.iter(|| {
+            let mut r = record.clone();
+            black_box(chains.link(3, &mut r))
+        })
+    });
+    c.bench_function("evidence/clone of the record (baseline)", |b| {
+        b.iter(|| black_box(record.clone()))
     });
 }
 
