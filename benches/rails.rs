@@ -65,6 +65,7 @@ fn hold(n: u64) -> HoldRequest {
         on_timeout: "cancel".into(),
         topic: "containment.commands.aws.v1".into(),
         command: command(n),
+        subject_key: None,
         evidence: Evidence {
             signal_id: "sig-1".into(),
             issuer: "https://vault.acme.example".into(),

@@ -347,6 +347,7 @@ fn hold_request(command_id: &str) -> containd::approvals::HoldRequest {
         on_timeout: "release:revoke_sessions".into(),
         topic: "t".into(),
         command,
+        subject_key: None,
         evidence: containd::approvals::Evidence {
             signal_id: "s".into(),
             issuer: "i".into(),

@@ -262,7 +262,10 @@ fn describe(hold: &Hold, choice: Choice) -> (String, String) {
     let (r, c) = (&hold.request, &hold.request.command);
     let what = format!(
         "{} ({} → {}, subject {})",
-        r.command_id, c.action, c.target, c.subject.id
+        r.command_id,
+        c.action,
+        c.target,
+        r.subject_key()
     );
     match choice {
         Choice::Approve => (

@@ -66,10 +66,24 @@ pub struct HoldRequest {
     /// The target topic a release goes to.
     pub topic: String,
     pub command: EnforcementCommand,
+    /// The subject as containd keys it: the command may carry only a pseudonym, or nothing,
+    /// under its target's disclosure profile (docs/disclosure.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_key: Option<String>,
     pub evidence: Evidence,
     /// HMAC-SHA-256 (hex) of the record without the seal, under `approvals_key_file`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seal: Option<String>,
+}
+
+impl HoldRequest {
+    /// The subject's key: the one recorded at hold time, else (holds written before it was)
+    /// the command's subject id.
+    pub fn subject_key(&self) -> &str {
+        self.subject_key
+            .as_deref()
+            .unwrap_or(&self.command.subject.id)
+    }
 }
 
 /// Why the command was decided: enough to judge it without reading other topics.

@@ -38,6 +38,7 @@ fn hold(on_timeout: &str) -> ApprovalRecord {
         on_timeout: on_timeout.into(),
         topic: "containment.commands.okta.v1".into(),
         command: command(),
+        subject_key: None,
         evidence: Evidence {
             signal_id: "sig-1".into(),
             issuer: "https://pam".into(),

@@ -64,6 +64,7 @@ impl Processor {
                 on_timeout: self.settings.safety.on_timeout.clone(),
                 topic: topic.to_string(),
                 command: command.clone(),
+                subject_key: Some(record.subject_id.clone()),
                 evidence: Evidence {
                     signal_id: record.signal_id.clone(),
                     issuer: record.trust.issuer.clone(),
@@ -354,7 +355,7 @@ fn approval_record(
     DecisionRecord {
         signal_id: request.map_or_else(String::new, |r| r.evidence.signal_id.clone()),
         event_type: request.map_or_else(String::new, |r| r.evidence.event_type.clone()),
-        subject_id: request.map_or_else(String::new, |r| r.command.subject.id.clone()),
+        subject_id: request.map_or_else(String::new, |r| r.subject_key().to_string()),
         outcome,
         matched_rules: request
             .map(|r| MatchedRule {

@@ -36,6 +36,7 @@ fn hold(n: u8, held_at: i64) -> ApprovalRecord {
                 description: None,
             },
         },
+        subject_key: None,
         evidence: Evidence {
             signal_id: "s1".into(),
             issuer: "https://idp.example".into(),
