@@ -12,7 +12,12 @@ use std::collections::BTreeMap;
 pub struct Read {
     pub partition: i32,
     pub offset: i64,
+    /// The broker's timestamp of the record (ms).
+    pub at: i64,
     pub record: DecisionRecord,
+    /// The bytes read are exactly the record's own encoding: nothing was added that the
+    /// hash, computed over the decoded record, would not cover.
+    pub canonical: bool,
 }
 
 /// Where a chain breaks and how.
@@ -25,19 +30,31 @@ pub struct Break {
     pub what: String,
 }
 
+/// A chain's newest record, to compare with the heads containd logged (docs/evidence.md).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainHead {
+    pub partition: i32,
+    pub chain: String,
+    pub seq: i64,
+    pub hash: String,
+}
+
 /// What `verify` found.
 #[derive(Debug, Default, Serialize)]
 pub struct Report {
     /// Chained records read (duplicates included).
     pub chained: usize,
-    /// Records without a link (written before the chain existed); they prove nothing.
+    /// Records without a link on a partition before its first chained one (written before the
+    /// chain existed); they prove nothing.
     pub unchained: usize,
     /// Records that did not decode as decision records.
     pub undecodable: usize,
-    /// Identical copies of a record (a redelivery): not a break.
+    /// Identical copies of a record (a redelivery, wherever it landed): not a break.
     pub duplicates: usize,
     pub chains: usize,
-    /// Every break, in topic order per partition.
+    /// Every chain's newest record.
+    pub heads: Vec<ChainHead>,
+    /// Every break, by partition and position.
     pub breaks: Vec<Break>,
 }
 
@@ -47,73 +64,123 @@ impl Report {
     }
 }
 
-/// Walks each (partition, chain) in offset order. `mid_chain`: records before the window were
-/// left out on purpose (`--from`), so a chain may begin after its first record.
+/// One chain's records by sequence number: (offset, hash, prev) of each copy.
+type Links = BTreeMap<i64, Vec<(i64, String, String)>>;
+
+/// Checks every record's hash, then each (partition, chain) by sequence number — so a copy
+/// produced again after a delivery failure, wherever it landed, is a duplicate, not a break.
+/// `mid_chain`: records before the window were left out on purpose (`--from`).
 pub fn verify(records: &[Read], undecodable: usize, mid_chain: bool) -> Report {
     let mut report = Report {
         undecodable,
         ..Report::default()
     };
-    let mut heads: BTreeMap<(i32, String), (i64, [u8; 32])> = BTreeMap::new();
+    let mut chains: BTreeMap<(i32, String), Links> = BTreeMap::new();
+    let mut chained_from: BTreeMap<i32, i64> = BTreeMap::new();
     for r in records {
         let Some(link) = &r.record.chain else {
-            report.unchained += 1;
+            match chained_from.get(&r.partition) {
+                // A record without a link among chained ones: containd did not write it so.
+                Some(_) => report.breaks.push(Break {
+                    partition: r.partition,
+                    offset: r.offset,
+                    chain: String::new(),
+                    seq: -1,
+                    what: "an unchained record after the partition's chain began: forged".into(),
+                }),
+                None => report.unchained += 1,
+            }
             continue;
         };
         report.chained += 1;
-        let fail = |what: String| Break {
-            partition: r.partition,
-            offset: r.offset,
-            chain: link.id.clone(),
-            seq: link.seq,
-            what,
-        };
-        let Some(prev) = decode_hex(&link.prev) else {
-            report
-                .breaks
-                .push(fail("its link names no previous hash".into()));
-            continue;
-        };
-        if hex::encode(hash(&prev, &r.record)) != link.hash {
-            report.breaks.push(fail(
-                "edited: the record does not hash to the hash it carries".into(),
-            ));
+        chained_from.entry(r.partition).or_insert(r.offset);
+        if let Some(what) = edited(r, link) {
+            report.breaks.push(Break {
+                partition: r.partition,
+                offset: r.offset,
+                chain: link.id.clone(),
+                seq: link.seq,
+                what,
+            });
             continue;
         }
-        let key = (r.partition, link.id.clone());
-        let what = match heads.get(&key) {
-            None if link.seq == 0 && prev == GENESIS => None,
-            None if mid_chain => None,
-            None => Some(format!(
-                "the chain's first {} record(s) are missing (removed, or past retention: --from starts mid-chain)",
-                link.seq
-            )),
-            Some((seq, h)) if *seq == link.seq && hex::encode(h) == link.hash => {
-                report.duplicates += 1;
-                continue;
-            }
-            Some((seq, _)) if *seq == link.seq => Some(format!(
-                "a second, different record claims seq {seq}: one of the two was forged"
-            )),
-            Some((seq, _)) if link.seq != seq + 1 => Some(format!(
-                "seq {} follows seq {seq}: {} record(s) removed or reordered before it",
-                link.seq,
-                (link.seq - seq - 1).max(0)
-            )),
-            Some((_, h)) if *h != prev => Some(
+        chains
+            .entry((r.partition, link.id.clone()))
+            .or_default()
+            .entry(link.seq)
+            .or_default()
+            .push((r.offset, link.hash.clone(), link.prev.clone()));
+    }
+    for ((partition, id), links) in &chains {
+        walk((*partition, id), links, mid_chain, &mut report);
+    }
+    report.chains = chains.len();
+    report.breaks.sort_by_key(|b| (b.partition, b.offset));
+    report
+}
+
+/// Why the record is not what it says it is, or `None`.
+fn edited(r: &Read, link: &crate::emit::ChainLink) -> Option<String> {
+    let Some(prev) = decode_hex(&link.prev) else {
+        return Some("its link names no previous hash".into());
+    };
+    if !r.canonical {
+        return Some("edited: its bytes are not the record's own encoding".into());
+    }
+    (hex::encode(hash(&prev, &r.record)) != link.hash)
+        .then(|| "edited: the record does not hash to the hash it carries".into())
+}
+
+/// One chain in sequence order: copies agree, it starts at 0, no sequence number is missing,
+/// and each record follows the one before it.
+fn walk((partition, id): (i32, &str), links: &Links, mid_chain: bool, report: &mut Report) {
+    let mut fail = |offset: i64, seq: i64, what: String| {
+        report.breaks.push(Break {
+            partition,
+            offset,
+            chain: id.to_string(),
+            seq,
+            what,
+        })
+    };
+    let mut before: Option<(i64, &str)> = None;
+    for (seq, copies) in links {
+        let (offset, hash, prev) = &copies[0];
+        report.duplicates += copies.len() - 1;
+        if copies.iter().any(|(_, h, _)| h != hash) {
+            let other = copies.iter().find(|(_, h, _)| h != hash).map_or(0, |c| c.0);
+            fail(
+                other,
+                *seq,
+                format!("a second, different record claims seq {seq}: one of the two was forged"),
+            );
+        }
+        match before {
+            None if *seq == 0 && *prev == hex::encode(GENESIS) => {}
+            None if mid_chain => {}
+            None => fail(*offset, *seq, format!("the chain's first {seq} record(s) are missing (removed, or past retention: --from starts mid-chain)")),
+            Some((last, _)) if *seq != last.saturating_add(1) => fail(
+                *offset,
+                *seq,
+                format!("seq {seq} follows seq {last}: {} record(s) removed before it", seq.saturating_sub(last).saturating_sub(1)),
+            ),
+            Some((_, last_hash)) if last_hash != prev => fail(
+                *offset,
+                *seq,
                 "does not follow the record before it: that record was replaced".into(),
             ),
-            Some(_) => None,
-        };
-        if let Some(what) = what {
-            report.breaks.push(fail(what));
+            Some(_) => {}
         }
-        if let Some(h) = decode_hex(&link.hash) {
-            heads.insert(key, (link.seq, h));
-        }
+        before = Some((*seq, hash));
     }
-    report.chains = heads.len();
-    report
+    if let Some((seq, hash)) = before {
+        report.heads.push(ChainHead {
+            partition,
+            chain: id.to_string(),
+            seq,
+            hash: hash.to_string(),
+        });
+    }
 }
 
 fn decode_hex(s: &str) -> Option<[u8; 32]> {
@@ -149,25 +216,33 @@ pub fn read(settings: &crate::config::Settings, topic: &str) -> Result<(Vec<Read
     let mut undecodable = 0;
     for r in records {
         let Some(payload) = r.payload else { continue };
-        let decoded = match settings.output.format {
+        let decoded: Option<DecisionRecord> = match settings.output.format {
             OutputFormat::Avro => codec.decode_decision(&payload).ok(),
             OutputFormat::Json => serde_json::from_slice(&payload).ok(),
         };
-        match decoded {
-            Some(record) => out.push(Read {
-                partition: r.partition,
-                offset: r.offset,
-                record,
-            }),
-            None => undecodable += 1,
-        }
+        let Some(record) = decoded else {
+            undecodable += 1;
+            continue;
+        };
+        let again = match settings.output.format {
+            OutputFormat::Avro => codec.encode_decision(&record).ok(),
+            OutputFormat::Json => serde_json::to_vec(&record).ok(),
+        };
+        out.push(Read {
+            partition: r.partition,
+            offset: r.offset,
+            at: r.at,
+            canonical: again.as_deref() == Some(payload.as_slice()),
+            record,
+        });
     }
     out.sort_by_key(|r| (r.partition, r.offset));
     Ok((out, undecodable))
 }
 
 /// `containd audit verify`: prints the report; returns whether the topic verified. Records
-/// decided outside [`from`, `to`] (ms) are left out, and chains may then begin mid-way.
+/// written outside [`from`, `to`] (ms, the broker's record time, which follows a chain's
+/// order) are left out, and chains may then begin mid-way.
 pub fn show_verify(
     settings: &crate::config::Settings,
     topic: &str,
@@ -175,9 +250,7 @@ pub fn show_verify(
     json: bool,
 ) -> Result<bool, Error> {
     let (mut records, undecodable) = read(settings, topic)?;
-    records.retain(|r| {
-        from.is_none_or(|f| r.record.decided_at >= f) && to.is_none_or(|t| r.record.decided_at <= t)
-    });
+    records.retain(|r| from.is_none_or(|f| r.at >= f) && to.is_none_or(|t| r.at <= t));
     let report = verify(&records, undecodable, from.is_some());
     match json {
         true => crate::cli::say!("{}", serde_json::json!(report)),

@@ -33,7 +33,9 @@ fn chain(n: i64) -> (Chains, Vec<Read>) {
             Read {
                 partition: 0,
                 offset: i,
+                at: 0,
                 record: r,
+                canonical: true,
             }
         })
         .collect();
@@ -114,7 +116,9 @@ fn a_taken_back_link_leaves_no_gap_and_a_new_run_is_a_new_chain() {
         .map(|(i, record)| Read {
             partition: 0,
             offset: i as i64,
+            at: 0,
             record,
+            canonical: true,
         })
         .collect();
     let report = verify(&reads, 0, false);
@@ -132,5 +136,48 @@ fn the_hash_survives_the_avro_round_trip() {
     let bytes = codec.encode_decision(&reads[1].record).unwrap();
     let back: DecisionRecord = codec.decode_decision(&bytes).unwrap();
     assert_eq!(back, reads[1].record);
+    // What `audit::read` checks: the record re-encodes to exactly the bytes read.
+    assert_eq!(codec.encode_decision(&back).unwrap(), bytes);
     assert!(verify(&reads, 0, false).verified());
+}
+
+#[test]
+fn a_copy_produced_again_later_is_a_duplicate_wherever_it_lands() {
+    let (_, mut reads) = chain(5);
+    // Record 1 delivered again after records 2..4 (a redelivery after a timeout).
+    reads.push(Read {
+        offset: 5,
+        ..reads[1].clone()
+    });
+    let report = verify(&reads, 0, false);
+    assert!(report.verified(), "{report:?}");
+    assert_eq!(report.duplicates, 1);
+    assert_eq!(report.heads[0].seq, 4);
+}
+
+#[test]
+fn an_unchained_or_re_encoded_record_among_chained_ones_is_a_break() {
+    let (_, mut reads) = chain(3);
+    let mut forged = record(9);
+    forged.chain = None;
+    reads.push(Read {
+        partition: 0,
+        offset: 3,
+        at: 0,
+        record: forged,
+        canonical: true,
+    });
+    let b = &verify(&reads, 0, false).breaks[0];
+    assert_eq!(b.offset, 3);
+    assert!(b.what.contains("unchained"), "{}", b.what);
+    // Bytes added to a record that its decoded form drops (an unknown JSON field).
+    let (_, mut reads) = chain(3);
+    reads[1].canonical = false;
+    let b = &verify(&reads, 0, false).breaks[0];
+    assert_eq!(b.offset, 1);
+    assert!(
+        b.what.contains("not the record's own encoding"),
+        "{}",
+        b.what
+    );
 }

@@ -69,6 +69,9 @@ struct Sent {
     committed: bool,
     /// The expired containment's target and action, and what its decision did.
     result: Counted,
+    /// Its outputs, produced again as they are when one fails: the decision record keeps
+    /// its place in the evidence chain (a decision made again would take a new one).
+    records: Vec<OutRecord>,
 }
 
 /// Expiries in flight, by the expired command's id: not decided again until settled.
@@ -141,6 +144,7 @@ impl Processor {
                 settle: settle.clone(),
                 committed: !self.expiring.transactional,
                 result,
+                records: records.clone(),
             };
             super::lock(&self.expiring.sent).insert(id, sent);
             let topic: Arc<str> = Arc::from(topic.as_str());
@@ -223,22 +227,32 @@ impl Processor {
     }
 
     /// Marks in state every expiry whose outputs were all acknowledged (their changelog
-    /// records), and forgets the ones that failed so the sweep sends them again.
+    /// records), and produces again, as they are, the outputs of those where one failed.
     fn settled(&self, state: &mut StateStore, metrics: &LifecycleMetrics) -> Vec<Outgoing> {
         let mut done = Vec::new();
-        super::lock(&self.expiring.sent).retain(|id, s| {
-            match (s.settle.outcome(), s.committed) {
-                (Some(true), true) => {
-                    let (target, action, result) = &s.result;
-                    metrics.expired(target, action, result);
-                    done.push((*id, s.topic.clone(), s.partition, s.subject.clone()));
-                }
-                (Some(false), _) => {}
-                _ => return true,
+        let mut again = Vec::new();
+        super::lock(&self.expiring.sent).retain(|id, s| match (s.settle.outcome(), s.committed) {
+            (Some(true), true) => {
+                let (target, action, result) = &s.result;
+                metrics.expired(target, action, result);
+                done.push((*id, s.topic.clone(), s.partition, s.subject.clone()));
+                false
             }
-            false
+            (Some(false), _) => {
+                s.settle = Settle::expecting(s.records.len());
+                let topic: Arc<str> = Arc::from(s.topic.as_str());
+                again.extend(s.records.iter().map(|r| Outgoing {
+                    topic: topic.clone(),
+                    partition: s.partition,
+                    out: r.clone(),
+                    settle: Some(s.settle.clone()),
+                }));
+                true
+            }
+            _ => true,
         });
-        done.into_iter()
+        let marks = done
+            .into_iter()
             .filter_map(|(id, topic, partition, subject)| {
                 let change = state.restore_issued(&topic, partition, &subject, id);
                 let out = self.state_record(&topic, partition, &Key::Subject(subject), change)?;
@@ -248,8 +262,8 @@ impl Processor {
                     out,
                     settle: None,
                 })
-            })
-            .collect()
+            });
+        again.into_iter().chain(marks).collect()
     }
 }
 

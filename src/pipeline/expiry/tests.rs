@@ -146,6 +146,13 @@ fn sent_once_and_marked_only_when_every_output_is_acknowledged() {
     sent[0].settle.as_ref().unwrap().fail();
     let again = h.sweep(HOUR + 3);
     assert_eq!(commands(&again), restores, "the same command, the same id");
+    // Produced again as they were: the decision record keeps its evidence-chain link.
+    let bytes = |out: &[Outgoing]| {
+        out.iter()
+            .map(|o| o.out.payload.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(bytes(&again), bytes(&sent));
     // Every output acknowledged: the state records it (one changelog record), once.
     ack(&again);
     let marked = h.sweep(HOUR + 4);
