@@ -114,10 +114,10 @@ fn requirements(
     at: &str,
     problem: &mut dyn FnMut(String, String),
 ) {
+    // Only a disclosed field lets the adapter act: a pseudonym names nothing it can find.
     let kept = |field: &str| {
         p.disclose
             .iter()
-            .chain(&p.pseudonymise)
             .any(|f| f == field || (f == "parameters.*" && field.starts_with("parameters.")))
     };
     for action in &t.actions {
@@ -129,7 +129,7 @@ fn requirements(
             problem(
                 at.to_string(),
                 format!(
-                    "profile {:?} leaves target {:?} no way to carry out {action:?}: disclose one of {} or principal_id",
+                    "profile {:?} leaves target {:?} no way to carry out {action:?}: disclose (not pseudonymise) one of {} or principal_id",
                     p.name,
                     t.name,
                     r.any_of.iter().map(|n| format!("parameters.{n}")).collect::<Vec<_>>().join(", ")

@@ -69,12 +69,22 @@ impl Profile {
 }
 
 /// The deployment's disclosure profiles, by target, and the pseudonym key.
-#[derive(Debug, Default, Clone)]
+#[derive(Default, Clone)]
 pub struct Disclosure {
     by_target: HashMap<String, Arc<Profile>>,
     /// `None`: no key configured, or it could not be read (logged once): fields to
     /// pseudonymise are withheld instead.
     key: Option<Arc<[u8]>>,
+}
+
+impl std::fmt::Debug for Disclosure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the key.
+        f.debug_struct("Disclosure")
+            .field("targets", &self.by_target.keys().collect::<Vec<_>>())
+            .field("keyed", &self.key.is_some())
+            .finish()
+    }
 }
 
 impl Disclosure {

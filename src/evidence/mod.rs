@@ -39,8 +39,9 @@ pub type Heads = HashMap<i32, Head>;
 pub struct Chains {
     run: String,
     heads: Mutex<Heads>,
-    /// The heads last written to the log.
-    announced: Mutex<Heads>,
+    /// The heads last written to the log, and those taken at the sweep before, to be written
+    /// at the next (by then their records were acknowledged, or the transaction ended).
+    announced: Mutex<(Heads, Heads)>,
     /// Partitions of the decisions topic, once known (0 before: records are not chained).
     partitions: AtomicI32,
 }
@@ -108,13 +109,16 @@ impl Chains {
         };
     }
 
-    /// Writes the chains' heads to the log when they moved (the sweep calls it): shipped
-    /// elsewhere, they anchor the chains, so cutting a chain's newest records off the topic —
-    /// which the chain alone cannot show — is caught too (docs/evidence.md).
+    /// Writes the chains' heads as they were one sweep ago to the log when they moved (the
+    /// sweep calls it): shipped elsewhere, they anchor the chains, so cutting a chain's newest
+    /// records off the topic — which the chain alone cannot show — is caught too
+    /// (docs/evidence.md). One sweep late, so the records they name are on the topic.
     pub fn announce(&self) {
-        let heads = self.checkpoint();
-        let mut announced = lock(&self.announced);
-        if *announced == heads {
+        let now = self.checkpoint();
+        let mut guard = lock(&self.announced);
+        let (announced, taken) = &mut *guard;
+        let heads = std::mem::replace(taken, now);
+        if *announced == heads || heads.is_empty() {
             return;
         }
         let mut list: Vec<String> = heads
@@ -132,6 +136,8 @@ impl Chains {
     }
 
     pub fn rewind(&self, to: Heads) {
+        // Heads taken inside the aborted transaction are not announced.
+        lock(&self.announced).1 = to.clone();
         *lock(&self.heads) = to;
     }
 }

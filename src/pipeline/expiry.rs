@@ -78,6 +78,8 @@ struct Sent {
 #[derive(Debug)]
 pub struct InFlight {
     sent: Mutex<HashMap<CommandId, Sent>>,
+    /// Dry-run: expiries recorded once this run, never marked (restored once it is off).
+    noted: Mutex<std::collections::HashSet<CommandId>>,
     /// Outputs count only once their transaction commits (`exactly_once`).
     transactional: bool,
 }
@@ -86,6 +88,7 @@ impl InFlight {
     pub fn new(transactional: bool) -> Self {
         Self {
             sent: Mutex::default(),
+            noted: Mutex::default(),
             transactional,
         }
     }
@@ -133,7 +136,23 @@ impl Processor {
             .collect();
         for (topic, partition, subject, id) in due {
             let at = (topic.as_str(), partition, subject.as_str());
+            if self.settings.rules.dry_run {
+                out.extend(self.dry_run(rules, inventory, state, at, id, now));
+                continue;
+            }
             let Some((records, result)) = self.expiry(rules, inventory, state, at, id, now) else {
+                // Its outputs cannot be produced (logged): marked, not tried every sweep.
+                let change = state.restore_issued(&topic, partition, &subject, id);
+                let key = Key::Subject(subject.clone());
+                out.extend(
+                    self.state_record(&topic, partition, &key, change)
+                        .map(|out| Outgoing {
+                            topic: Arc::from(topic.as_str()),
+                            partition,
+                            out,
+                            settle: None,
+                        }),
+                );
                 continue;
             };
             let settle = Settle::expecting(records.len());
@@ -156,6 +175,35 @@ impl Processor {
             }));
         }
         out
+    }
+
+    /// Dry-run: the expiry's decision once this run (saying nothing was sent); the state keeps
+    /// the restore due, so it is sent once dry-run is off.
+    fn dry_run(
+        &self,
+        rules: &RuleSet,
+        inventory: &Inventory,
+        state: &StateStore,
+        (topic, partition, subject): (&str, i32, &str),
+        id: CommandId,
+        now: i64,
+    ) -> Vec<Outgoing> {
+        if !super::lock(&self.expiring.noted).insert(id) {
+            return Vec::new();
+        }
+        let at = (topic, partition, subject);
+        let records = self.expiry(rules, inventory, state, at, id, now);
+        let topic: Arc<str> = Arc::from(topic);
+        let records = records.map(|(r, _)| r).unwrap_or_default();
+        records
+            .into_iter()
+            .map(|out| Outgoing {
+                topic: topic.clone(),
+                partition,
+                out,
+                settle: None,
+            })
+            .collect()
     }
 
     /// The outputs of one expired containment: the restore (or the hold for it) and its
@@ -194,7 +242,9 @@ impl Processor {
                 None => decision.commands.push(command),
             }
         }
-        super::holds::govern_clock(state, &mut decision);
+        // Counted now, not at the (possibly long past) expiry: a mass expiry after an outage
+        // trips the breaker like any burst.
+        super::holds::govern_clock(state, &mut decision, now);
         let key = target_subject.id.as_str();
         let mut out = match self.encode(&decision, key) {
             Ok(out) => out,

@@ -30,7 +30,8 @@ impl Processor {
         let (topic, partition, offset) = (msg.topic, msg.partition, msg.offset);
         let remembered = state.breaker_verdicts(topic, partition, offset).cloned();
         let fresh = remembered.is_none();
-        let verdicts = admit(state, decision, remembered)?;
+        let at = decision.record.decided_at;
+        let verdicts = admit(state, decision, remembered, at)?;
         if !fresh {
             return None;
         }
@@ -239,18 +240,20 @@ pub(super) fn expiries(
 /// Holds what the circuit breakers stop of a decision made on containd's own clock (a restore
 /// on expiry): it has no signal position to remember the verdicts by, and is made once per
 /// process (`pipeline::expiry`).
-pub(super) fn govern_clock(state: &StateStore, decision: &mut Decision) {
+pub(super) fn govern_clock(state: &StateStore, decision: &mut Decision, now: i64) {
     if !decision.commands.is_empty() {
-        admit(state, decision, None);
+        admit(state, decision, None, now);
     }
 }
 
 /// The breakers' verdicts on the decision's commands — `remembered` from its first decision,
-/// or given now — applied: the commands they stop are held. `None` without breakers.
+/// or given now, counted at `at` — applied: the commands they stop are held. `None` without
+/// breakers.
 fn admit(
     state: &StateStore,
     decision: &mut Decision,
     remembered: Option<crate::safety::breakers::Verdicts>,
+    at: i64,
 ) -> Option<crate::safety::breakers::Verdicts> {
     let verdicts = {
         let mut breakers = crate::safety::breakers::lock(&state.breakers);
@@ -261,7 +264,6 @@ fn admit(
             Some(v) => v,
             None => {
                 let issuer = &decision.record.trust.issuer;
-                let at = decision.record.decided_at;
                 breakers.admit(&decision.commands, issuer, at)?
             }
         };

@@ -177,6 +177,10 @@ impl Issued {
     /// given at least as long (a repeat of the same rule is; an open-ended or longer
     /// containment after it is not, nor anything after it expired).
     pub fn covers(&self, t: i64, expires_in: Option<Duration>) -> bool {
+        // containd lifted it already (on its own clock, which may run ahead of `t`).
+        if self.restored_on_expiry {
+            return false;
+        }
         let Some(expires_at) = self.expires_at.filter(|_| self.holds) else {
             return true;
         };

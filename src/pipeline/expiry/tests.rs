@@ -31,6 +31,10 @@ struct Harness {
 }
 
 fn harness(extra: &str) -> Harness {
+    harness_with(extra, false)
+}
+
+fn harness_with(extra: &str, dry_run: bool) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("containd.toml");
     let text = format!(
@@ -53,7 +57,8 @@ actions = ["disable_credential", "restore"]
 "#
     );
     std::fs::write(&path, &text).unwrap();
-    let settings: Settings = crate::config::parse(&path, &text).unwrap();
+    let mut settings: Settings = crate::config::parse(&path, &text).unwrap();
+    settings.rules.dry_run = dry_run;
     let rules = crate::rules::load_sources(
         vec![("r.yaml".into(), RULES.into())],
         &settings.targets,
@@ -202,4 +207,21 @@ fn an_open_breaker_over_restore_holds_it_for_approval() {
     let d = decision(&held[..1]);
     assert_eq!(d.outcome, Outcome::Expired);
     assert_eq!(d.held[0].reason, "breaker_open");
+}
+
+#[test]
+fn in_dry_run_the_expiry_is_recorded_once_and_stays_due_until_dry_run_is_off() {
+    let mut h = harness("[output]\nformat = \"json\"");
+    h.leak("svc-1", "AK-1", (1, 0));
+    // The same state under a processor in dry-run (as after a restart with dry_run on).
+    let mut dry = harness_with("[output]\nformat = \"json\"", true);
+    std::mem::swap(&mut dry.state, &mut h.state);
+    let noted = dry.sweep(HOUR);
+    assert!(commands(&noted).is_empty());
+    let d = decision(&noted);
+    assert!(d.notes[0].contains("dry-run"), "{:?}", d.notes);
+    assert!(dry.sweep(HOUR + 1).is_empty(), "recorded once per run");
+    // Dry-run off again: the restore goes out.
+    std::mem::swap(&mut dry.state, &mut h.state);
+    assert_eq!(commands(&h.sweep(HOUR + 2)).len(), 1);
 }
