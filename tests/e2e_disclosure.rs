@@ -28,14 +28,11 @@ disclose = ["principal_id", "parameters.credential_id"]
 pseudonymise = ["subject.id"]
 "#;
 
-/// A user-bound API key leaks: GitHub Actions (profile `credential-only`) gets the credential
-/// and a pseudonym — never the e-mail, in the payload, the record key or a header; the IdP
-/// (no profile) gets the e-mail; the decision lists what was disclosed, pseudonymised and
-/// withheld for the CI/CD command.
-#[tokio::test(flavor = "multi_thread")]
-async fn the_cicd_target_never_sees_the_email_the_idp_does() {
+/// Topics, a config whose github-actions target has the `credential-only` profile (and
+/// `extra` after its name line), the leak rule, and the config's path.
+async fn deploy(name: &str, extra: &str) -> (tempfile::TempDir, Topics, std::path::PathBuf) {
     let dir = tempfile::tempdir().unwrap();
-    let topics = Topics::new(&unique("disclosure"));
+    let topics = Topics::new(&unique(name));
     create_topics(&all_topics(&topics)).await;
     std::fs::write(
         dir.path().join("pseudonym.key"),
@@ -49,7 +46,7 @@ async fn the_cicd_target_never_sees_the_email_the_idp_does() {
     let config = write_config_with(dir.path(), &topics, &unique("g"), "", &sections);
     let text = std::fs::read_to_string(&config).unwrap().replace(
         "name = \"github-actions\"\n",
-        "name = \"github-actions\"\ndisclosure = \"credential-only\"\n",
+        &format!("name = \"github-actions\"\ndisclosure = \"credential-only\"\n{extra}"),
     );
     std::fs::write(&config, text).unwrap();
     let rules = dir.path().join("rules");
@@ -57,8 +54,39 @@ async fn the_cicd_target_never_sees_the_email_the_idp_does() {
         std::fs::remove_file(f.unwrap().path()).unwrap();
     }
     std::fs::write(rules.join("leak.yaml"), RULES).unwrap();
-    let _daemon = Daemon::start(&config, "disclosure");
+    (dir, topics, config)
+}
 
+async fn leak(topics: &Topics) {
+    let signal = serde_json::json!({
+        "id": "leak-1", "source": {"issuer": "https://test"},
+        "event_type": "urn:test:user-key-leaked", "occurred_at": 1,
+        "subject": {"format": "email", "identifiers": {"email": "alice@example.com"}},
+        "attributes": {"credential_id": "AKIA-ALICE-1"}});
+    let payload = serde_json::to_vec(&signal).unwrap();
+    produce(&producer(), &topics.signals, Some("alice"), &payload).await;
+}
+
+/// Every byte GitHub Actions receives in one record: payload, key, headers.
+fn received(r: &Record) -> String {
+    let mut bytes = r.payload.clone();
+    bytes.extend(r.key.clone().unwrap_or_default());
+    for (k, v) in &r.headers {
+        bytes.extend(k.as_bytes());
+        bytes.extend(v.as_bytes());
+    }
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+/// A user-bound API key leaks: GitHub Actions (profile `credential-only`) gets the credential
+/// and a pseudonym — never the e-mail, in the payload, the record key or a header; the IdP
+/// (no profile) gets the e-mail; the decision lists what was disclosed, pseudonymised and
+/// withheld for the CI/CD command.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cicd_target_never_sees_the_email_the_idp_does() {
+    let (_dir, topics, config) = deploy("disclosure", "").await;
+    let _daemon = Daemon::start(&config, "disclosure");
+    leak(&topics).await;
     let signal = serde_json::json!({
         "id": "leak-1", "source": {"issuer": "https://test"},
         "event_type": "urn:test:user-key-leaked", "occurred_at": 1,
@@ -87,14 +115,8 @@ async fn the_cicd_target_never_sees_the_email_the_idp_does() {
         .expect("okta");
 
     // Nothing of the e-mail anywhere in what GitHub Actions receives.
-    let mut bytes = gha_record.payload.clone();
-    bytes.extend(gha_record.key.clone().unwrap_or_default());
-    for (k, v) in &gha_record.headers {
-        bytes.extend(k.as_bytes());
-        bytes.extend(v.as_bytes());
-    }
     assert!(
-        !String::from_utf8_lossy(&bytes).contains("alice"),
+        !received(gha_record).contains("alice"),
         "{gha:?} key {:?}",
         gha_record.key
     );
@@ -119,4 +141,56 @@ async fn the_cicd_target_never_sees_the_email_the_idp_does() {
         r.withheld,
         ["subject.identifiers.email", "parameters.reason"]
     );
+}
+
+/// A command held for approval under a profile is released as cut as it was held: the
+/// approval does not bring the e-mail back, the record key stays the subject's pseudonym, and
+/// the release's decision names the subject itself (so `audit timeline` finds it).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_approved_release_carries_only_what_the_profile_allows() {
+    let (_dir, topics, config) = deploy("disclosure-hold", "require_approval = true\n").await;
+    let daemon = Daemon::start(&config, "disclosure-hold");
+    leak(&topics).await;
+    let first = read_until(
+        std::slice::from_ref(&topics.decisions),
+        Duration::from_secs(60),
+        count(1),
+    );
+    let held = &decisions(&first, &topics)[0];
+    assert_eq!(held.held.len(), 1, "{held:?}");
+    let id = held.held[0].command_id.clone();
+    let c = config.to_str().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_containd"))
+        .args([
+            "approvals",
+            "approve",
+            &id,
+            "--approver",
+            "alice-ops",
+            "--reason",
+            "ok",
+            "--config",
+            c,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let names = vec![topics.decisions.clone(), topics.target("github-actions")];
+    let records = read_until(&names, Duration::from_secs(60), count(3));
+    let (gha_record, gha) = commands(&records, &topics)
+        .into_iter()
+        .find(|(_, c)| c.target == "github-actions")
+        .unwrap_or_else(|| panic!("released command:\n{}", daemon.log_text()));
+    assert_eq!(gha.command_id, id);
+    assert!(!received(&gha_record).contains("alice@"), "{gha:?}");
+    assert_eq!(gha_record.key.as_deref(), Some(gha.subject.id.as_bytes()));
+    let released = decisions(&records, &topics)
+        .into_iter()
+        .find(|d| d.outcome == Outcome::Released)
+        .expect("released");
+    assert_eq!(released.subject_id, held.subject_id);
 }
