@@ -8,10 +8,12 @@
 //! Signals that may not act at all (untrusted, duplicate) get a record from [`refuse`].
 //!
 //! The steps live in their own files: `targets` (named targets, blast radius, fallback),
-//! `restore` (which containments a restore may lift), `record` (the decision record, and the
-//! record of a signal that may not act).
+//! `restore` (which containments a restore may lift), `held` (commands held instead of sent),
+//! `record` (the decision record, and the record of a signal that may not act); `expiry` is
+//! the decision on a containment that expired with `on_expiry: restore`.
 
 pub mod expiry;
+mod held;
 mod record;
 mod restore;
 mod targets;
@@ -22,7 +24,6 @@ use record::{record, verdict};
 use restore::{restores, Lifting};
 use targets::{destinations, Dest};
 
-use crate::emit::command::requirement;
 use crate::emit::{
     CommandKey, DecisionRecord, EnforcementCommand, Held, MatchedRule, Outcome, Refused, RuleError,
     SourcePosition, Suppressed, TargetSubject, Verdict, Why, WindowProgress,
@@ -374,61 +375,6 @@ impl<'a> Acting<'a, '_> {
             let command = self.command(p, id, &dest, p.parameters.clone());
             self.commands.push(command);
         }
-    }
-
-    /// Holds a command automated containment may not issue alone — a protected identity's
-    /// drastic action, whatever the rule says, or one a rule, target or policy requires
-    /// approval for — complete, for the approvals topic; returns whether it did.
-    fn held_for_approval(&mut self, p: &Planned<'_>, dest: &Dest<'_>, command_id: &str) -> bool {
-        let action = &p.action.action;
-        let rails = self.input.rails;
-        let (reason, detail) = match self.input.protection {
-            Some(why) if rails.is_drastic(action) => (
-                "protected_identity",
-                format!("{why}: {action} is never issued automatically"),
-            ),
-            _ if p.action.require_approval => (
-                "approval_required",
-                format!("rule {} requires approval for {action}", p.rule.id),
-            ),
-            _ => match rails.approval(action, dest.target, self.input.identity) {
-                Some(why) => ("approval_required", why),
-                None => return false,
-            },
-        };
-        self.held.push(Held {
-            command_id: command_id.to_string(),
-            action: action.clone(),
-            target: dest.target.to_string(),
-            reason: reason.into(),
-            detail,
-        });
-        let command = self.command(p, command_id.to_string(), dest, p.parameters.clone());
-        self.held_commands.push(command);
-        true
-    }
-
-    /// Holds a command whose action lacks a required parameter; returns whether it did.
-    fn held_for_parameters(
-        &mut self,
-        action: &Action,
-        dest: &Dest<'_>,
-        parameters: &BTreeMap<String, String>,
-        command_id: &str,
-    ) -> bool {
-        let Some(detail) =
-            requirement(&action.action).and_then(|r| r.missing(parameters, dest.principal))
-        else {
-            return false;
-        };
-        self.held.push(Held {
-            command_id: command_id.to_string(),
-            action: action.action.clone(),
-            target: dest.target.to_string(),
-            reason: "missing_parameter".into(),
-            detail,
-        });
-        true
     }
 
     /// State remembers only what it needs: containments to restore (with their cause), and

@@ -6,6 +6,7 @@
 
 mod at_least_once;
 pub mod changelog;
+mod encode;
 mod exactly_once;
 pub mod expiry;
 pub mod fit;

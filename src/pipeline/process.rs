@@ -4,7 +4,7 @@
 
 use super::fit;
 use crate::codec::{AvroCodec, DecodeError, Format, SignalDecoder};
-use crate::config::{OutputFormat, Settings};
+use crate::config::Settings;
 use crate::decide::{decide, refuse, DecideInput, Decision, Refusal};
 use crate::emit::deadletter::headers;
 use crate::emit::{DeadLetter, DeadLetterReason, Outcome, RuleError, SourcePosition};
@@ -148,16 +148,16 @@ pub struct Processor {
     pub(super) settings: Arc<Settings>,
     trust: Arc<Trust>,
     decoder: SignalDecoder,
-    codec: AvroCodec,
-    target_topics: HashMap<String, Arc<str>>,
-    decisions_topic: Arc<str>,
+    pub(super) codec: AvroCodec,
+    pub(super) target_topics: HashMap<String, Arc<str>>,
+    pub(super) decisions_topic: Arc<str>,
     dead_letter_topic: Arc<str>,
     changelog_topic: Arc<str>,
     pub(super) approvals_topic: Arc<str>,
     /// How approvals-topic records are judged.
     pub(super) approvals: crate::approvals::Policy,
     /// The producer's `message.max.bytes`: no output may be larger.
-    max_record_bytes: usize,
+    pub(super) max_record_bytes: usize,
     pub(super) rails: Rails,
     /// Command tracking (`[lifecycle] enabled`).
     pub(super) lifecycle: Option<crate::lifecycle::Lifecycle>,
@@ -451,100 +451,6 @@ impl Processor {
             payload,
             headers: Vec::new(),
             kind: OutKind::State,
-        })
-    }
-
-    /// The decision's commands and record as output records, each within the producer's size
-    /// limit; otherwise why not. The record is linked into its decisions partition's evidence
-    /// chain, and the link taken back when the outputs cannot be produced.
-    pub(super) fn encode(
-        &self,
-        decision: &Decision,
-        subject_id: &str,
-    ) -> Result<Vec<OutRecord>, DeadLetterReason> {
-        let unencodable = |detail: String| DeadLetterReason::Output {
-            kind: "output_unencodable",
-            detail: fit::reason(&detail),
-        };
-        let partition = self.chains.partition_of(subject_id.as_bytes());
-        let mut record = decision.record.clone();
-        let before = partition.map(|p| (p, self.chains.link(p, &mut record)));
-        let encoded = self
-            .encode_all(decision, (&record, partition), subject_id)
-            .map_err(unencodable)
-            .and_then(|out| match fit::oversized(&out, self.max_record_bytes) {
-                None => Ok(out),
-                Some(detail) => Err(DeadLetterReason::Output {
-                    kind: "output_too_large",
-                    detail,
-                }),
-            });
-        if let (Err(_), Some((p, head))) = (&encoded, before) {
-            self.chains.unlink(p, head);
-        }
-        encoded
-    }
-
-    fn encode_all(
-        &self,
-        decision: &Decision,
-        (record, partition): (&crate::emit::DecisionRecord, Option<i32>),
-        subject_id: &str,
-    ) -> Result<Vec<OutRecord>, String> {
-        let key = subject_id.as_bytes().to_vec();
-        let mut out = Vec::with_capacity(decision.commands.len() + 1);
-        for c in &decision.commands {
-            out.push(self.command_record(c, &key)?);
-        }
-        out.extend(self.hold_records(decision));
-        let payload = match self.settings.output.format {
-            OutputFormat::Avro => self
-                .codec
-                .encode_decision(record)
-                .map_err(|e| e.to_string())?,
-            OutputFormat::Json => serde_json::to_vec(record).map_err(|e| e.to_string())?,
-        };
-        out.push(OutRecord {
-            topic: self.decisions_topic.clone(),
-            // The chain's partition: containd picks it, so the chain is the partition's log.
-            partition,
-            key: Some(key),
-            payload,
-            headers: Vec::new(),
-            kind: OutKind::Decision,
-        });
-        Ok(out)
-    }
-
-    /// A command for its target's topic, keyed by `key`, with its id (and, when tracked, the
-    /// results partition) in headers.
-    pub(super) fn command_record(
-        &self,
-        c: &crate::emit::EnforcementCommand,
-        key: &[u8],
-    ) -> Result<OutRecord, String> {
-        let topic = self
-            .target_topics
-            .get(&c.target)
-            .ok_or_else(|| format!("no topic for target {:?}", c.target))?;
-        let payload = match self.settings.output.format {
-            OutputFormat::Avro => self.codec.encode_command(c).map_err(|e| e.to_string())?,
-            OutputFormat::Json => serde_json::to_vec(c).map_err(|e| e.to_string())?,
-        };
-        let mut headers = vec![("containd.command_id", c.command_id.as_bytes().to_vec())];
-        headers.extend(self.results_header(key));
-        // A target that may not see the subject id gets its pseudonym as the record key.
-        let record_key = self.disclosure.record_key(&c.target, key);
-        Ok(OutRecord {
-            topic: topic.clone(),
-            partition: None,
-            key: Some(record_key.into_owned()),
-            payload,
-            headers,
-            kind: OutKind::Command {
-                target: c.target.clone(),
-                action: c.action.clone(),
-            },
         })
     }
 

@@ -10,9 +10,11 @@
 //! no window counted twice, no closed containment reopened).
 
 pub mod changelog;
+mod command_id;
 pub mod seen;
 pub mod store;
 
+pub use command_id::CommandId;
 pub use store::{Change, Shard, StateStore};
 
 use crate::emit::TargetSubject;
@@ -277,51 +279,6 @@ pub struct NewIssue {
     pub cause: Cause,
     /// `on_expiry: restore`: the subject the restore will name.
     pub restore_on_expiry: Option<TargetSubject>,
-}
-
-/// A command id kept as its 16 bytes (the hex string is 32 characters plus an allocation);
-/// serialised as the hex string.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
-pub struct CommandId([u8; 16]);
-
-impl CommandId {
-    /// From the 32-hex-digit form.
-    pub fn parse(hex_id: &str) -> Option<Self> {
-        let mut b = [0u8; 16];
-        hex::decode_to_slice(hex_id, &mut b).ok()?;
-        Some(Self(b))
-    }
-}
-
-impl From<[u8; 16]> for CommandId {
-    fn from(b: [u8; 16]) -> Self {
-        Self(b)
-    }
-}
-
-impl std::fmt::Display for CommandId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&hex::encode(self.0))
-    }
-}
-
-impl std::fmt::Debug for CommandId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{self}")
-    }
-}
-
-impl Serialize for CommandId {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&self.to_string())
-    }
-}
-
-impl<'de> Deserialize<'de> for CommandId {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-        Self::parse(&s).ok_or_else(|| serde::de::Error::custom("command id is not 32 hex digits"))
-    }
 }
 
 /// Shared copies of the few distinct names state entries repeat (targets, actions, event
