@@ -118,6 +118,25 @@ pub(super) struct Outgoing {
     pub settle: Option<Arc<Settle>>,
 }
 
+/// Records for one input partition's topic, each told to `settle` when acknowledged.
+fn outgoing(
+    topic: &str,
+    partition: i32,
+    records: impl IntoIterator<Item = OutRecord>,
+    settle: Option<Arc<Settle>>,
+) -> Vec<Outgoing> {
+    let topic: Arc<str> = Arc::from(topic);
+    records
+        .into_iter()
+        .map(|out| Outgoing {
+            topic: topic.clone(),
+            partition,
+            out,
+            settle: settle.clone(),
+        })
+        .collect()
+}
+
 impl Processor {
     /// The sweep's expiry work at `now`: the changelog records of expiries now settled, then
     /// the outputs of newly due ones.
@@ -144,15 +163,8 @@ impl Processor {
                 // Its outputs cannot be produced (logged): marked, not tried every sweep.
                 let change = state.restore_issued(&topic, partition, &subject, id);
                 let key = Key::Subject(subject.clone());
-                out.extend(
-                    self.state_record(&topic, partition, &key, change)
-                        .map(|out| Outgoing {
-                            topic: Arc::from(topic.as_str()),
-                            partition,
-                            out,
-                            settle: None,
-                        }),
-                );
+                let mark = self.state_record(&topic, partition, &key, change);
+                out.extend(outgoing(&topic, partition, mark, None));
                 continue;
             };
             let settle = Settle::expecting(records.len());
@@ -166,13 +178,7 @@ impl Processor {
                 records: records.clone(),
             };
             super::lock(&self.expiring.sent).insert(id, sent);
-            let topic: Arc<str> = Arc::from(topic.as_str());
-            out.extend(records.into_iter().map(|r| Outgoing {
-                topic: topic.clone(),
-                partition,
-                out: r,
-                settle: Some(settle.clone()),
-            }));
+            out.extend(outgoing(&topic, partition, records, Some(settle)));
         }
         out
     }
@@ -193,17 +199,8 @@ impl Processor {
         }
         let at = (topic, partition, subject);
         let records = self.expiry(rules, inventory, state, at, id, now);
-        let topic: Arc<str> = Arc::from(topic);
         let records = records.map(|(r, _)| r).unwrap_or_default();
-        records
-            .into_iter()
-            .map(|out| Outgoing {
-                topic: topic.clone(),
-                partition,
-                out,
-                settle: None,
-            })
-            .collect()
+        outgoing(topic, partition, records, None)
     }
 
     /// The outputs of one expired containment: the restore (or the hold for it) and its
@@ -290,28 +287,19 @@ impl Processor {
             }
             (Some(false), _) => {
                 s.settle = Settle::expecting(s.records.len());
-                let topic: Arc<str> = Arc::from(s.topic.as_str());
-                again.extend(s.records.iter().map(|r| Outgoing {
-                    topic: topic.clone(),
-                    partition: s.partition,
-                    out: r.clone(),
-                    settle: Some(s.settle.clone()),
-                }));
+                let records = s.records.iter().cloned();
+                let settle = Some(s.settle.clone());
+                again.extend(outgoing(&s.topic, s.partition, records, settle));
                 true
             }
             _ => true,
         });
         let marks = done
             .into_iter()
-            .filter_map(|(id, topic, partition, subject)| {
+            .flat_map(|(id, topic, partition, subject)| {
                 let change = state.restore_issued(&topic, partition, &subject, id);
-                let out = self.state_record(&topic, partition, &Key::Subject(subject), change)?;
-                Some(Outgoing {
-                    topic: Arc::from(topic.as_str()),
-                    partition,
-                    out,
-                    settle: None,
-                })
+                let mark = self.state_record(&topic, partition, &Key::Subject(subject), change);
+                outgoing(&topic, partition, mark, None)
             });
         again.into_iter().chain(marks).collect()
     }
