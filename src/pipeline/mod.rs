@@ -292,8 +292,8 @@ async fn ensure_topics(
     let decisions = &settings.output.decisions_topic;
     match changelog::partitions_of(settings, decisions).await? {
         Some(n) => processor.chains.set_partitions(n),
-        None => tracing::warn!(topic = %decisions,
-            "decisions topic missing: decision records are not chained (docs/evidence.md) until a restart finds it"),
+        None => tracing::error!(topic = %decisions,
+            "decisions topic missing: decision records are NOT chained (docs/evidence.md) until a restart finds it; create it before containd starts"),
     }
     tracing::info!(run = processor.chains.run(), "evidence chains of this run");
     changelog::ensure_topic(settings).await
