@@ -27,6 +27,8 @@ fn targets() -> Vec<TargetSettings> {
         result_timeout: None,
         max_attempts: None,
         disclosure: None,
+        disclose: None,
+        pseudonymise: Vec::new(),
     }]
 }
 

@@ -20,6 +20,27 @@ pub struct DisclosureSettings {
     pub profiles: Vec<ProfileSettings>,
 }
 
+/// A target's own lists (`disclose`/`pseudonymise` in its `[[targets]]` table): a profile
+/// named after the target.
+pub fn inline_profile(t: &super::TargetSettings) -> Option<ProfileSettings> {
+    let disclose = t.disclose.clone()?;
+    Some(ProfileSettings {
+        name: t.name.clone(),
+        disclose,
+        pseudonymise: t.pseudonymise.clone(),
+    })
+}
+
+/// The profile governing a target: its own lists, or the named one.
+pub fn profile_of(settings: &Settings, t: &super::TargetSettings) -> Option<ProfileSettings> {
+    inline_profile(t).or_else(|| {
+        settings
+            .disclosure
+            .profile(t.disclosure.as_deref()?)
+            .cloned()
+    })
+}
+
 /// `[[disclosure.profiles]]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -34,16 +55,36 @@ pub struct ProfileSettings {
     pub pseudonymise: Vec<String>,
 }
 
-/// Whether `field` names a command field a profile can govern.
+/// Whether `field` names a command field a profile can govern: a full name, or a bare one
+/// (`credential_id`, `email`) standing for the parameter and the subject identifier so named.
 pub fn is_field(field: &str) -> bool {
     let named = |prefix: &str| {
         field
             .strip_prefix(prefix)
             .is_some_and(|rest| !rest.is_empty() && !rest.contains(['.', ' ']))
     };
+    let bare = !field.is_empty()
+        && field
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
     matches!(field, "principal_id" | "subject.id")
         || named("subject.identifiers.")
         || named("parameters.")
+        || bare
+}
+
+/// Whether a profile's entry `listed` covers the command field `field` (`parameters.x`,
+/// `subject.identifiers.x`, `subject.id`, `principal_id`): the same name, a `.*` over its
+/// kind, or the bare name of a parameter or identifier.
+pub fn covers(listed: &str, field: &str) -> bool {
+    if listed == field {
+        return true;
+    }
+    if let Some(prefix) = listed.strip_suffix('*') {
+        return prefix.ends_with('.') && field.starts_with(prefix);
+    }
+    let bare = |prefix: &str| field.strip_prefix(prefix) == Some(listed);
+    !listed.contains('.') && (bare("parameters.") || bare("subject.identifiers."))
 }
 
 impl DisclosureSettings {
@@ -54,8 +95,8 @@ impl DisclosureSettings {
     /// Whether any profile in use needs the pseudonym key.
     fn needs_key(&self, settings: &Settings) -> Option<String> {
         settings.targets.iter().find_map(|t| {
-            let p = self.profile(t.disclosure.as_deref()?)?;
-            let subject_withheld = !p.disclose.iter().any(|f| f == "subject.id");
+            let p = profile_of(settings, t)?;
+            let subject_withheld = !p.disclose.iter().any(|f| covers(f, "subject.id"));
             (!p.pseudonymise.is_empty() || subject_withheld).then(|| p.name.clone())
         })
     }
@@ -84,12 +125,7 @@ pub(crate) fn validate(settings: &Settings, problem: &mut dyn FnMut(String, Stri
         }
     }
     for (i, t) in settings.targets.iter().enumerate() {
-        let Some(name) = &t.disclosure else { continue };
-        let at = format!("targets[{i}].disclosure");
-        match d.profile(name) {
-            None => problem(at, format!("no [[disclosure.profiles]] is named {name:?}")),
-            Some(p) => requirements(t, p, &at, problem),
-        }
+        targets_profile(settings, (i, t), problem);
     }
     match (&d.key_file, d.needs_key(settings)) {
         (None, Some(profile)) => problem(
@@ -106,6 +142,46 @@ pub(crate) fn validate(settings: &Settings, problem: &mut dyn FnMut(String, Stri
     }
 }
 
+/// A target's profile: its own lists or a named profile (not both), with known fields, leaving
+/// every action it accepts something to act on.
+fn targets_profile(
+    settings: &Settings,
+    (i, t): (usize, &super::TargetSettings),
+    problem: &mut dyn FnMut(String, String),
+) {
+    if t.disclose.is_none() && !t.pseudonymise.is_empty() {
+        let at = format!("targets[{i}].pseudonymise");
+        problem(
+            at,
+            "pseudonymise needs disclose (what the target gets as it is; [] for nothing)".into(),
+        );
+    }
+    if let Some(p) = inline_profile(t) {
+        if t.disclosure.is_some() {
+            let at = format!("targets[{i}].disclosure");
+            problem(
+                at,
+                "a target has its own disclose list or a named profile, not both".into(),
+            );
+        }
+        for (list, fields) in [("disclose", &p.disclose), ("pseudonymise", &p.pseudonymise)] {
+            for f in fields.iter().filter(|f| !is_field(f)) {
+                problem(
+                    format!("targets[{i}].{list}"),
+                    format!("{f:?} is not a command field"),
+                );
+            }
+        }
+        return requirements(t, &p, &format!("targets[{i}].disclose"), problem);
+    }
+    let Some(name) = &t.disclosure else { return };
+    let at = format!("targets[{i}].disclosure");
+    match settings.disclosure.profile(name) {
+        None => problem(at, format!("no [[disclosure.profiles]] is named {name:?}")),
+        Some(p) => requirements(t, p, &at, problem),
+    }
+}
+
 /// Every action the target accepts keeps, under the profile, something that satisfies its
 /// requirement (e.g. `disable_credential`: a credential parameter or the principal).
 fn requirements(
@@ -115,11 +191,7 @@ fn requirements(
     problem: &mut dyn FnMut(String, String),
 ) {
     // Only a disclosed field lets the adapter act: a pseudonym names nothing it can find.
-    let kept = |field: &str| {
-        p.disclose
-            .iter()
-            .any(|f| f == field || (f == "parameters.*" && field.starts_with("parameters.")))
-    };
+    let kept = |field: &str| p.disclose.iter().any(|f| covers(f, field));
     for action in &t.actions {
         let Some(r) = crate::emit::command::requirement(action) else {
             continue;

@@ -312,6 +312,14 @@ pub struct TargetSettings {
     /// unset: every field.
     #[serde(default)]
     pub disclosure: Option<String>,
+    /// The target's own profile instead of a named one: the fields it gets as they are
+    /// (`["principal_id", "credential_id"]`; bare names mean the parameter or identifier so
+    /// named)…
+    #[serde(default)]
+    pub disclose: Option<Vec<String>>,
+    /// …and those it gets as keyed pseudonyms.
+    #[serde(default, alias = "pseudonymize")]
+    pub pseudonymise: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

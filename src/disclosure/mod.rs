@@ -9,6 +9,7 @@
 //! so everything that carries the command afterwards — the target topic, the approvals topic,
 //! the results topic — carries only what its target may see.
 
+use crate::config::disclosure::{covers, profile_of};
 use crate::config::{ProfileSettings, Settings};
 use crate::emit::{DisclosureRecord, EnforcementCommand};
 use hmac::{Hmac, Mac};
@@ -51,13 +52,7 @@ impl Profile {
     }
 
     fn treatment(&self, field: &str) -> Treatment {
-        let listed = |list: &[String]| {
-            list.iter().any(|f| {
-                f == field
-                    || f.strip_suffix('*')
-                        .is_some_and(|prefix| field.starts_with(prefix))
-            })
-        };
+        let listed = |list: &[String]| list.iter().any(|f| covers(f, field));
         if listed(&self.disclose) {
             Treatment::Disclose
         } else if listed(&self.pseudonymise) {
@@ -90,17 +85,12 @@ impl std::fmt::Debug for Disclosure {
 impl Disclosure {
     pub fn of(settings: &Settings) -> Self {
         let d = &settings.disclosure;
-        let profiles: HashMap<&str, Arc<Profile>> = d
-            .profiles
-            .iter()
-            .map(|p| (p.name.as_str(), Arc::new(Profile::of(p))))
-            .collect();
         let by_target = settings
             .targets
             .iter()
             .filter_map(|t| {
-                let p = profiles.get(t.disclosure.as_deref()?)?;
-                Some((t.name.clone(), p.clone()))
+                let p = profile_of(settings, t)?;
+                Some((t.name.clone(), Arc::new(Profile::of(&p))))
             })
             .collect();
         let key = d.key_file.as_ref().and_then(|path| {

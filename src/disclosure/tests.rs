@@ -174,3 +174,39 @@ fn check_refuses_profiles_that_break_an_action_or_need_a_missing_key() {
         "{p:?}"
     );
 }
+
+#[test]
+fn a_target_may_list_its_fields_itself_by_bare_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = settings(dir.path(), true);
+    let gitlab = &mut s.targets[1];
+    gitlab.disclosure = None;
+    gitlab.disclose = Some(vec!["principal_id".into(), "credential_id".into()]);
+    gitlab.pseudonymise = vec!["email".into()];
+    let mut problems = Vec::new();
+    crate::config::disclosure::validate(&s, &mut |f, m| problems.push((f, m)));
+    assert!(problems.is_empty(), "{problems:?}");
+    let d = Disclosure::of(&s);
+    let mut c = command("gitlab");
+    let record = d.apply(&mut c).unwrap();
+    assert_eq!(record.profile, "gitlab");
+    assert_eq!(c.parameters["credential_id"], "AKIA123");
+    assert!(c.subject.identifiers["email"].starts_with("ps_"));
+    assert_eq!(c.subject.id, "", "subject.id is not listed: withheld");
+    assert_eq!(
+        record.disclosed,
+        ["principal_id", "parameters.credential_id"]
+    );
+    assert_eq!(record.pseudonymised, ["subject.identifiers.email"]);
+    // Both a named profile and its own list, or pseudonymise alone: refused.
+    s.targets[1].disclosure = Some("credential-only".into());
+    s.targets[2].pseudonymise = vec!["email".into()];
+    let mut problems = Vec::new();
+    crate::config::disclosure::validate(&s, &mut |f, m| problems.push((f, m)));
+    let fields: Vec<&str> = problems.iter().map(|(f, _)| f.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["targets[1].disclosure", "targets[2].pseudonymise"],
+        "{problems:?}"
+    );
+}

@@ -156,6 +156,8 @@ mod tests {
             result_timeout: None,
             max_attempts: None,
             disclosure: None,
+            disclose: None,
+            pseudonymise: Vec::new(),
         }];
         let set = load_dir(dir, &targets, &[]).unwrap();
         Reloader {

@@ -46,6 +46,8 @@ fn targets(aws_restores: bool) -> Vec<TargetSettings> {
         result_timeout: None,
         max_attempts: None,
         disclosure: None,
+        disclose: None,
+        pseudonymise: Vec::new(),
     };
     let mut aws = vec!["disable_credential"];
     if aws_restores {
