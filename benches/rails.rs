@@ -134,6 +134,7 @@ fn bench(c: &mut Criterion) {
         command_id: format!("{:032x}", 5_000),
         approver: "alice".into(),
         reason: "owner confirmed".into(),
+        redact: Vec::new(),
     });
     // Re-applied at the same offset: the replay path, the same work as the first release.
     g.bench_function("approval_among_10k_holds", |b| {

@@ -217,6 +217,9 @@ pub struct Expect {
     /// may be present. An empty list expects no command.
     #[serde(default)]
     pub commands: Option<Vec<ExpectedCommand>>,
+    /// Every command held for an operator (approval, protection, review), as `commands`.
+    #[serde(default)]
+    pub held: Option<Vec<ExpectedCommand>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -237,6 +240,7 @@ pub struct ExpectedCommand {
 /// What a case's signals decided: every command, each outcome, the last decision.
 struct CaseRun {
     commands: Vec<EnforcementCommand>,
+    held: Vec<EnforcementCommand>,
     outcomes: Vec<&'static str>,
     last: Decision,
 }
@@ -248,6 +252,11 @@ pub fn run_case(decider: &mut OfflineDecider, case: &TestCase) -> Result<(), Vec
     diff_outcomes(&case.expect, &run, &mut diff);
     if let Some(want) = &case.expect.commands {
         diff_commands(want, &run.commands, &mut diff);
+    }
+    if let Some(want) = &case.expect.held {
+        let mut held = Vec::new();
+        diff_commands(want, &run.held, &mut held);
+        diff.extend(held.into_iter().map(|l| format!("held: {l}")));
     }
     if diff.is_empty() {
         Ok(())
@@ -266,6 +275,7 @@ fn decide_case(decider: &mut OfflineDecider, case: &TestCase) -> Result<CaseRun,
         decider.add_identity(r.clone());
     }
     let mut commands: Vec<EnforcementCommand> = Vec::new();
+    let mut held: Vec<EnforcementCommand> = Vec::new();
     let mut outcomes = Vec::new();
     let mut last = None;
     for (i, s) in case.signal_values().enumerate() {
@@ -274,12 +284,14 @@ fn decide_case(decider: &mut OfflineDecider, case: &TestCase) -> Result<CaseRun,
             .decide_json(&bytes, i as i64)
             .map_err(|reason| vec![format!("signal {i} would be dead-lettered: {reason}")])?;
         commands.extend(d.commands.iter().cloned());
+        held.extend(d.held_commands.iter().cloned());
         outcomes.push(d.record.outcome.name());
         last = Some(d);
     }
     let last = last.ok_or_else(|| vec!["no signals".to_string()])?;
     Ok(CaseRun {
         commands,
+        held,
         outcomes,
         last,
     })

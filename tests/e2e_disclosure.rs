@@ -220,3 +220,124 @@ async fn an_approved_release_carries_only_what_the_profile_allows() {
         .expect("released");
     assert_eq!(released.subject_id, held.subject_id);
 }
+
+const SHARE_RULES: &str = r#"
+rules:
+  - id: share-leak
+    match: {event_types: ["urn:test:key-leaked"]}
+    actions:
+      - action: share_indicator
+        targets: [isac]
+        holds: false
+        parameters:
+          indicator_type: credential_fingerprint
+          indicator_value: {cel: "signal.attributes.fingerprint"}
+          first_seen: {cel: "signal.occurred_at"}
+          confidence: high
+          owner: {cel: "signal.subject.identifiers.email"}
+"#;
+
+/// Shares leave only after review: one approved (shared), one approved with a redaction
+/// (shared with less), one denied (withheld) — each a decision with the reviewer's reason;
+/// nothing about the subject reaches the ISAC, whatever the rule put in the command.
+#[tokio::test(flavor = "multi_thread")]
+async fn shares_are_reviewed_then_shared_redacted_or_withheld() {
+    let (dir, topics, config) = deploy("sharing", "").await;
+    std::fs::write(dir.path().join("rules/leak.yaml"), SHARE_RULES).unwrap();
+    let _daemon = Daemon::start(&config, "sharing");
+    for (i, who) in ["ann", "bob", "cat"].iter().enumerate() {
+        let signal = serde_json::json!({
+            "id": format!("sh-{i}"), "source": {"issuer": "https://test"},
+            "event_type": "urn:test:key-leaked", "occurred_at": 1,
+            "subject": {"format": "email", "identifiers": {"email": format!("{who}@example.com")}},
+            "attributes": {"fingerprint": format!("sha256:{i}{i}{i}")}});
+        let payload = serde_json::to_vec(&signal).unwrap();
+        produce(&producer(), &topics.signals, Some(who), &payload).await;
+    }
+    let first = read_until(
+        std::slice::from_ref(&topics.decisions),
+        Duration::from_secs(60),
+        count(3),
+    );
+    let mut held: Vec<(String, String)> = decisions(&first, &topics)
+        .iter()
+        .map(|d| (d.signal_id.clone(), d.held[0].command_id.clone()))
+        .collect();
+    held.sort();
+    assert_eq!(held.len(), 3, "{first:?}");
+    let c = config.to_str().unwrap();
+    let review = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_containd"))
+            .args(["approvals"])
+            .args(args)
+            .args(["--approver", "legal", "--config", c])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    review(&["approve", &held[0].1, "--reason", "shareable"]);
+    review(&[
+        "approve",
+        &held[1].1,
+        "--reason",
+        "no dates",
+        "--redact",
+        "first_seen",
+    ]);
+    review(&["deny", &held[2].1, "--reason", "under legal hold"]);
+
+    let isac = topics.target("isac");
+    let names = vec![topics.decisions.clone(), isac.clone()];
+    let records = read_until(&names, Duration::from_secs(60), count(3 + 3 + 2));
+    let shared: Vec<_> = commands(&records, &topics);
+    assert_eq!(shared.len(), 2, "{shared:?}");
+    for (r, s) in &shared {
+        assert!(!received(r).contains("@example.com"), "{s:?}");
+        assert!(!s.parameters.contains_key("owner"), "{s:?}");
+    }
+    let by_id = |id: &str| {
+        shared
+            .iter()
+            .find(|(_, s)| s.command_id == id)
+            .map(|(_, s)| s)
+    };
+    assert!(by_id(&held[0].1)
+        .unwrap()
+        .parameters
+        .contains_key("first_seen"));
+    let redacted = by_id(&held[1].1).unwrap();
+    assert!(
+        !redacted.parameters.contains_key("first_seen"),
+        "{redacted:?}"
+    );
+    assert_eq!(redacted.parameters["indicator_value"], "sha256:111");
+    assert!(by_id(&held[2].1).is_none(), "a withheld share never leaves");
+    let verdicts: Vec<_> = decisions(&records, &topics)
+        .into_iter()
+        .filter(|d| matches!(d.outcome, Outcome::Released | Outcome::Cancelled))
+        .collect();
+    let note = |id: &str| {
+        let d = verdicts.iter().find(|d| {
+            d.matched_rules[0].command_ids.contains(&id.to_string())
+                || d.notes.iter().any(|n| n.contains(id))
+        });
+        d.map(|d| (d.outcome, d.notes.join(" ")))
+            .unwrap_or_else(|| panic!("{verdicts:?}"))
+    };
+    let (o, n) = note(&held[0].1);
+    assert!(o == Outcome::Released && n.contains("shareable"), "{n}");
+    let (o, n) = note(&held[1].1);
+    assert!(
+        o == Outcome::Released && n.contains("redacted: parameters.first_seen removed"),
+        "{n}"
+    );
+    let (o, n) = note(&held[2].1);
+    assert!(
+        o == Outcome::Cancelled && n.contains("under legal hold"),
+        "{n}"
+    );
+}

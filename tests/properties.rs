@@ -293,7 +293,8 @@ proptest! {
         for (offset, (kind, n, flag)) in history.into_iter().enumerate() {
             let offset = offset as i64;
             let verdict = |approver: &str| Verdict {
-                command_id: id(n), approver: approver.into(), reason: "r".into() };
+                command_id: id(n), approver: approver.into(), reason: "r".into(),
+                redact: Vec::new() };
             let (record, at) = match kind {
                 0 => {
                     let mut request = hold_request(&id(n));

@@ -29,6 +29,8 @@ pub enum Error {
     Kafka(#[from] KafkaError),
     #[error("{0:?} is not a command id: 32 hex digits, as `containd approvals list` shows them")]
     NotAnId(String),
+    #[error("--redact: {0}")]
+    Redaction(String),
     #[error("no approver: pass --approver, or set $USER")]
     NoApprover,
     #[error("--reason is empty: say why; it is recorded with the verdict")]
@@ -203,14 +205,15 @@ pub enum Choice {
     Deny,
 }
 
-/// `containd approvals approve`.
+/// `containd approvals approve` (`redact`: fields removed from the command before its
+/// release).
 pub fn approve(
     settings: &Settings,
     id: &str,
     approver: Option<&str>,
-    reason: &str,
+    (reason, redact): (&str, &[String]),
 ) -> Result<(), Error> {
-    decide(settings, Choice::Approve, id, approver, reason)
+    decide(settings, Choice::Approve, id, approver, (reason, redact))
 }
 
 /// `containd approvals deny`.
@@ -220,7 +223,7 @@ pub fn deny(
     approver: Option<&str>,
     reason: &str,
 ) -> Result<(), Error> {
-    decide(settings, Choice::Deny, id, approver, reason)
+    decide(settings, Choice::Deny, id, approver, (reason, &[]))
 }
 
 /// Checks the verdict and that its command is pending, then writes it next to the hold.
@@ -230,15 +233,17 @@ pub fn decide(
     choice: Choice,
     id: &str,
     approver: Option<&str>,
-    reason: &str,
+    (reason, redact): (&str, &[String]),
 ) -> Result<(), Error> {
     let approver = approver
         .map(str::to_string)
         .or_else(|| std::env::var("USER").ok());
-    let verdict = verdict(settings, id, approver, reason)?;
+    let mut verdict = verdict(settings, id, approver, reason)?;
+    verdict.redact = redact.to_vec();
     let topic = &settings.safety.approvals_topic;
     let holds = load(settings)?;
     let (partition, hold) = holds.pending_hold(&verdict.command_id, topic)?;
+    redactable(hold, redact)?;
     let now = chrono::Utc::now().timestamp_millis();
     if hold.request.expires_at <= now {
         eprintln!(
@@ -309,7 +314,31 @@ fn verdict(
         command_id,
         approver,
         reason: reason.into(),
+        redact: Vec::new(),
     })
+}
+
+/// A redaction removes something, and leaves the command what its action needs.
+fn redactable(hold: &Hold, redact: &[String]) -> Result<(), Error> {
+    if redact.is_empty() {
+        return Ok(());
+    }
+    let mut command = hold.request.command.clone();
+    let removed = crate::disclosure::redact(&mut command, redact);
+    if removed.is_empty() {
+        return Err(Error::Redaction(format!(
+            "{redact:?} names nothing the held command carries"
+        )));
+    }
+    let needs = crate::emit::command::requirement(&command.action)
+        .and_then(|r| r.missing(&command.parameters, command.principal_id.as_deref()));
+    match needs {
+        Some(why) => Err(Error::Redaction(format!(
+            "removing {removed:?} leaves {} unable to act ({why}): deny it instead",
+            command.action
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// The topic read and folded under containd's policy; what was skipped is said on stderr.

@@ -108,6 +108,10 @@ pub struct Verdict {
     pub command_id: String,
     pub approver: String,
     pub reason: String,
+    /// An approval that releases less: these fields are removed from the held command first
+    /// (a legal or privacy reviewer's redaction; names as in docs/disclosure.md).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub redact: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -173,10 +173,15 @@ impl HoldTable {
         }
         match approve {
             true => {
-                let command = hold.request.command.clone();
+                let mut command = hold.request.command.clone();
+                let removed = crate::disclosure::redact(&mut command, &v.redact);
+                let reason = match removed.is_empty() {
+                    true => v.reason.clone(),
+                    false => format!("{} (redacted: {} removed)", v.reason, removed.join(", ")),
+                };
                 self.close(
                     &v.command_id,
-                    ("released", &v.approver, &v.reason),
+                    ("released", &v.approver, &reason),
                     at,
                     command,
                 )

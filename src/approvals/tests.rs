@@ -60,6 +60,7 @@ fn verdict(approver: &str) -> Verdict {
         command_id: ID.into(),
         approver: approver.into(),
         reason: "checked with the owner".into(),
+        redact: Vec::new(),
     }
 }
 
@@ -233,4 +234,36 @@ fn an_approval_written_before_its_hold_releases_nothing_even_when_re_read() {
     );
     assert!(matches!(again, Transition::Ignored { .. }), "{again:?}");
     assert_eq!(table.pending().count(), 1);
+}
+
+#[test]
+fn a_redacting_approval_releases_the_command_without_the_named_fields() {
+    let (mut table, policy) = (HoldTable::default(), Policy::default());
+    let mut held = hold("cancel");
+    if let ApprovalRecord::Hold(h) = &mut held {
+        h.command
+            .parameters
+            .insert("first_seen".into(), "t0".into());
+        h.command
+            .parameters
+            .insert("indicator_value".into(), "sha256:ab".into());
+    }
+    table.apply(held, at(0, 1_000), &policy);
+    let mut v = verdict("legal");
+    v.redact = vec!["first_seen".into()];
+    let Transition::Release(hold, released) =
+        table.apply(ApprovalRecord::Approve(v), at(1, 2_000), &policy)
+    else {
+        panic!("a redacting approval releases");
+    };
+    assert!(!released.parameters.contains_key("first_seen"));
+    assert_eq!(released.parameters["indicator_value"], "sha256:ab");
+    let closed = hold.closed.unwrap();
+    assert!(
+        closed
+            .reason
+            .contains("redacted: parameters.first_seen removed"),
+        "{}",
+        closed.reason
+    );
 }

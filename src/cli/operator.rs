@@ -105,6 +105,10 @@ pub struct VerdictArgs {
     /// Why; recorded with the verdict and in the decision record.
     #[arg(long)]
     pub reason: String,
+    /// `approve` only: release the command without these fields (`indicator_value`,
+    /// `subject.id`, …; comma-separated) — a reviewer's redaction, recorded with the verdict.
+    #[arg(long, value_delimiter = ',')]
+    pub redact: Vec<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -166,7 +170,7 @@ pub(super) fn approvals(command: ApprovalsCommand) -> ExitCode {
     match command {
         ApprovalsCommand::List { config, json } => operate(&config, |s| cli::list(s, json)),
         ApprovalsCommand::Approve(v) => operate(&v.config, |s| {
-            cli::approve(s, &v.id, v.approver.as_deref(), &v.reason)
+            cli::approve(s, &v.id, v.approver.as_deref(), (&v.reason, &v.redact))
         }),
         ApprovalsCommand::Deny(v) => operate(&v.config, |s| {
             cli::deny(s, &v.id, v.approver.as_deref(), &v.reason)

@@ -31,14 +31,38 @@ pub fn inline_profile(t: &super::TargetSettings) -> Option<ProfileSettings> {
     })
 }
 
-/// The profile governing a target: its own lists, or the named one.
+/// The profile governing a target: its own lists, or the named one; a share target without
+/// either gets [`share_minimal`].
 pub fn profile_of(settings: &Settings, t: &super::TargetSettings) -> Option<ProfileSettings> {
+    explicit_profile(settings, t)
+        .or_else(|| (t.kind == super::TargetKind::Share).then(share_minimal))
+}
+
+/// The profile a target names or lists itself.
+fn explicit_profile(settings: &Settings, t: &super::TargetSettings) -> Option<ProfileSettings> {
     inline_profile(t).or_else(|| {
         settings
             .disclosure
             .profile(t.disclosure.as_deref()?)
             .cloned()
     })
+}
+
+/// What a share target gets unless it says otherwise: the indicator, when it was first seen
+/// and how sure the source is — nothing about the subject.
+pub fn share_minimal() -> ProfileSettings {
+    ProfileSettings {
+        name: "share-minimal".into(),
+        disclose: [
+            "indicator_type",
+            "indicator_value",
+            "first_seen",
+            "confidence",
+        ]
+        .map(|f| format!("parameters.{f}"))
+        .to_vec(),
+        pseudonymise: Vec::new(),
+    }
 }
 
 /// `[[disclosure.profiles]]`.
@@ -94,8 +118,9 @@ impl DisclosureSettings {
 
     /// Whether any profile in use needs the pseudonym key.
     fn needs_key(&self, settings: &Settings) -> Option<String> {
+        // share-minimal needs none: its commands carry nothing about the subject to key.
         settings.targets.iter().find_map(|t| {
-            let p = profile_of(settings, t)?;
+            let p = explicit_profile(settings, t)?;
             let subject_withheld = !p.disclose.iter().any(|f| covers(f, "subject.id"));
             (!p.pseudonymise.is_empty() || subject_withheld).then(|| p.name.clone())
         })
@@ -196,6 +221,16 @@ fn requirements(
         let Some(r) = crate::emit::command::requirement(action) else {
             continue;
         };
+        if let Some(n) = r.all_of.iter().find(|n| !kept(&format!("parameters.{n}"))) {
+            problem(
+                at.to_string(),
+                format!("profile {:?} leaves target {:?} no way to carry out {action:?}: it needs parameters.{n} disclosed", p.name, t.name),
+            );
+            continue;
+        }
+        if r.any_of.is_empty() {
+            continue;
+        }
         let parameter = r.any_of.iter().any(|n| kept(&format!("parameters.{n}")));
         if !(parameter || r.or_principal && kept("principal_id")) {
             problem(

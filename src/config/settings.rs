@@ -270,6 +270,9 @@ pub enum TargetKind {
     Pam,
     Secrets,
     Edr,
+    /// Outbound sharing: an ISAC, a partner, a community feed (docs/disclosure.md). Its
+    /// commands carry minimal technical detail and wait for legal and privacy review.
+    Share,
 }
 
 impl TargetKind {
@@ -283,6 +286,7 @@ impl TargetKind {
             Self::Pam => "pam",
             Self::Secrets => "secrets",
             Self::Edr => "edr",
+            Self::Share => "share",
         }
     }
 }

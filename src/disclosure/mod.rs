@@ -40,14 +40,17 @@ struct Profile {
     name: String,
     disclose: Vec<String>,
     pseudonymise: Vec<String>,
+    /// A share target's: a value that looks like a secret never leaves, whatever is listed.
+    share: bool,
 }
 
 impl Profile {
-    fn of(p: &ProfileSettings) -> Self {
+    fn of(p: &ProfileSettings, share: bool) -> Self {
         Self {
             name: p.name.clone(),
             disclose: p.disclose.clone(),
             pseudonymise: p.pseudonymise.clone(),
+            share,
         }
     }
 
@@ -90,7 +93,8 @@ impl Disclosure {
             .iter()
             .filter_map(|t| {
                 let p = profile_of(settings, t)?;
-                Some((t.name.clone(), Arc::new(Profile::of(&p))))
+                let share = t.kind == crate::config::TargetKind::Share;
+                Some((t.name.clone(), Arc::new(Profile::of(&p, share))))
             })
             .collect();
         let key = d.key_file.as_ref().and_then(|path| {
@@ -176,6 +180,58 @@ impl Disclosure {
     }
 }
 
+/// Removes `fields` (names as a profile lists them) from the command — a reviewer's
+/// redaction of a held command before its release; returns the fields removed.
+pub fn redact(c: &mut EnforcementCommand, fields: &[String]) -> Vec<String> {
+    let mut removed = Vec::new();
+    let listed = |field: &str| fields.iter().any(|f| covers(f, field));
+    if listed("principal_id") && c.principal_id.take().is_some() {
+        removed.push("principal_id".to_string());
+    }
+    if listed("subject.id") && !c.subject.id.is_empty() {
+        c.subject.id.clear();
+        removed.push("subject.id".to_string());
+    }
+    for (prefix, map) in [
+        ("subject.identifiers.", &mut c.subject.identifiers),
+        ("parameters.", &mut c.parameters),
+    ] {
+        map.retain(|k, _| {
+            let field = format!("{prefix}{k}");
+            let keep = !listed(&field) || STRUCTURAL.contains(&k.as_str());
+            if !keep {
+                removed.push(field);
+            }
+            keep
+        });
+    }
+    removed
+}
+
+/// Whether a value looks like a credential itself rather than a fingerprint of one: the
+/// prefixes of common key and token formats, or a PEM block. A share carries a fingerprint,
+/// never the key.
+fn looks_like_secret(value: &str) -> bool {
+    const PREFIXES: [&str; 14] = [
+        "AKIA",
+        "ASIA",
+        "ghp_",
+        "gho_",
+        "ghs_",
+        "ghu_",
+        "github_pat_",
+        "glpat-",
+        "xoxb-",
+        "xoxp-",
+        "sk_live_",
+        "rk_live_",
+        "AIza",
+        "-----BEGIN",
+    ];
+    let v = value.trim();
+    PREFIXES.iter().any(|p| v.starts_with(p)) || v.contains("PRIVATE KEY")
+}
+
 /// One command being cut down, and the record of it.
 struct Cut<'a> {
     profile: &'a Profile,
@@ -192,6 +248,10 @@ impl Cut<'_> {
         }
         let r = &mut self.record;
         match self.profile.treatment(field) {
+            Treatment::Disclose if self.profile.share && looks_like_secret(&value) => {
+                r.withheld.push(format!("{field} (looks like a secret)"));
+                None
+            }
             Treatment::Disclose => {
                 r.disclosed.push(field.to_string());
                 Some(value)

@@ -210,3 +210,93 @@ fn a_target_may_list_its_fields_itself_by_bare_name() {
         "{problems:?}"
     );
 }
+
+fn share_settings(dir: &std::path::Path) -> Settings {
+    let text = r#"
+[input]
+topics = ["s"]
+[rules]
+dir = "rules"
+[[targets]]
+name = "isac"
+topic = "t.isac"
+kind = "share"
+actions = ["share_indicator"]
+"#;
+    crate::config::parse(&dir.join("containd.toml"), text).unwrap()
+}
+
+fn share(value: &str) -> EnforcementCommand {
+    let mut c = command("isac");
+    c.action = "share_indicator".into();
+    c.parameters = [
+        ("indicator_type", "credential_fingerprint"),
+        ("indicator_value", value),
+        ("first_seen", "2026-12-02T10:00:00Z"),
+        ("confidence", "high"),
+        ("credential_id", "AKIA123"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    c
+}
+
+#[test]
+fn a_share_target_gets_the_indicator_and_nothing_about_the_subject_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = share_settings(dir.path());
+    let mut problems = Vec::new();
+    crate::config::disclosure::validate(&s, &mut |f, m| problems.push((f, m)));
+    assert!(problems.is_empty(), "no key needed: {problems:?}");
+    let d = Disclosure::of(&s);
+    let mut c = share("sha256:9f86d081884c7d659a2feaa0c55ad015");
+    let record = d.apply(&mut c).unwrap();
+    assert_eq!(record.profile, "share-minimal");
+    let text = serde_json::to_string(&c).unwrap();
+    assert!(
+        !text.contains("alice") && !text.contains("svc-deploy") && !text.contains("AKIA"),
+        "{text}"
+    );
+    assert_eq!(c.parameters.len(), 4, "{:?}", c.parameters);
+    assert!(d.record_key("isac", b"email:alice@example.com").is_empty());
+    // A value that is a key itself, not its fingerprint, never leaves.
+    let mut leaked = share("AKIAIOSFODNN7EXAMPLE");
+    let record = d.apply(&mut leaked).unwrap();
+    assert!(!leaked.parameters.contains_key("indicator_value"));
+    assert!(record
+        .withheld
+        .iter()
+        .any(|w| w.starts_with("parameters.indicator_value (looks like a secret")));
+    // Every share waits for review.
+    let rails = crate::safety::Rails::new(&s.safety, &s.targets);
+    let why = rails.approval(
+        "share_indicator",
+        "isac",
+        &crate::inventory::Identity::unknown(),
+    );
+    assert!(why.is_some_and(|w| w.contains("legal and privacy review")));
+}
+
+#[test]
+fn a_redaction_removes_what_the_reviewer_names_and_never_containds_own_ids() {
+    let mut c = share("sha256:abc");
+    c.parameters
+        .insert("restores_command_ids".into(), "c0".into());
+    let removed = redact(
+        &mut c,
+        &[
+            "first_seen".into(),
+            "email".into(),
+            "restores_command_ids".into(),
+        ],
+    );
+    assert_eq!(
+        removed,
+        ["subject.identifiers.email", "parameters.first_seen"]
+    );
+    assert!(!c.parameters.contains_key("first_seen"));
+    assert!(c.subject.identifiers.is_empty());
+    assert_eq!(c.parameters["restores_command_ids"], "c0");
+    assert_eq!(c.parameters["indicator_value"], "sha256:abc");
+}

@@ -27,6 +27,7 @@ pub const VOCABULARY: &[&str] = &[
     "shorten_access_window",
     "sync_policy",
     "restore",
+    "share_indicator",
 ];
 
 /// What an action cannot be carried out without: any one of these parameters (non-empty), or
@@ -34,6 +35,8 @@ pub const VOCABULARY: &[&str] = &[
 pub struct Requirement {
     pub any_of: &'static [&'static str],
     pub or_principal: bool,
+    /// Every one of these too.
+    pub all_of: &'static [&'static str],
 }
 
 /// The parameters the built-in actions need. An adapter told to disable "a credential" with
@@ -50,6 +53,13 @@ pub fn requirement(action: &str) -> Option<Requirement> {
                 "scope",
             ],
             or_principal: true,
+            all_of: &[],
+        }),
+        // An indicator is its type and value; nothing else is needed (or sent, by default).
+        "share_indicator" => Some(Requirement {
+            any_of: &[],
+            or_principal: false,
+            all_of: &["indicator_type", "indicator_value"],
         }),
         _ => None,
     }
@@ -63,7 +73,11 @@ impl Requirement {
         principal: Option<&str>,
     ) -> Option<String> {
         let present = |p: &&str| parameters.get(*p).is_some_and(|v| !v.is_empty());
-        if self.any_of.iter().any(present) || (self.or_principal && principal.is_some()) {
+        if let Some(absent) = self.all_of.iter().find(|p| !present(p)) {
+            return Some(format!("needs {absent}"));
+        }
+        let any = self.any_of.is_empty() || self.any_of.iter().any(present);
+        if any || (self.or_principal && principal.is_some()) {
             return None;
         }
         let mut needs = self.any_of.join(" or ");

@@ -29,6 +29,8 @@ pub struct Rails {
     drastic: Vec<String>,
     /// Targets every command of which waits for approval.
     approval_targets: Vec<String>,
+    /// Share targets: every share waits for legal and privacy review.
+    share_targets: Vec<String>,
     policies: Vec<ApprovalPolicy>,
 }
 
@@ -48,6 +50,11 @@ impl Rails {
                 .filter(|t| t.require_approval)
                 .map(|t| t.name.clone())
                 .collect(),
+            share_targets: targets
+                .iter()
+                .filter(|t| t.kind == crate::config::TargetKind::Share)
+                .map(|t| t.name.clone())
+                .collect(),
             policies: settings.require_approval.clone(),
         }
     }
@@ -55,6 +62,11 @@ impl Rails {
     /// Why a command for `action` at `target` needs an operator's approval (beyond the
     /// rule's own `require_approval`), or `None`.
     pub fn approval(&self, action: &str, target: &str, identity: &Identity) -> Option<String> {
+        if self.share_targets.iter().any(|t| t == target) {
+            return Some(format!(
+                "target {target} shares outside the organisation: every share waits for legal and privacy review"
+            ));
+        }
         if self.approval_targets.iter().any(|t| t == target) {
             return Some(format!(
                 "target {target} requires approval for every command"

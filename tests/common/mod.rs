@@ -89,6 +89,7 @@ pub const TARGETS: &[&str] = &[
     "active-directory",
     "github-actions",
     "cyberark",
+    "isac",
 ];
 
 pub async fn create_topics(names: &[String]) {

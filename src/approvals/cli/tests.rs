@@ -58,6 +58,7 @@ fn approve(n: u8, approver: &str) -> ApprovalRecord {
         command_id: id(n),
         approver: approver.into(),
         reason: "checked".into(),
+        redact: Vec::new(),
     })
 }
 
