@@ -54,7 +54,7 @@ fn check_accepts_the_example_deployment() {
     let o = containd(&["check", "--config", &example_config()]);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = String::from_utf8_lossy(&o.stdout);
-    assert!(out.starts_with("ok: 7 targets, 7 rules"), "{out}");
+    assert!(out.starts_with("ok: 8 targets, 7 rules"), "{out}");
 }
 
 #[test]
