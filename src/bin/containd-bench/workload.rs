@@ -238,6 +238,7 @@ pub const TARGETS: &[&str] = &[
     "active-directory",
     "github-actions",
     "cyberark",
+    "isac",
 ];
 
 impl Topics {
