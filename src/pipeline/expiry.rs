@@ -118,6 +118,24 @@ pub(super) struct Outgoing {
     pub settle: Option<Arc<Settle>>,
 }
 
+/// The labels an expiry is counted under: its containment's target and action, and what its
+/// decision did.
+fn counted(expired: &crate::state::Issued, decision: &crate::decide::Decision) -> Counted {
+    let result = match (
+        decision.commands.is_empty(),
+        decision.held_commands.is_empty(),
+    ) {
+        (false, _) => "restored",
+        (true, false) => "held",
+        (true, true) => "not_restored",
+    };
+    (
+        expired.target.to_string(),
+        expired.action.to_string(),
+        result,
+    )
+}
+
 /// Records for one input partition's topic, each told to `settle` when acknowledged.
 fn outgoing(
     topic: &str,
@@ -231,17 +249,7 @@ impl Processor {
             now,
         };
         let mut decision = expire(rules, &e);
-        if let Some(command) = decision.commands.pop() {
-            match self.rails.held(&identity, &target_subject.id, &command) {
-                Some((reason, detail)) => {
-                    super::lifecycle::hold(&mut decision, command, reason, detail)
-                }
-                None => decision.commands.push(command),
-            }
-        }
-        // Counted now, not at the (possibly long past) expiry: a mass expiry after an outage
-        // trips the breaker like any burst.
-        super::holds::govern_clock(state, &mut decision, now);
+        self.govern_restore(state, &mut decision, (&identity, &target_subject.id), now);
         let key = target_subject.id.as_str();
         let mut out = match self.encode(&decision, key) {
             Ok(out) => out,
@@ -257,20 +265,26 @@ impl Processor {
             escalation_of: None,
         };
         out.extend(self.tracking_records(&decision.commands, key, origin));
-        let result = match (
-            decision.commands.is_empty(),
-            decision.held_commands.is_empty(),
-        ) {
-            (false, _) => "restored",
-            (true, false) => "held",
-            (true, true) => "not_restored",
-        };
-        let labels = (
-            expired.target.to_string(),
-            expired.action.to_string(),
-            result,
-        );
-        Some((out, labels))
+        Some((out, counted(expired, &decision)))
+    }
+
+    /// The rails over the restore (approval policies, a protected identity's drastic
+    /// actions), then the circuit breakers — counted now, not at the (possibly long past)
+    /// expiry: a mass expiry after an outage trips them like any burst.
+    fn govern_restore(
+        &self,
+        state: &StateStore,
+        decision: &mut crate::decide::Decision,
+        (identity, subject_id): (&Identity, &str),
+        now: i64,
+    ) {
+        if let Some(command) = decision.commands.pop() {
+            match self.rails.held(identity, subject_id, &command) {
+                Some((reason, detail)) => super::lifecycle::hold(decision, command, reason, detail),
+                None => decision.commands.push(command),
+            }
+        }
+        super::holds::govern_clock(state, decision, now);
     }
 
     /// Marks in state every expiry whose outputs were all acknowledged (their changelog
