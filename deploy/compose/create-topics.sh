@@ -35,7 +35,7 @@ create containment.approvals.v1 1
 # The NHI inventory: compacted, keyed by identity id.
 create identity.inventory.v1 1 --config cleanup.policy=compact
 # One command topic per [[targets]] entry.
-for target in okta agent-gateway aws kubernetes active-directory github-actions cyberark; do
+for target in okta agent-gateway aws kubernetes active-directory github-actions cyberark isac; do
   create "containment.commands.$target.v1" 6
 done
 
