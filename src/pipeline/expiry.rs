@@ -174,7 +174,13 @@ impl Processor {
         for (topic, partition, subject, id) in due {
             let at = (topic.as_str(), partition, subject.as_str());
             if self.settings.rules.dry_run {
-                out.extend(self.dry_run(rules, inventory, state, at, id, now));
+                // Recorded once this run; the state keeps the restore due, so it is sent once
+                // dry-run is off.
+                if super::lock(&self.expiring.noted).insert(id) {
+                    let records = self.expiry(rules, inventory, state, at, id, now);
+                    let records = records.map(|(r, _)| r).unwrap_or_default();
+                    out.extend(outgoing(&topic, partition, records, None));
+                }
                 continue;
             }
             let Some((records, result)) = self.expiry(rules, inventory, state, at, id, now) else {
@@ -199,26 +205,6 @@ impl Processor {
             out.extend(outgoing(&topic, partition, records, Some(settle)));
         }
         out
-    }
-
-    /// Dry-run: the expiry's decision once this run (saying nothing was sent); the state keeps
-    /// the restore due, so it is sent once dry-run is off.
-    fn dry_run(
-        &self,
-        rules: &RuleSet,
-        inventory: &Inventory,
-        state: &StateStore,
-        (topic, partition, subject): (&str, i32, &str),
-        id: CommandId,
-        now: i64,
-    ) -> Vec<Outgoing> {
-        if !super::lock(&self.expiring.noted).insert(id) {
-            return Vec::new();
-        }
-        let at = (topic, partition, subject);
-        let records = self.expiry(rules, inventory, state, at, id, now);
-        let records = records.map(|(r, _)| r).unwrap_or_default();
-        outgoing(topic, partition, records, None)
     }
 
     /// The outputs of one expired containment: the restore (or the hold for it) and its
