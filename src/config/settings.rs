@@ -22,6 +22,9 @@ pub struct Settings {
     pub output: OutputSettings,
     #[serde(default)]
     pub delivery: DeliverySettings,
+    /// How many cores decide (docs/architecture.md, "Deciding on every core").
+    #[serde(default)]
+    pub decide: DecideSettings,
     pub rules: RulesSettings,
     /// Enforcement targets; each gets commands on its own topic.
     #[serde(default)]
@@ -246,6 +249,30 @@ impl Default for DeliverySettings {
     }
 }
 
+/// Deciding on more than one core: state and order are per input partition, so partitions
+/// are spread over workers that decide in parallel; producing and committing stay in order.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecideSettings {
+    /// Workers deciding in parallel, each owning the state of the partitions hashed to it.
+    /// Default: the cores this process may use. 1 decides on the pipeline's own task.
+    #[serde(default = "default_workers")]
+    pub workers: usize,
+    /// Records taken from the consumer at most per batch handed to the workers (only what
+    /// has already arrived: a batch never waits to fill).
+    #[serde(default = "default_max_batch")]
+    pub max_batch: usize,
+}
+
+impl Default for DecideSettings {
+    fn default() -> Self {
+        Self {
+            workers: default_workers(),
+            max_batch: default_max_batch(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RulesSettings {
@@ -424,6 +451,12 @@ fn default_decisions_topic() -> String {
 }
 fn default_dead_letter_topic() -> String {
     "containment.dead-letter.v1".into()
+}
+fn default_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, usize::from)
+}
+fn default_max_batch() -> usize {
+    256
 }
 fn default_max_in_flight() -> usize {
     20_000

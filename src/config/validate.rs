@@ -277,6 +277,9 @@ fn breakers(
 }
 
 /// Delivery mode, commit and reload intervals.
+/// More workers than this only adds threads waiting on the same partitions.
+const MAX_WORKERS: usize = 256;
+
 fn delivery(settings: &Settings, problem: &mut dyn FnMut(String, String)) {
     let d = &settings.delivery;
     if d.commit_interval.is_zero() {
@@ -290,6 +293,16 @@ fn delivery(settings: &Settings, problem: &mut dyn FnMut(String, String)) {
     }
     if d.max_in_flight == 0 {
         problem("delivery.max_in_flight".into(), "must be positive".into());
+    }
+    let w = &settings.decide;
+    if !(1..=MAX_WORKERS).contains(&w.workers) {
+        problem(
+            "decide.workers".into(),
+            format!("must be between 1 and {MAX_WORKERS}"),
+        );
+    }
+    if w.max_batch == 0 {
+        problem("decide.max_batch".into(), "must be positive".into());
     }
     if d.mode == DeliveryMode::ExactlyOnce && d.transaction_max_signals == 0 {
         problem(

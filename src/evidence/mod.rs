@@ -77,11 +77,16 @@ impl Chains {
     }
 
     /// Links `record` as the next of `partition`'s chain (sets its `chain`) and moves the
-    /// head; returns the head before, to [`Chains::unlink`] it if the record is not sent.
-    pub fn link(&self, partition: i32, record: &mut DecisionRecord) -> Option<Head> {
+    /// head — only when `make` turns the linked record into its output. The chain stays
+    /// locked meanwhile, so a link is never taken back after another was made on top of it.
+    pub fn link_with<T, E>(
+        &self,
+        partition: i32,
+        record: &mut DecisionRecord,
+        make: impl FnOnce(&DecisionRecord) -> Result<T, E>,
+    ) -> Result<T, E> {
         let mut heads = lock(&self.heads);
-        let before = heads.get(&partition).copied();
-        let (seq, prev) = match before {
+        let (seq, prev) = match heads.get(&partition) {
             Some(h) => (h.seq + 1, h.hash),
             None => (0, GENESIS),
         };
@@ -96,17 +101,16 @@ impl Chains {
         if let Some(link) = record.chain.as_mut() {
             link.hash = hex::encode(digest);
         }
+        let made = make(record)?;
         heads.insert(partition, Head { seq, hash: digest });
-        before
+        Ok(made)
     }
 
-    /// Takes back the last link of `partition` (its record was not sent): the head goes back.
-    pub fn unlink(&self, partition: i32, before: Option<Head>) {
-        let mut heads = lock(&self.heads);
-        match before {
-            Some(h) => heads.insert(partition, h),
-            None => heads.remove(&partition),
-        };
+    /// Links `record` as the next of `partition`'s chain (sets its `chain`) and moves the head.
+    pub fn link(&self, partition: i32, record: &mut DecisionRecord) {
+        let linked: Result<(), std::convert::Infallible> =
+            self.link_with(partition, record, |_| Ok(()));
+        let Ok(()) = linked;
     }
 
     /// Writes the chains' heads as they were one sweep ago to the log when they moved (the

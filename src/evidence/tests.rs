@@ -95,13 +95,13 @@ fn a_chain_missing_its_start_is_a_break_unless_the_window_starts_mid_chain() {
 }
 
 #[test]
-fn a_taken_back_link_leaves_no_gap_and_a_new_run_is_a_new_chain() {
+fn a_link_whose_output_fails_leaves_no_gap_and_a_new_run_is_a_new_chain() {
     let chains = Chains::new();
     let mut a = record(0);
     chains.link(0, &mut a);
     let mut dropped = record(1);
-    let before = chains.link(0, &mut dropped);
-    chains.unlink(0, before);
+    let failed: Result<(), &str> = chains.link_with(0, &mut dropped, |_| Err("too large"));
+    assert!(failed.is_err());
     let mut b = record(2);
     chains.link(0, &mut b);
     assert_eq!(b.chain.as_ref().unwrap().seq, 1);

@@ -9,19 +9,20 @@ use super::kafka::{
 use super::offsets::OffsetTracker;
 use super::redeliver::{self, Next, Redelivery};
 use super::{
-    current, ensure_shard, lock, observe, Context, Incoming, OutKind, OutRecord, PipelineError,
+    current, ensure_shard, observe, Context, Incoming, OutKind, OutRecord, PipelineError,
     Processor, RunSummary, Runtime, TopicNames,
 };
 use crate::config::Settings;
+use futures::FutureExt;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
+use rdkafka::message::BorrowedMessage;
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
 use rdkafka::types::RDKafkaErrorCode;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tracing::Instrument;
 
 pub type SignalConsumer = StreamConsumer<RebalanceContext>;
 pub type OutputProducer = ThreadedProducer<AckContext>;
@@ -78,14 +79,10 @@ pub async fn run(
             }
             msg = consumer.recv() => match msg {
                 Ok(m) => {
-                    let incoming = incoming_of(&m);
-                    let span = tracing::debug_span!("signal", topic = incoming.topic,
-                        partition = incoming.partition, offset = incoming.offset,
-                        id = tracing::field::Empty);
-                    if let Err(e) = handle(&processor, &runtime, &ctx, &tracker, &producer, &mut summary, &mut names, incoming)
-                        .instrument(span)
-                        .await
-                    {
+                    let room = settings.delivery.max_in_flight.saturating_sub(tracker.in_flight());
+                    let batch = gather(&consumer, m, settings.decide.max_batch.min(room).max(1));
+                    let incoming: Vec<_> = batch.iter().map(incoming_of).collect();
+                    if let Err(e) = handle(&processor, &runtime, &ctx, &tracker, &producer, &mut summary, &mut names, &incoming).await {
                         break Err(e);
                     }
                 }
@@ -223,6 +220,7 @@ pub(super) fn create_consumer(
             changelog: (settings.state.changelog_topic.clone(), ctx.changelog_width),
             too_narrow: Mutex::default(),
             narrow: Default::default(),
+            moved: Mutex::default(),
         })?,
     )
 }
@@ -316,7 +314,45 @@ fn own_topics(settings: &Settings) -> impl Iterator<Item = &str> {
         .map(String::as_str)
 }
 
-/// Decides one record and produces its outputs, each carrying an acknowledgement token for
+/// The record just received and those already waiting behind it, up to `max`: a batch never
+/// waits to fill. A rebalance served while gathering (it runs inside the consumer's poll) moves
+/// partitions: their records fetched before it are left out — the partition's new owner, or
+/// this instance after a reassignment, reads them again from the committed position.
+pub(super) fn gather<'c>(
+    consumer: &'c SignalConsumer,
+    first: BorrowedMessage<'c>,
+    max: usize,
+) -> Vec<BorrowedMessage<'c>> {
+    // A rebalance before `first` arrived does not concern it.
+    consumer.context().take_moved();
+    let mut batch = vec![first];
+    while batch.len() < max {
+        let next = consumer.recv().now_or_never();
+        let moved = consumer.context().take_moved();
+        if !moved.is_empty() {
+            batch.retain(|m| {
+                !moved
+                    .iter()
+                    .any(|(t, p)| t == m.topic() && *p == m.partition())
+            });
+        }
+        match next {
+            Some(Ok(m)) => batch.push(m),
+            Some(Err(e)) => {
+                super::consumer_error(&e);
+                break;
+            }
+            None => break,
+        }
+        if !moved.is_empty() {
+            break;
+        }
+    }
+    batch
+}
+
+/// Decides a batch of records — in parallel by partition (`decide.workers`, see `workers`) —
+/// and produces their outputs in consumption order, each carrying an acknowledgement token for
 /// the offset tracker. Shared by both delivery modes.
 #[allow(clippy::too_many_arguments)]
 pub(super) async fn handle(
@@ -327,29 +363,59 @@ pub(super) async fn handle(
     producer: &OutputProducer,
     summary: &mut RunSummary,
     names: &mut TopicNames,
-    msg: Incoming<'_>,
+    batch: &[Incoming<'_>],
 ) -> Result<(), PipelineError> {
-    ensure_shard(ctx, runtime, msg.topic, msg.partition).await?;
-    let started = Instant::now();
-    let rules = current(&runtime.rules);
-    let (processed, outputs) = {
-        let inventory = ctx.inventory.read().unwrap_or_else(|p| p.into_inner());
-        let mut state = lock(&ctx.state);
-        processor.process(&rules, &inventory, &mut state, &msg)
-    };
-    if let super::Processed::Decided(d) = &processed {
-        tracing::Span::current().record("id", d.record.signal_id.as_str());
+    for (i, msg) in batch.iter().enumerate() {
+        let first = !batch[..i]
+            .iter()
+            .any(|m| m.partition == msg.partition && m.topic == msg.topic);
+        if first {
+            ensure_shard(ctx, runtime, msg.topic, msg.partition).await?;
+        }
     }
-    observe(
-        &runtime.metrics,
-        summary,
-        msg.topic,
-        &processed,
-        &outputs,
-        started.elapsed(),
-    );
+    let rules = current(&runtime.rules);
+    let decided = {
+        let inventory = ctx.inventory.read().unwrap_or_else(|p| p.into_inner());
+        ctx.workers.decide(&ctx.state, batch, |state, msg| {
+            let span = tracing::debug_span!(
+                "signal",
+                topic = msg.topic,
+                partition = msg.partition,
+                offset = msg.offset,
+                id = tracing::field::Empty
+            );
+            let _entered = span.enter();
+            let started = Instant::now();
+            let (processed, outputs) = processor.process(&rules, &inventory, state, msg);
+            if let super::Processed::Decided(d) = &processed {
+                span.record("id", d.record.signal_id.as_str());
+            }
+            (processed, outputs, started.elapsed())
+        })
+    };
+    for (msg, (processed, outputs, took)) in batch.iter().zip(decided) {
+        observe(
+            &runtime.metrics,
+            summary,
+            msg.topic,
+            &processed,
+            &outputs,
+            took,
+        );
+        produce(producer, tracker, names.get(msg.topic), msg, outputs).await?;
+    }
+    Ok(())
+}
+
+/// Produces one record's outputs, registered with the offset tracker first.
+async fn produce(
+    producer: &OutputProducer,
+    tracker: &OffsetTracker,
+    topic: Arc<str>,
+    msg: &Incoming<'_>,
+    outputs: Vec<OutRecord>,
+) -> Result<(), PipelineError> {
     tracker.begin(msg.topic, msg.partition, msg.offset, outputs.len() as u32);
-    let topic = names.get(msg.topic);
     let redelivers = producer.context().redelivery.is_some();
     for out in outputs {
         let token = Box::new(AckToken {
@@ -389,26 +455,8 @@ pub(super) async fn sweep(
     for (topic, partition) in clock_partitions(consumer) {
         ensure_shard(ctx, runtime, &topic, partition).await?;
     }
-    let rules = current(&runtime.rules);
-    let (records, size, clocks) = {
-        let inventory = ctx.inventory.read().unwrap_or_else(|p| p.into_inner());
-        let mut state = lock(&ctx.state);
-        let swept = state.sweep();
-        let metrics = &runtime.metrics;
-        let now = crate::trust::now_ms();
-        let mut clocks =
-            processor.expiries(&rules, &inventory, &mut state, (now, &metrics.lifecycle));
-        let markers = super::holds::expiries(processor, &mut state, metrics)
-            .into_iter()
-            .chain(super::lifecycle::due(processor, &mut state, metrics));
-        clocks.extend(markers.map(|(topic, partition, out)| Outgoing {
-            topic,
-            partition,
-            out,
-            settle: None,
-        }));
-        (swept, state.size(), clocks)
-    };
+    let (records, clocks) = run_clocks(processor, runtime, ctx);
+    let size = ctx.state.size();
     runtime.metrics.state_size(size.0, size.1, size.2);
     runtime.metrics.state_written("sweep", records.len());
     processor.chains.announce();
@@ -440,6 +488,44 @@ pub(super) async fn sweep(
         sent += 1;
     }
     Ok(sent)
+}
+
+/// Each store's sweep and clocks: its evictions as (topic, partition, key, change), and the
+/// records its clocks produce; the rails' and lifecycle's gauges over every store.
+#[allow(clippy::type_complexity)]
+fn run_clocks(
+    processor: &Processor,
+    runtime: &Runtime,
+    ctx: &Context,
+) -> (
+    Vec<(String, i32, crate::state::store::Key, crate::state::Change)>,
+    Vec<Outgoing>,
+) {
+    let rules = current(&runtime.rules);
+    let inventory = ctx.inventory.read().unwrap_or_else(|p| p.into_inner());
+    let metrics = &runtime.metrics;
+    let (mut swept, mut clocks) = (Vec::new(), Vec::new());
+    let (mut pending, mut open) = (0, super::lifecycle::OpenPaths::new());
+    for (_, mut state) in ctx.state.each() {
+        swept.extend(state.sweep());
+        let now = crate::trust::now_ms();
+        let at = (now, &metrics.lifecycle);
+        clocks.extend(processor.expiries(&rules, &inventory, &mut state, at));
+        let markers = super::holds::expiries(processor, &mut state, &mut pending)
+            .into_iter()
+            .chain(super::lifecycle::due(processor, &mut state, &mut open));
+        clocks.extend(markers.map(|(topic, partition, out)| Outgoing {
+            topic,
+            partition,
+            out,
+            settle: None,
+        }));
+    }
+    super::holds::set_gauges(&runtime.breakers, metrics, pending);
+    if processor.lifecycle.is_some() {
+        metrics.lifecycle.set_open(&open);
+    }
+    (swept, clocks)
 }
 
 /// The assigned partitions, every one of which may run clocks (inputs: restores on expiry;

@@ -11,64 +11,62 @@ use crate::emit::DeadLetterReason;
 impl Processor {
     /// The decision's commands and record as output records, each within the producer's size
     /// limit; otherwise why not. The record is linked into its decisions partition's evidence
-    /// chain, and the link taken back when the outputs cannot be produced.
+    /// chain only once its outputs are known to be producible: linking, encoding and the size
+    /// check are one step under the chain's lock, so workers deciding in parallel never see a
+    /// link that is taken back.
     pub(super) fn encode(
         &self,
         decision: &Decision,
         subject_id: &str,
     ) -> Result<Vec<OutRecord>, DeadLetterReason> {
-        let unencodable = |detail: String| DeadLetterReason::Output {
-            kind: "output_unencodable",
-            detail: fit::reason(&detail),
-        };
-        let partition = self.chains.partition_of(subject_id.as_bytes());
-        let mut record = decision.record.clone();
-        let before = partition.map(|p| (p, self.chains.link(p, &mut record)));
-        let encoded = self
-            .encode_all(decision, (&record, partition), subject_id)
-            .map_err(unencodable)
-            .and_then(|out| match fit::oversized(&out, self.max_record_bytes) {
-                None => Ok(out),
-                Some(detail) => Err(DeadLetterReason::Output {
-                    kind: "output_too_large",
-                    detail,
-                }),
-            });
-        if let (Err(_), Some((p, head))) = (&encoded, before) {
-            self.chains.unlink(p, head);
+        let key = subject_id.as_bytes().to_vec();
+        let mut out = self.action_records(decision, &key).map_err(unencodable)?;
+        if let Some(detail) = fit::oversized(&out, self.max_record_bytes) {
+            return Err(too_large(detail));
         }
-        encoded
+        let partition = self.chains.partition_of(&key);
+        let mut record = decision.record.clone();
+        let payload = |record: &crate::emit::DecisionRecord| {
+            let made = OutRecord {
+                topic: self.decisions_topic.clone(),
+                // The chain's partition: containd picks it, so the chain is the partition's log.
+                partition,
+                key: Some(key.clone()),
+                payload: self.decision_payload(record).map_err(unencodable)?,
+                headers: Vec::new(),
+                kind: OutKind::Decision,
+            };
+            match fit::oversized(std::slice::from_ref(&made), self.max_record_bytes) {
+                None => Ok(made),
+                Some(detail) => Err(too_large(detail)),
+            }
+        };
+        let made = match partition {
+            Some(p) => self.chains.link_with(p, &mut record, payload)?,
+            None => payload(&record)?,
+        };
+        out.push(made);
+        Ok(out)
     }
 
-    fn encode_all(
-        &self,
-        decision: &Decision,
-        (record, partition): (&crate::emit::DecisionRecord, Option<i32>),
-        subject_id: &str,
-    ) -> Result<Vec<OutRecord>, String> {
-        let key = subject_id.as_bytes().to_vec();
+    /// The decision's commands and holds as records.
+    fn action_records(&self, decision: &Decision, key: &[u8]) -> Result<Vec<OutRecord>, String> {
         let mut out = Vec::with_capacity(decision.commands.len() + 1);
         for c in &decision.commands {
-            out.push(self.command_record(c, &key)?);
+            out.push(self.command_record(c, key)?);
         }
         out.extend(self.hold_records(decision));
-        let payload = match self.settings.output.format {
+        Ok(out)
+    }
+
+    fn decision_payload(&self, record: &crate::emit::DecisionRecord) -> Result<Vec<u8>, String> {
+        match self.settings.output.format {
             OutputFormat::Avro => self
                 .codec
                 .encode_decision(record)
-                .map_err(|e| e.to_string())?,
-            OutputFormat::Json => serde_json::to_vec(record).map_err(|e| e.to_string())?,
-        };
-        out.push(OutRecord {
-            topic: self.decisions_topic.clone(),
-            // The chain's partition: containd picks it, so the chain is the partition's log.
-            partition,
-            key: Some(key),
-            payload,
-            headers: Vec::new(),
-            kind: OutKind::Decision,
-        });
-        Ok(out)
+                .map_err(|e| e.to_string()),
+            OutputFormat::Json => serde_json::to_vec(record).map_err(|e| e.to_string()),
+        }
     }
 
     /// A command for its target's topic, keyed by `key`, with its id (and, when tracked, the
@@ -101,5 +99,19 @@ impl Processor {
                 action: c.action.clone(),
             },
         })
+    }
+}
+
+fn unencodable(detail: String) -> DeadLetterReason {
+    DeadLetterReason::Output {
+        kind: "output_unencodable",
+        detail: fit::reason(&detail),
+    }
+}
+
+fn too_large(detail: String) -> DeadLetterReason {
+    DeadLetterReason::Output {
+        kind: "output_too_large",
+        detail,
     }
 }

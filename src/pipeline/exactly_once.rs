@@ -5,10 +5,10 @@
 //! Confluent, Redpanda, MSK); adapters read with isolation.level=read_committed.
 
 use super::at_least_once::{
-    create_consumer, create_producer, handle, subscribe, sweep, OutputProducer,
+    create_consumer, create_producer, gather, handle, incoming_of, subscribe, sweep, OutputProducer,
 };
 use super::offsets::OffsetTracker;
-use super::{lock, Context, PipelineError, Processor, RunSummary, Runtime, TopicNames};
+use super::{Context, PipelineError, Processor, RunSummary, Runtime, TopicNames};
 use crate::config::Settings;
 use rdkafka::consumer::Consumer;
 use rdkafka::producer::Producer;
@@ -131,7 +131,9 @@ async fn fill(
         stopped: false,
     };
     let deadline = tokio::time::Instant::now() + p.settings.delivery.transaction_interval;
-    for _ in 0..p.settings.delivery.transaction_max_signals {
+    let max = p.settings.delivery.transaction_max_signals;
+    let mut taken = 0;
+    while taken < max {
         let msg = tokio::select! {
             biased;
             _ = shutdown.as_mut() => { batch.stopped = true; break }
@@ -145,16 +147,21 @@ async fn fill(
                 continue;
             }
         };
-        let incoming = super::at_least_once::incoming_of(&m);
-        batch
-            .positions
-            .entry((names.get(incoming.topic), incoming.partition))
-            .and_modify(|(_, next)| *next = incoming.offset + 1)
-            .or_insert((incoming.offset, incoming.offset + 1));
+        let room = (max - taken).min(p.settings.decide.max_batch);
+        let records = gather(p.consumer, m, room);
+        taken += records.len();
+        let incoming: Vec<_> = records.iter().map(incoming_of).collect();
+        for m in &incoming {
+            batch
+                .positions
+                .entry((names.get(m.topic), m.partition))
+                .and_modify(|(_, next)| *next = m.offset + 1)
+                .or_insert((m.offset, m.offset + 1));
+        }
         let (processor, runtime, ctx) = (p.processor, p.runtime, p.ctx);
         let summary = &mut batch.summary;
         let handled = handle(
-            processor, runtime, ctx, p.tracker, p.producer, summary, names, incoming,
+            processor, runtime, ctx, p.tracker, p.producer, summary, names, &incoming,
         );
         if let Err(e) = handled.await {
             batch.error = Some(e);
@@ -214,11 +221,10 @@ fn abort(
     runtime.metrics.transaction("aborted");
     tracing::warn!(%error, "transaction failed; aborting and rewinding the batch");
     producer.abort_transaction(TXN_TIMEOUT)?;
-    {
-        let mut state = lock(&ctx.state);
-        for (topic, partition) in batch.keys() {
-            state.remove_shard(topic, *partition);
-        }
+    for (topic, partition) in batch.keys() {
+        ctx.state
+            .of(topic, *partition)
+            .remove_shard(topic, *partition);
     }
     rewind(consumer, batch)
 }

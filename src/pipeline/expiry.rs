@@ -278,22 +278,31 @@ impl Processor {
     fn settled(&self, state: &mut StateStore, metrics: &LifecycleMetrics) -> Vec<Outgoing> {
         let mut done = Vec::new();
         let mut again = Vec::new();
-        super::lock(&self.expiring.sent).retain(|id, s| match (s.settle.outcome(), s.committed) {
-            (Some(true), true) => {
-                let (target, action, result) = &s.result;
-                metrics.expired(target, action, result);
-                done.push((*id, s.topic.clone(), s.partition, s.subject.clone()));
-                false
+        let mut sent = super::lock(&self.expiring.sent);
+        // Only this store's partitions: another store settles its own.
+        let mine = sent
+            .iter_mut()
+            .filter(|(_, s)| state.owns(&s.topic, s.partition));
+        for (id, s) in mine {
+            match (s.settle.outcome(), s.committed) {
+                (Some(true), true) => {
+                    let (target, action, result) = &s.result;
+                    metrics.expired(target, action, result);
+                    done.push((*id, s.topic.clone(), s.partition, s.subject.clone()));
+                }
+                (Some(false), _) => {
+                    s.settle = Settle::expecting(s.records.len());
+                    let records = s.records.iter().cloned();
+                    let settle = Some(s.settle.clone());
+                    again.extend(outgoing(&s.topic, s.partition, records, settle));
+                }
+                _ => {}
             }
-            (Some(false), _) => {
-                s.settle = Settle::expecting(s.records.len());
-                let records = s.records.iter().cloned();
-                let settle = Some(s.settle.clone());
-                again.extend(outgoing(&s.topic, s.partition, records, settle));
-                true
-            }
-            _ => true,
-        });
+        }
+        for (id, ..) in &done {
+            sent.remove(id);
+        }
+        drop(sent);
         let marks = done
             .into_iter()
             .flat_map(|(id, topic, partition, subject)| {

@@ -213,28 +213,35 @@ impl Processor {
     }
 }
 
-/// The expiry markers of holds past their approval timeout in the owned approvals
-/// partitions (each written once per process; applied when read back, in log order with
-/// any verdict), as (topic, partition, record); updates the rails' gauges.
+/// The expiry markers of holds past their approval timeout in the store's approvals
+/// partitions (each written once per process; applied when read back, in log order with any
+/// verdict), as (topic, partition, record); adds the holds still pending to `pending`.
 pub(super) fn expiries(
     processor: &Processor,
     state: &mut StateStore,
-    metrics: &crate::telemetry::Metrics,
+    pending: &mut usize,
 ) -> Vec<(std::sync::Arc<str>, i32, OutRecord)> {
     let now = crate::trust::now_ms();
     let mut out = Vec::new();
-    let mut pending = 0;
     for (topic, partition, holds) in state.hold_tables() {
-        pending += holds.pending().count();
+        *pending += holds.pending().count();
         for command_id in holds.due(now) {
             let expiry = ApprovalRecord::Expire(crate::approvals::Expiry { command_id });
             let record = processor.approvals_record(&expiry);
             out.push((std::sync::Arc::from(topic), partition, record));
         }
     }
-    let open = crate::safety::breakers::lock(&state.breakers).open_count(now);
-    metrics.rails.set_rails(open, pending);
     out
+}
+
+/// The rails' gauges: breakers open now, and the holds pending over every store.
+pub(super) fn set_gauges(
+    breakers: &crate::safety::breakers::SharedBreakers,
+    metrics: &crate::telemetry::Metrics,
+    pending: usize,
+) {
+    let open = crate::safety::breakers::lock(breakers).open_count(crate::trust::now_ms());
+    metrics.rails.set_rails(open, pending);
 }
 
 /// Holds what the circuit breakers stop of a decision made on containd's own clock (a restore

@@ -2,7 +2,7 @@
 
 use super::offsets::{DeliveryFailure, OffsetTracker};
 use super::redeliver::Redelivery;
-use crate::state::StateStore;
+use crate::state::Stores;
 use crate::telemetry::http::Health;
 use crate::telemetry::throttle::Throttle;
 use crate::telemetry::Metrics;
@@ -153,12 +153,15 @@ pub struct RebalanceContext {
     pub assigned: Mutex<HashSet<(String, i32)>>,
     /// Partition state: dropped on revocation, and on assignment so it is rebuilt from the
     /// changelog (another instance may have moved it on meanwhile).
-    pub state: Arc<Mutex<StateStore>>,
+    pub state: Arc<Stores>,
     /// The state changelog and its partitions.
     pub changelog: (String, usize),
     /// Set when a partition beyond the changelog's is assigned; the loop stops on it.
     pub too_narrow: Mutex<Option<crate::pipeline::changelog::StateError>>,
     pub narrow: std::sync::atomic::AtomicBool,
+    /// Partitions revoked or assigned since the loop last asked: records it holds of them,
+    /// fetched before the rebalance, are not decided (see `at_least_once::gather`).
+    pub moved: Mutex<Vec<(String, i32)>>,
 }
 
 impl RebalanceContext {
@@ -192,6 +195,20 @@ impl RebalanceContext {
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }
     }
+    /// The partitions revoked or assigned since the last call.
+    pub fn take_moved(&self) -> Vec<(String, i32)> {
+        std::mem::take(&mut *self.moved.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn note_moved(&self, tpl: &TopicPartitionList) {
+        let mut moved = self.moved.lock().unwrap_or_else(|p| p.into_inner());
+        moved.extend(
+            tpl.elements()
+                .iter()
+                .map(|e| (e.topic().to_string(), e.partition())),
+        );
+    }
+
     fn set_assigned(&self, update: impl FnOnce(&mut HashSet<(String, i32)>)) {
         let mut a = self.assigned.lock().unwrap_or_else(|p| p.into_inner());
         update(&mut a);
@@ -200,9 +217,11 @@ impl RebalanceContext {
     }
 
     fn forget_state(&self, tpl: &TopicPartitionList) {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         for e in tpl.elements() {
-            state.remove_shard(e.topic(), e.partition());
+            let (topic, partition) = (e.topic(), e.partition());
+            self.state
+                .of(topic, partition)
+                .remove_shard(topic, partition);
         }
     }
 
@@ -291,6 +310,7 @@ impl ConsumerContext for RebalanceContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(tpl) = rebalance {
             tracing::info!(partitions = tpl.count(), "partitions revoked; draining");
+            self.note_moved(tpl);
             if self.commit_on_revoke {
                 self.drain_and_commit(consumer, tpl);
             }
@@ -309,6 +329,7 @@ impl ConsumerContext for RebalanceContext {
         match rebalance {
             Rebalance::Assign(tpl) => {
                 tracing::info!(partitions = tpl.count(), "partitions assigned");
+                self.note_moved(tpl);
                 self.check_width(tpl);
                 self.set_assigned(|a| {
                     for e in tpl.elements() {

@@ -456,19 +456,21 @@ fn failure(
     ))
 }
 
-/// Markers for tracked commands whose clocks ran out, in the owned results partitions, as
-/// (topic, partition, record); updates the open-path gauge.
+/// Open paths by (target, age bucket), counted over every store before the gauge is set.
+pub(super) type OpenPaths = std::collections::HashMap<(String, usize), i64>;
+
+/// Markers for tracked commands whose clocks ran out, in the store's results partitions, as
+/// (topic, partition, record); counts the store's open paths into `open`.
 pub(super) fn due(
     processor: &Processor,
     state: &mut StateStore,
-    metrics: &crate::telemetry::Metrics,
+    open: &mut OpenPaths,
 ) -> Vec<(Arc<str>, i32, OutRecord)> {
     let Some(lifecycle) = &processor.lifecycle else {
         return Vec::new();
     };
     let now = crate::trust::now_ms();
     let mut out = Vec::new();
-    let mut open = std::collections::HashMap::new();
     for (topic, partition, tracker) in state.trackers() {
         for t in tracker.iter().filter(|t| t.open()) {
             let Some(issued) = &t.issued else { continue };
@@ -492,7 +494,6 @@ pub(super) fn due(
             }
         }
     }
-    metrics.lifecycle.set_open(&open);
     out
 }
 

@@ -16,6 +16,7 @@ mod lifecycle;
 pub mod offsets;
 pub mod process;
 pub mod redeliver;
+mod workers;
 
 use crate::telemetry::throttle::Throttle;
 pub use process::{Incoming, OutKind, OutRecord, Processed, Processor};
@@ -24,7 +25,7 @@ use crate::codec::{AvroCodec, Schemas};
 use crate::config::{DeliveryMode, Settings};
 use crate::inventory::tail::{Tail, TailError};
 use crate::inventory::SharedInventory;
-use crate::state::{Retention, StateStore};
+use crate::state::{Retention, Stores};
 use crate::telemetry::http::Health;
 use crate::telemetry::Metrics;
 use std::future::Future;
@@ -45,6 +46,8 @@ pub enum PipelineError {
         offset: i64,
         error: String,
     },
+    #[error("cannot start the decide workers: {0}")]
+    Workers(String),
     #[error("consumer has no group metadata for the transaction")]
     NoGroupMetadata,
     #[error("shutdown grace period ran out with {0} signals in flight; they will be replayed")]
@@ -141,7 +144,9 @@ pub struct Runtime {
 pub(crate) struct Context {
     pub settings: Arc<Settings>,
     pub inventory: SharedInventory,
-    pub state: Arc<Mutex<StateStore>>,
+    /// One state store per decide worker, each holding its partitions.
+    pub state: Arc<Stores>,
+    pub workers: workers::Workers,
     pub restorer: Arc<changelog::Restorer>,
     /// Partitions of the state changelog: no input partition may be beyond them.
     pub changelog_width: usize,
@@ -201,9 +206,13 @@ pub async fn run(
     let ctx = Context {
         settings: settings.clone(),
         inventory,
-        state: Arc::new(Mutex::new(
-            StateStore::new(retention).with_breakers(runtime.breakers.clone()),
+        state: Arc::new(Stores::new(
+            settings.decide.workers,
+            retention,
+            runtime.breakers.clone(),
         )),
+        workers: workers::Workers::new(settings.decide.workers)
+            .map_err(|e| PipelineError::Workers(e.to_string()))?,
         restorer: Arc::new(changelog::Restorer::new(&settings)?),
         changelog_width,
     };
@@ -306,7 +315,7 @@ async fn ensure_shard(
     topic: &str,
     partition: i32,
 ) -> Result<(), PipelineError> {
-    if lock(&ctx.state).has_shard(topic, partition) {
+    if ctx.state.of(topic, partition).has_shard(topic, partition) {
         return Ok(());
     }
     let started = Instant::now();
@@ -349,9 +358,10 @@ async fn ensure_shard(
         took_ms = took.as_millis() as u64,
         "partition state rebuilt from the changelog"
     );
-    let mut state = lock(&ctx.state);
-    state.insert_shard(topic, partition, shard);
-    let (shards, subjects, entries) = state.size();
+    ctx.state
+        .of(topic, partition)
+        .insert_shard(topic, partition, shard);
+    let (shards, subjects, entries) = ctx.state.size();
     runtime.metrics.state_size(shards, subjects, entries);
     Ok(())
 }

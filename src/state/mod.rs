@@ -13,9 +13,11 @@ pub mod changelog;
 mod command_id;
 pub mod seen;
 pub mod store;
+pub mod stores;
 
 pub use command_id::CommandId;
 pub use store::{Change, Shard, StateStore};
+pub use stores::Stores;
 
 use crate::emit::TargetSubject;
 use serde::{Deserialize, Serialize};

@@ -60,6 +60,8 @@ pub struct StateStore {
     retention: Retention,
     /// The instance's circuit breakers (they count across its partitions).
     pub breakers: SharedBreakers,
+    /// This store's place among the instance's (`Stores`): (index, count); `None`: the only one.
+    slot: Option<(usize, usize)>,
 }
 
 impl StateStore {
@@ -74,6 +76,19 @@ impl StateStore {
     pub fn with_breakers(mut self, breakers: SharedBreakers) -> Self {
         self.breakers = breakers;
         self
+    }
+
+    /// The store as number `index` of `count`, keeping only the partitions hashed to it.
+    pub fn one_of(mut self, index: usize, count: usize) -> Self {
+        self.slot = Some((index, count));
+        self
+    }
+
+    /// Whether a partition's state belongs in this store (always, for a store of its own):
+    /// work kept outside the store (expiries in flight) is settled by the store that owns it.
+    pub fn owns(&self, topic: &str, partition: i32) -> bool {
+        self.slot
+            .is_none_or(|(index, count)| super::stores::store_of(topic, partition, count) == index)
     }
 
     pub fn retention(&self) -> Retention {

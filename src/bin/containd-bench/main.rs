@@ -69,6 +69,9 @@ struct RunArgs {
     /// wait instead of waking on new records; see docs/benchmarks.md).
     #[arg(long, default_value_t = 10)]
     fetch_wait_ms: u32,
+    /// containd's `decide.workers` (default: the daemon's own, the cores it may use).
+    #[arg(long)]
+    workers: Option<usize>,
     /// Signal encoding on the input topics.
     #[arg(long, value_enum, default_value = "avro")]
     format: InputFormat,
@@ -165,6 +168,7 @@ async fn run(args: RunArgs) -> Result<()> {
             metrics_port,
             format: args.format,
             fetch_wait_ms: args.fetch_wait_ms,
+            workers: args.workers,
             synthetic: &synthetic,
         },
     )?;

@@ -280,6 +280,8 @@ pub struct ConfigParams<'a> {
     pub metrics_port: u16,
     pub format: InputFormat,
     pub fetch_wait_ms: u32,
+    /// `decide.workers`, when given.
+    pub workers: Option<usize>,
     /// The synthetic rule file's text.
     pub synthetic: &'a str,
 }
@@ -296,6 +298,7 @@ pub fn write_config(
         metrics_port,
         format,
         fetch_wait_ms,
+        workers,
         synthetic,
     } = *p;
     let rules = dir.join("rules");
@@ -339,7 +342,7 @@ dead_letter_topic = "{dead_letter}"
 
 [delivery]
 mode = "at_least_once"
-
+{decide}
 [state]
 changelog_topic = "{state}"
 
@@ -361,6 +364,7 @@ grace = "15s"
         decisions = topics.decisions("containd"),
         dead_letter = topics.dead_letter("containd"),
         state = topics.state("containd"),
+        decide = workers.map_or(String::new(), |n| format!("\n[decide]\nworkers = {n}\n")),
     );
     let path = dir.join("containd.toml");
     std::fs::write(&path, text)?;
