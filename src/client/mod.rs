@@ -34,6 +34,10 @@ pub fn config(settings: &Settings, kind: ClientKind) -> ClientConfig {
     c
 }
 
+/// `max.partition.fetch.bytes` when more than one worker decides: a few hundred signals of a
+/// partition per fetched chunk (librdkafka's default is 1 MiB).
+const PARTITION_FETCH_BYTES: &str = "131072";
+
 /// Consumer settings: containd owns commits (offsets follow acknowledged outputs).
 pub fn consumer_config(settings: &Settings) -> ClientConfig {
     let mut c = config(settings, ClientKind::Consumer);
@@ -56,6 +60,18 @@ pub fn consumer_config(settings: &Settings) -> ClientConfig {
         "isolation.level",
         "read_committed",
     );
+    // Fetched records arrive in chunks of one partition at a time, up to this size each:
+    // smaller chunks interleave partitions in the consumer's queue, so the batches handed to
+    // the decide workers hold several partitions (docs/architecture.md).
+    if settings.decide.workers > 1 {
+        set_default(
+            &mut c,
+            settings,
+            ClientKind::Consumer,
+            "max.partition.fetch.bytes",
+            PARTITION_FETCH_BYTES,
+        );
+    }
     // A topic created under `input.topic_pattern` is subscribed within seconds, not after
     // librdkafka's default five minutes.
     if settings.input.topic_pattern.is_some() {

@@ -456,7 +456,7 @@ fn default_workers() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 fn default_max_batch() -> usize {
-    256
+    1024
 }
 fn default_max_in_flight() -> usize {
     20_000

@@ -38,7 +38,9 @@ pub type Heads = HashMap<i32, Head>;
 #[derive(Debug)]
 pub struct Chains {
     run: String,
-    heads: Mutex<Heads>,
+    /// Heads in stripes by partition: workers linking into different chains do not wait on
+    /// each other.
+    heads: Box<[Mutex<Heads>]>,
     /// The heads last written to the log, and those taken at the sweep before, to be written
     /// at the next (by then their records were acknowledged, or the transaction ended).
     announced: Mutex<(Heads, Heads)>,
@@ -56,7 +58,7 @@ impl Chains {
     pub fn new() -> Self {
         Self {
             run: run_id(),
-            heads: Mutex::default(),
+            heads: (0..STRIPES).map(|_| Mutex::default()).collect(),
             announced: Mutex::default(),
             partitions: AtomicI32::new(0),
         }
@@ -85,7 +87,7 @@ impl Chains {
         record: &mut DecisionRecord,
         make: impl FnOnce(&DecisionRecord) -> Result<T, E>,
     ) -> Result<T, E> {
-        let mut heads = lock(&self.heads);
+        let mut heads = lock(self.stripe(partition));
         let (seq, prev) = match heads.get(&partition) {
             Some(h) => (h.seq + 1, h.hash),
             None => (0, GENESIS),
@@ -136,14 +138,35 @@ impl Chains {
 
     /// Every chain's head, to take back what an aborted transaction linked.
     pub fn checkpoint(&self) -> Heads {
-        lock(&self.heads).clone()
+        let mut all = Heads::new();
+        for stripe in &*self.heads {
+            all.extend(lock(stripe).iter().map(|(p, h)| (*p, *h)));
+        }
+        all
     }
 
     pub fn rewind(&self, to: Heads) {
         // Heads taken inside the aborted transaction are not announced.
         lock(&self.announced).1 = to.clone();
-        *lock(&self.heads) = to;
+        let mut stripes: Vec<_> = self.heads.iter().map(lock).collect();
+        for stripe in &mut stripes {
+            stripe.clear();
+        }
+        for (p, h) in to {
+            stripes[stripe_of(p)].insert(p, h);
+        }
     }
+
+    fn stripe(&self, partition: i32) -> &Mutex<Heads> {
+        &self.heads[stripe_of(partition)]
+    }
+}
+
+/// Lock stripes of the heads (more than the decide workers there will be on one instance).
+const STRIPES: usize = 16;
+
+fn stripe_of(partition: i32) -> usize {
+    partition.unsigned_abs() as usize % STRIPES
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -390,18 +390,22 @@ pub(super) async fn handle(
             if let super::Processed::Decided(d) = &processed {
                 span.record("id", d.record.signal_id.as_str());
             }
-            (processed, outputs, started.elapsed())
+            // Counted (and the decision dropped) by the worker, not the loop.
+            let mut counted = RunSummary::default();
+            let took = started.elapsed();
+            observe(
+                &runtime.metrics,
+                &mut counted,
+                msg.topic,
+                &processed,
+                &outputs,
+                took,
+            );
+            (counted, outputs)
         })
     };
-    for (msg, (processed, outputs, took)) in batch.iter().zip(decided) {
-        observe(
-            &runtime.metrics,
-            summary,
-            msg.topic,
-            &processed,
-            &outputs,
-            took,
-        );
+    for (msg, (counted, outputs)) in batch.iter().zip(decided) {
+        summary.add(&counted);
         produce(producer, tracker, names.get(msg.topic), msg, outputs).await?;
     }
     Ok(())

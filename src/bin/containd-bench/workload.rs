@@ -261,14 +261,20 @@ impl Topics {
     pub fn command(&self, system: &str, target: &str) -> String {
         format!("{}.{system}.commands.{target}", self.prefix)
     }
+    /// The approvals topic of a system (held commands: every share is reviewed).
+    pub fn approvals(&self, system: &str) -> String {
+        format!("{}.{system}.approvals", self.prefix)
+    }
     /// The state changelog of a system.
     pub fn state(&self, system: &str) -> String {
         format!("{}.{system}.state", self.prefix)
     }
-    /// Decisions first, then one command topic per target, then the state changelog.
+    /// Decisions first, then one command topic per target, the approvals topic, then the
+    /// state changelog.
     pub fn outputs(&self, system: &str) -> Vec<String> {
         let mut v = vec![self.decisions(system)];
         v.extend(TARGETS.iter().map(|t| self.command(system, t)));
+        v.push(self.approvals(system));
         v.push(self.state(system));
         v
     }
@@ -346,6 +352,9 @@ mode = "at_least_once"
 [state]
 changelog_topic = "{state}"
 
+[safety]
+approvals_topic = "{approvals}"
+
 [rules]
 dir = "rules"
 
@@ -364,6 +373,7 @@ grace = "15s"
         decisions = topics.decisions("containd"),
         dead_letter = topics.dead_letter("containd"),
         state = topics.state("containd"),
+        approvals = topics.approvals("containd"),
         decide = workers.map_or(String::new(), |n| format!("\n[decide]\nworkers = {n}\n")),
     );
     let path = dir.join("containd.toml");
@@ -443,14 +453,35 @@ impl Offline {
             format: None,
             seal: None,
         };
-        let (processed, outs) = {
-            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let (processed, mut outs) =
             self.processor
-                .process(&self.rules, &self.inventory, &mut state, &msg)
-        };
+                .process(&self.rules, &self.inventory, &mut state, &msg);
         if let Processed::DeadLettered(_) = processed {
             return Ok(None);
         }
+        // The daemon reads its held commands back from the approvals topic (in its group)
+        // and writes each hold's changelog record: part of what this signal makes it write.
+        let held: Vec<_> = outs
+            .iter()
+            .filter(|o| o.kind == OutKind::Hold)
+            .cloned()
+            .collect();
+        for (i, hold) in held.iter().enumerate() {
+            let back = Incoming {
+                topic: &*hold.topic,
+                partition: 0,
+                offset: offset * 8 + i as i64,
+                key: hold.key.as_deref(),
+                payload: Some(&hold.payload),
+                ..msg
+            };
+            let (_, more) = self
+                .processor
+                .process(&self.rules, &self.inventory, &mut state, &back);
+            outs.extend(more);
+        }
+        drop(state);
         outs.iter()
             .map(|o| {
                 let topic = self
