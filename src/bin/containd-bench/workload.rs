@@ -469,7 +469,7 @@ impl Offline {
             .collect();
         for (i, hold) in held.iter().enumerate() {
             let back = Incoming {
-                topic: &*hold.topic,
+                topic: &hold.topic,
                 partition: 0,
                 offset: offset * 8 + i as i64,
                 key: hold.key.as_deref(),
