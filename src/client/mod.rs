@@ -183,3 +183,34 @@ fn reason(error: &KafkaError, secrets: &[&str]) -> String {
         other => scrub(&other.to_string(), secrets),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(extra: &str) -> Settings {
+        let text = format!(
+            "[kafka]\n\"bootstrap.servers\" = \"127.0.0.1:9092\"\n{extra}\n[input]\ntopics = [\"s\"]\ngroup_id = \"g\"\n[rules]\ndir = \"rules\"\n"
+        );
+        crate::config::parse(std::path::Path::new("c.toml"), &text).unwrap()
+    }
+
+    /// Several workers need batches of several partitions: fetched chunks are kept small
+    /// unless the deployment says otherwise; one worker keeps librdkafka's default.
+    #[test]
+    fn several_workers_fetch_smaller_partition_chunks_unless_configured() {
+        let chunk = |s: &Settings| {
+            consumer_config(s)
+                .get("max.partition.fetch.bytes")
+                .map(str::to_string)
+        };
+        let mut s = settings("");
+        s.decide.workers = 2;
+        assert_eq!(chunk(&s).as_deref(), Some(PARTITION_FETCH_BYTES));
+        s.decide.workers = 1;
+        assert_eq!(chunk(&s), None);
+        let mut s = settings("[kafka.consumer]\n\"max.partition.fetch.bytes\" = \"1048576\"");
+        s.decide.workers = 4;
+        assert_eq!(chunk(&s).as_deref(), Some("1048576"));
+    }
+}

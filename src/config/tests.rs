@@ -375,3 +375,16 @@ on = []
     assert!(shown.iter().all(|s| !s.contains("s3cret")));
     assert!(problems(VALID).is_empty());
 }
+
+#[test]
+fn decide_workers_default_to_the_cores_and_out_of_range_is_a_problem_with_its_line() {
+    let s = parse(Path::new("c.toml"), VALID).unwrap();
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    assert_eq!(s.decide.workers, cores);
+    let text = format!("{VALID}\n[decide]\nworkers = 0\nmax_batch = 0\n");
+    let p = problems(&text);
+    let fields: Vec<&str> = p.iter().map(|p| p.field.as_str()).collect();
+    assert_eq!(fields, ["decide.workers", "decide.max_batch"], "{p:?}");
+    assert!(p[0].line.is_some(), "{}", p[0]);
+    assert!(problems(&format!("{VALID}\n[decide]\nworkers = 4\n")).is_empty());
+}
