@@ -16,8 +16,9 @@
 //! - [`lifecycle`] follows each command to its adapter's result: re-sends, escalation, time
 //!   to containment, `containd status`; [`decide::expiry`] restores what expires with
 //!   `on_expiry: restore`;
-//! - [`pipeline`] is the Kafka loop around it all: consume, process, produce, and commit
-//!   offsets only once every output is acknowledged (or in one transaction);
+//! - [`pipeline`] is the Kafka loop around it all: consume, process (on `decide.workers`
+//!   cores, partitions spread over [`state::Stores`]), produce, and commit offsets only once
+//!   every output is acknowledged (or in one transaction);
 //! - [`telemetry`] exports metrics, health and logs; [`config`] loads and validates settings;
 //!   [`cli`] is the command line (`run`, `check`, `demo`, `rules test`, `replay`,
 //!   `approvals`, `breakers`, `status`, `audit`), [`evidence`] chains the decision records

@@ -16,7 +16,7 @@ mod lifecycle;
 pub mod offsets;
 pub mod process;
 pub mod redeliver;
-mod workers;
+pub mod workers;
 
 use crate::telemetry::throttle::Throttle;
 pub use process::{Incoming, OutKind, OutRecord, Processed, Processor};
