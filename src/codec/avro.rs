@@ -19,7 +19,7 @@ use apache_avro::GenericSingleObjectReader;
 use apache_avro::Schema;
 use serde::Serialize;
 use std::collections::HashMap;
-use std::io::Cursor;
+
 use std::sync::Arc;
 
 pub const SIGNAL_SCHEMA: &str = include_str!("../../schemas/signal.avsc");
@@ -134,10 +134,14 @@ pub fn fingerprint(schema: &Schema) -> u64 {
 }
 
 /// Decodes one framing (single-object fingerprint or Confluent id) of the bundled signal
-/// schema. The schema's names are resolved once here, not per record, and since writer and
-/// reader are the same schema no per-record value resolution is needed.
+/// schema: the datum is bounds-checked (see `bounds`), then deserialised straight into
+/// [`Signal`] by `serde_avro_fast` — no `apache_avro::Value` in between. Writer and reader are
+/// the same bundled schema, so there is nothing to resolve.
 struct FramedReader {
+    /// apache-avro's reader of the same schema: the reference the fast path is tested against.
+    #[cfg_attr(not(test), allow(dead_code))]
     reader: GenericSingleObjectReader,
+    fast: Arc<serde_avro_fast::Schema>,
     header_len: usize,
     bounds: Bounds,
 }
@@ -157,23 +161,38 @@ impl HeaderBuilder for Header {
 }
 
 impl FramedReader {
-    fn new(schema: &Schema, header: Vec<u8>) -> Result<Self, apache_avro::Error> {
+    fn new(
+        schema: &Schema,
+        fast: Arc<serde_avro_fast::Schema>,
+        header: Vec<u8>,
+    ) -> Result<Self, apache_avro::Error> {
         let header_len = header.len();
         let reader =
             GenericSingleObjectReader::new_with_header_builder(schema.clone(), Header(header))?;
         Ok(Self {
             reader,
+            fast,
             header_len,
             bounds: Bounds::new(schema),
         })
     }
 
     /// The caller matched the header already; the datum after it is bounds-checked (see
-    /// `bounds`) before apache-avro may allocate for it.
+    /// `bounds`) before anything may allocate for it.
     fn decode(&self, bytes: &[u8]) -> Result<Signal, DecodeError> {
         let datum = bytes.get(self.header_len..).unwrap_or_default();
-        self.bounds.check(datum).map_err(DecodeError::BadAvro)?;
-        let mut cursor = Cursor::new(bytes);
+        let used = self.bounds.length(datum).map_err(DecodeError::BadAvro)?;
+        if used < datum.len() {
+            return Err(DecodeError::TrailingBytes(datum.len() - used));
+        }
+        serde_avro_fast::from_datum_slice(datum, &self.fast)
+            .map_err(|e| DecodeError::BadAvro(e.to_string()))
+    }
+
+    /// The same through apache-avro's `Value` (how containd decoded before): the reference.
+    #[cfg(test)]
+    fn decode_via_value(&self, bytes: &[u8]) -> Result<Signal, DecodeError> {
+        let mut cursor = std::io::Cursor::new(bytes);
         let value = self
             .reader
             .read_value(&mut cursor)
@@ -248,9 +267,15 @@ impl AvroCodec {
     pub fn new(schemas: Arc<Schemas>, confluent_signal_ids: &[u32]) -> Self {
         let mut signal_writers = HashMap::new();
         let signal = schemas.fingerprints.signal;
+        // The bundled schemas parse (checked by `Schemas::bundled` and the unit tests), so
+        // their names resolve and the readers are made.
+        let fast = SIGNAL_SCHEMA
+            .parse::<serde_avro_fast::Schema>()
+            .ok()
+            .map(Arc::new);
+        let reader = |h: Vec<u8>| FramedReader::new(&schemas.signal, fast.clone()?, h).ok();
         for fp in [signal.spec, signal.legacy] {
-            // The bundled schemas parse (checked by `Schemas::bundled`), so their names resolve.
-            if let Ok(r) = FramedReader::new(&schemas.signal, header(fp).to_vec()) {
+            if let Some(r) = reader(header(fp).to_vec()) {
                 signal_writers.insert(fp, r);
             }
         }
@@ -259,7 +284,7 @@ impl AvroCodec {
             .filter_map(|id| {
                 let mut h = vec![CONFLUENT_MAGIC];
                 h.extend_from_slice(&id.to_be_bytes());
-                FramedReader::new(&schemas.signal, h).ok().map(|r| (*id, r))
+                reader(h).map(|r| (*id, r))
             })
             .collect();
         let fingerprints = schemas.fingerprints;

@@ -88,16 +88,23 @@ impl Bounds {
         }
     }
 
-    /// Walks `datum` and says why apache-avro must not decode it; the message names counts
-    /// and lengths, never payload bytes.
+    /// Walks `datum` and says why it must not be decoded; the message names counts and
+    /// lengths, never payload bytes.
     pub(crate) fn check(&self, datum: &[u8]) -> Result<(), String> {
+        self.length(datum).map(drop)
+    }
+
+    /// Walks `datum` like [`Bounds::check`] and returns how many of its bytes the value
+    /// takes (the rest trail it).
+    pub(crate) fn length(&self, datum: &[u8]) -> Result<usize, String> {
         let mut walk = Walk {
             plan: self,
             datum,
             pos: 0,
             zero_width_left: MAX_ZERO_WIDTH_ITEMS,
         };
-        walk.node(self.root, 0)
+        walk.node(self.root, 0)?;
+        Ok(walk.pos)
     }
 }
 
