@@ -5,9 +5,10 @@
 //! Confluent, Redpanda, MSK); adapters read with isolation.level=read_committed.
 
 use super::at_least_once::{
-    create_consumer, create_producer, gather, handle, incoming_of, subscribe, sweep, OutputProducer,
+    create_consumer, create_producer, gather, handle, incoming_of, subscribe, OutputProducer,
 };
 use super::offsets::OffsetTracker;
+use super::sweep::sweep;
 use super::{Context, PipelineError, Processor, RunSummary, Runtime, TopicNames};
 use crate::config::Settings;
 use rdkafka::consumer::Consumer;

@@ -2,7 +2,8 @@
 //!
 //! `process` is the pure part (one record in, its outputs out); `kafka` holds the clients'
 //! settings and callbacks; `offsets` decides what may be committed; `at_least_once` and
-//! `exactly_once` are the two delivery modes over the same processing.
+//! `exactly_once` are the two delivery modes over the same processing; `workers` decides a
+//! batch's partitions in parallel; `sweep` runs evictions and clocks.
 
 mod at_least_once;
 pub mod changelog;
@@ -16,6 +17,7 @@ mod lifecycle;
 pub mod offsets;
 pub mod process;
 pub mod redeliver;
+mod sweep;
 pub mod workers;
 
 use crate::telemetry::throttle::Throttle;
