@@ -131,58 +131,140 @@ fn say(msg: impl AsRef<str>) {
     eprintln!("containd-bench: {}", msg.as_ref());
 }
 
+/// Where and how much one run measures.
+struct Setup {
+    n: u64,
+    phase_secs: u64,
+    exe: PathBuf,
+    prefix: String,
+    work: PathBuf,
+    topics: Topics,
+    kafka: Kafka,
+    load_before: String,
+}
+
+/// The workload, generated once for both systems.
+struct Prepared {
+    config: PathBuf,
+    spec: spec::Spec,
+    spec_file: PathBuf,
+    mix: Mix,
+    phases: Vec<Vec<Record>>,
+    templates: usize,
+    shipped_rules: usize,
+}
+
 async fn run(args: RunArgs) -> Result<()> {
+    let setup = setup(&args)?;
+    let prepared = prepare(&args, &setup).await?;
+    let producer = setup.kafka.signal_producer(1)?;
+    // The baseline, then containd, one at a time.
+    let baseline = run_baseline(&args, &setup, &prepared, &producer)?;
+    let containd = run_containd(&args, &setup, &prepared, &producer)?;
+    let report = report::Report {
+        command: args
+            .command_line
+            .clone()
+            .unwrap_or_else(|| std::env::args().collect::<Vec<_>>().join(" ")),
+        date: chrono::Utc::now().format("%Y-%m-%d").to_string(),
+        machine: report::machine(),
+        load: (setup.load_before.clone(), report::load_average()),
+        format: match args.format {
+            InputFormat::Avro => "Avro single-object",
+            InputFormat::Json => "JSON",
+        },
+        templates: prepared.templates,
+        subjects: args.subjects,
+        partitions: args.partitions,
+        shipped_rules: prepared.shipped_rules,
+        synthetic_rules: args.synthetic_rules,
+        phase_secs: setup.phase_secs,
+        fetch_wait_ms: args.fetch_wait_ms,
+        mix: prepared.mix,
+        baseline,
+        containd,
+    };
+    publish(&args, &report, &setup.work)
+}
+
+fn setup(args: &RunArgs) -> Result<Setup> {
     let bootstrap = args
         .bootstrap
         .clone()
         .or_else(|| std::env::var("CONTAIND_BENCH_BOOTSTRAP").ok())
         .context("--bootstrap or CONTAIND_BENCH_BOOTSTRAP is required (scripts/bench sets it)")?;
-    let n = args
-        .signals
-        .unwrap_or(if args.quick { 100_000 } else { 1_000_000 });
-    let phase_secs = args.phase_secs.unwrap_or(if args.quick { 3 } else { 10 });
-    let exe = std::env::current_exe()?;
-    let containd_bin = args
-        .containd
-        .clone()
-        .unwrap_or_else(|| exe.with_file_name("containd"));
     let stamp = chrono::Utc::now().format("%Y%m%d%H%M%S");
     let prefix = format!("bench-{}-{stamp}", std::process::id());
     let work = std::env::temp_dir().join(&prefix);
     std::fs::create_dir_all(&work)?;
-    let topics = Topics::new(&prefix);
-    let kafka = Kafka::new(&bootstrap, args.partitions)?;
-    let load_before = report::load_average();
+    Ok(Setup {
+        n: args
+            .signals
+            .unwrap_or(if args.quick { 100_000 } else { 1_000_000 }),
+        phase_secs: args.phase_secs.unwrap_or(if args.quick { 3 } else { 10 }),
+        exe: std::env::current_exe()?,
+        topics: Topics::new(&prefix),
+        kafka: Kafka::new(&bootstrap, args.partitions)?,
+        load_before: report::load_average(),
+        prefix,
+        work,
+    })
+}
 
-    // Workload, config, and containd's own processing of it.
+/// The config, containd's own processing of the workload (what each signal must make it
+/// produce), the topics, the preloaded backlog and the fixed-load phases.
+async fn prepare(args: &RunArgs, s: &Setup) -> Result<Prepared> {
     let all_templates = workload::load_templates(&args.repo)?;
     let synthetic =
         workload::synthetic_rules(args.synthetic_rules, &workload::event_types(&all_templates));
-    let metrics_port = free_port()?;
+    let bootstrap = s.kafka.bootstrap.clone();
     let config = workload::write_config(
-        &work,
+        &s.work,
         &args.repo,
-        &topics,
+        &s.topics,
         &workload::ConfigParams {
             bootstrap: &bootstrap,
-            metrics_port,
+            metrics_port: free_port()?,
             format: args.format,
             fetch_wait_ms: args.fetch_wait_ms,
             workers: args.workers,
             synthetic: &synthetic,
         },
     )?;
-    let (offline, _settings) = Offline::load(&config, topics.outputs("containd"))?;
+    let (offline, _settings) = Offline::load(&config, s.topics.outputs("containd"))?;
     let templates = workload::decidable_templates(&offline, all_templates, args.format)?;
     let template_count = templates.len();
-    let total_rules = offline.rules().len();
+    let shipped_rules = offline.rules().len() - args.synthetic_rules;
     let gen = Generator::new(templates, args.subjects, args.format)?;
     say(format!(
-        "{} rules ({} synthetic), {template_count} templates; topics {prefix}.*",
+        "{} rules ({} synthetic), {template_count} templates; topics {}.*",
         offline.rules().len(),
-        args.synthetic_rules
+        args.synthetic_rules,
+        s.prefix
     ));
+    create_topics(s).await?;
+    let mut spec = spec::Spec::new(s.topics.outputs("containd"));
+    let mix = preload(s, &gen, &offline, &mut spec)?;
+    let phases = fixed_load_phases(args, s, &gen, &offline, &mut spec)?;
+    let (subjects, entries, largest) = offline.state_size();
+    say(format!(
+        "offline pass: state of {subjects} subjects, {entries} entries, largest changelog record {largest} B"
+    ));
+    let spec_file = s.work.join("baseline.spec");
+    spec.write(&spec_file, &s.topics.outputs("baseline"))?;
+    Ok(Prepared {
+        config,
+        spec,
+        spec_file,
+        mix,
+        phases,
+        templates: template_count,
+        shipped_rules,
+    })
+}
 
+async fn create_topics(s: &Setup) -> Result<()> {
+    let (kafka, topics) = (&s.kafka, &s.topics);
     kafka
         .create_topics(std::slice::from_ref(&topics.preload), false)
         .await?;
@@ -195,36 +277,43 @@ async fn run(args: RunArgs) -> Result<()> {
         outputs.extend(topics.outputs(sys));
         outputs.push(topics.dead_letter(sys));
     }
-    kafka.create_topics(&outputs, true).await?;
+    kafka.create_topics(&outputs, true).await
+}
 
-    say(format!("generating and preloading {n} signals"));
-    let mut spec = spec::Spec::new(topics.outputs("containd"));
+/// Generates the backlog and writes it to the preload topic; its outcome mix.
+fn preload(s: &Setup, gen: &Generator, offline: &Offline, spec: &mut spec::Spec) -> Result<Mix> {
+    say(format!("generating and preloading {} signals", s.n));
     let mut mix = Mix::default();
-    let producer = kafka.signal_producer(5)?;
-    workload::generate(
-        &gen,
-        &offline,
-        &topics.preload,
-        0..n,
-        &mut spec,
-        &mut mix,
-        |i, rec| kafka::send_signal(&producer, &topics.preload, i, &rec, now_ms()),
-    )?;
+    let producer = s.kafka.signal_producer(5)?;
+    let topic = &s.topics.preload;
+    workload::generate(gen, offline, topic, 0..s.n, spec, &mut mix, |i, rec| {
+        kafka::send_signal(&producer, topic, i, &rec, now_ms())
+    })?;
     rdkafka::producer::Producer::flush(&producer, Duration::from_secs(60))?;
-    drop(producer);
+    Ok(mix)
+}
 
-    let mut phases: Vec<Vec<Record>> = Vec::new();
-    let mut next = n;
+/// The records of each fixed-load phase, numbered after the backlog.
+fn fixed_load_phases(
+    args: &RunArgs,
+    s: &Setup,
+    gen: &Generator,
+    offline: &Offline,
+    spec: &mut spec::Spec,
+) -> Result<Vec<Vec<Record>>> {
+    let mut phases = Vec::new();
+    let mut next = s.n;
     for rate in &args.rates {
-        let count = rate * phase_secs;
+        let count = rate * s.phase_secs;
         let mut recs = Vec::with_capacity(count as usize);
         let mut ignored = Mix::default();
+        let topic = s.topics.rate("containd");
         workload::generate(
-            &gen,
-            &offline,
-            &topics.rate("containd"),
+            gen,
+            offline,
+            &topic,
             next..next + count,
-            &mut spec,
+            spec,
             &mut ignored,
             |_, rec| {
                 recs.push(rec);
@@ -234,60 +323,71 @@ async fn run(args: RunArgs) -> Result<()> {
         phases.push(recs);
         next += count;
     }
-    let (subjects, entries, largest) = offline.state_size();
-    say(format!(
-        "offline pass: state of {subjects} subjects, {entries} entries, largest changelog record {largest} B"
-    ));
-    let spec_file = work.join("baseline.spec");
-    spec.write(&spec_file, &topics.outputs("baseline"))?;
-    drop(offline);
+    Ok(phases)
+}
 
-    let producer = kafka.signal_producer(1)?;
-    let codec = AvroCodec::new(Arc::new(Schemas::bundled()?), &[]);
+type SignalProducer =
+    rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext>;
 
-    // The baseline, then containd, one at a time.
-    let mut cmd = Command::new(&exe);
+fn run_baseline(
+    args: &RunArgs,
+    s: &Setup,
+    p: &Prepared,
+    producer: &SignalProducer,
+) -> Result<report::SystemResult> {
+    let mut cmd = Command::new(&s.exe);
     cmd.arg("copy")
         .arg("--config")
-        .arg(&config)
+        .arg(&p.config)
         .arg("--spec")
-        .arg(&spec_file)
-        .args(["--group", &format!("{prefix}.baseline"), "--inputs"])
-        .args([topics.preload.clone(), topics.rate("baseline")]);
-    let baseline = System::spawn(
+        .arg(&p.spec_file)
+        .args(["--group", &format!("{}.baseline", s.prefix), "--inputs"])
+        .args([s.topics.preload.clone(), s.topics.rate("baseline")]);
+    let sys = System::spawn(
         "baseline",
         cmd,
-        work.join("baseline.log"),
-        topics.outputs("baseline"),
-        topics.rate("baseline"),
+        s.work.join("baseline.log"),
+        s.topics.outputs("baseline"),
+        s.topics.rate("baseline"),
     )?;
-    let baseline_of = |m: &rdkafka::message::BorrowedMessage<'_>| {
+    let signal_of = |m: &rdkafka::message::BorrowedMessage<'_>| {
         let v = kafka::header_value(m, "containd.command_id")?;
         std::str::from_utf8(v).ok()?.parse().ok()
     };
-    let baseline = measure_system(
-        &kafka,
-        &producer,
-        baseline,
-        &spec,
-        n,
-        &phases,
-        &args,
-        phase_secs,
-        &baseline_of,
+    measure_system(
+        Measured {
+            args,
+            s,
+            p,
+            producer,
+        },
+        sys,
+        &signal_of,
         None,
-    )?;
+    )
+}
 
-    let mut cmd = Command::new(&containd_bin);
-    cmd.arg("run").arg("--config").arg(&config);
-    let containd = System::spawn(
+fn run_containd(
+    args: &RunArgs,
+    s: &Setup,
+    p: &Prepared,
+    producer: &SignalProducer,
+) -> Result<report::SystemResult> {
+    let bin = args
+        .containd
+        .clone()
+        .unwrap_or_else(|| s.exe.with_file_name("containd"));
+    let mut cmd = Command::new(bin);
+    cmd.arg("run").arg("--config").arg(&p.config);
+    let sys = System::spawn(
         "containd",
         cmd,
-        work.join("containd.log"),
-        topics.outputs("containd"),
-        topics.rate("containd"),
+        s.work.join("containd.log"),
+        s.topics.outputs("containd"),
+        s.topics.rate("containd"),
     )?;
-    let containd_of = |m: &rdkafka::message::BorrowedMessage<'_>| {
+    let codec = AvroCodec::new(Arc::new(Schemas::bundled()?), &[]);
+    let signal_of = |m: &rdkafka::message::BorrowedMessage<'_>| {
         let c: EnforcementCommand = codec.decode_command(rdkafka::Message::payload(m)?).ok()?;
         c.why
             .signal_ids
@@ -296,42 +396,23 @@ async fn run(args: RunArgs) -> Result<()> {
             .parse()
             .ok()
     };
-    let containd = measure_system(
-        &kafka,
-        &producer,
-        containd,
-        &spec,
-        n,
-        &phases,
-        &args,
-        phase_secs,
-        &containd_of,
-        args.perf_record.as_deref(),
-    )?;
-
-    let report = report::Report {
-        command: args
-            .command_line
-            .clone()
-            .unwrap_or_else(|| std::env::args().collect::<Vec<_>>().join(" ")),
-        date: chrono::Utc::now().format("%Y-%m-%d").to_string(),
-        machine: report::machine(),
-        load: (load_before, report::load_average()),
-        format: match args.format {
-            InputFormat::Avro => "Avro single-object",
-            InputFormat::Json => "JSON",
+    let perf = args.perf_record.as_deref();
+    measure_system(
+        Measured {
+            args,
+            s,
+            p,
+            producer,
         },
-        templates: template_count,
-        subjects: args.subjects,
-        partitions: args.partitions,
-        shipped_rules: total_rules - args.synthetic_rules,
-        synthetic_rules: args.synthetic_rules,
-        phase_secs,
-        fetch_wait_ms: args.fetch_wait_ms,
-        mix,
-        baseline,
-        containd,
-    };
+        sys,
+        &signal_of,
+        perf,
+    )
+}
+
+/// Prints the table, writes it into the docs when asked, and removes the working directory
+/// unless it is to be kept.
+fn publish(args: &RunArgs, report: &report::Report, work: &Path) -> Result<()> {
     let md = report.markdown();
     println!("{md}");
     if args.write_docs {
@@ -342,53 +423,36 @@ async fn run(args: RunArgs) -> Result<()> {
     if args.keep {
         say(format!("kept {}", work.display()));
     } else {
-        let _ = std::fs::remove_dir_all(&work);
+        let _ = std::fs::remove_dir_all(work);
     }
     Ok(())
 }
 
+/// What every system is measured with.
+#[derive(Clone, Copy)]
+struct Measured<'a> {
+    args: &'a RunArgs,
+    s: &'a Setup,
+    p: &'a Prepared,
+    producer: &'a SignalProducer,
+}
+
 /// The backlog phase, then each fixed-load phase, then the peak RSS; stops the system.
-#[allow(clippy::too_many_arguments)]
 fn measure_system(
-    kafka: &Kafka,
-    producer: &rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext>,
+    m: Measured<'_>,
     mut sys: System,
-    spec: &spec::Spec,
-    n: u64,
-    phases: &[Vec<Record>],
-    args: &RunArgs,
-    phase_secs: u64,
     signal_of: &dyn Fn(&rdkafka::message::BorrowedMessage<'_>) -> Option<u64>,
     perf: Option<&Path>,
 ) -> Result<report::SystemResult> {
+    let n = m.s.n;
     say(format!("{}: draining the {n}-signal backlog", sys.name));
-    let mut perf_child = match perf {
-        Some(file) => Some(
-            Command::new("perf")
-                .args([
-                    "record",
-                    "-F",
-                    "499",
-                    "-g",
-                    "--call-graph",
-                    "dwarf,16384",
-                    "-o",
-                ])
-                .arg(file)
-                .args(["-p", &sys.pid().to_string()])
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .context("start perf record")?,
-        ),
-        None => None,
-    };
+    let mut perf_child = perf.map(|f| start_perf(f, sys.pid())).transpose()?;
     let base = vec![0; sys.outputs.len()];
     let throughput = measure::drain(
-        kafka,
+        &m.s.kafka,
         &mut sys,
         &base,
-        &spec.totals(0..n as usize),
+        &m.p.spec.totals(0..n as usize),
         Duration::from_secs(120),
     )?;
     if let Some(p) = perf_child.as_mut() {
@@ -403,21 +467,7 @@ fn measure_system(
         throughput.rate(),
         throughput.cpu_per_million()
     ));
-    let mut latency = Vec::new();
-    let mut first = n;
-    for (rate, records) in args.rates.iter().zip(phases) {
-        say(format!("{}: {rate} signals/s for {phase_secs} s", sys.name));
-        let l = measure::latency(
-            kafka, producer, &mut sys, spec, first, records, *rate, signal_of,
-        )?;
-        say(format!(
-            "{}: p50 {} p99 {} p99.9 {} max {} ms (broker to broker: p50 {} p99 {}) over {} commands; done {:.1} s after the last send",
-            sys.name, l.total.p50, l.total.p99, l.total.p999, l.total.max, l.hop.p50, l.hop.p99, l.commands, l.drain_secs
-        ));
-        latency.push(l);
-        first += records.len() as u64;
-        std::thread::sleep(Duration::from_secs(1));
-    }
+    let latency = latency_phases(m, &mut sys, signal_of)?;
     let peak_rss_kib = sys.peak_rss_kib()?;
     let status = sys.stop()?;
     if !status.success() {
@@ -433,6 +483,53 @@ fn measure_system(
         peak_rss_kib,
         latency,
     })
+}
+
+/// `perf record` attached to the system for its backlog phase.
+fn start_perf(file: &Path, pid: u32) -> Result<std::process::Child> {
+    Command::new("perf")
+        .args([
+            "record",
+            "-F",
+            "499",
+            "-g",
+            "--call-graph",
+            "dwarf,16384",
+            "-o",
+        ])
+        .arg(file)
+        .args(["-p", &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .context("start perf record")
+}
+
+/// Each fixed-load phase in turn, a second apart.
+fn latency_phases(
+    m: Measured<'_>,
+    sys: &mut System,
+    signal_of: &dyn Fn(&rdkafka::message::BorrowedMessage<'_>) -> Option<u64>,
+) -> Result<Vec<measure::Latency>> {
+    let mut latency = Vec::new();
+    let mut first = m.s.n;
+    for (rate, records) in m.args.rates.iter().zip(&m.p.phases) {
+        say(format!(
+            "{}: {rate} signals/s for {} s",
+            sys.name, m.s.phase_secs
+        ));
+        let l = measure::latency(
+            &m.s.kafka, m.producer, sys, &m.p.spec, first, records, *rate, signal_of,
+        )?;
+        say(format!(
+            "{}: p50 {} p99 {} p99.9 {} max {} ms (broker to broker: p50 {} p99 {}) over {} commands; done {:.1} s after the last send",
+            sys.name, l.total.p50, l.total.p99, l.total.p999, l.total.max, l.hop.p50, l.hop.p99, l.commands, l.drain_secs
+        ));
+        latency.push(l);
+        first += records.len() as u64;
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    Ok(latency)
 }
 
 fn now_ms() -> i64 {
