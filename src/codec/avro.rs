@@ -13,9 +13,7 @@ use super::canonical;
 use super::DecodeError;
 use crate::signal::Signal;
 use apache_avro::error::Details;
-use apache_avro::headers::HeaderBuilder;
 use apache_avro::rabin::Rabin;
-use apache_avro::GenericSingleObjectReader;
 use apache_avro::Schema;
 use serde::Serialize;
 use std::collections::HashMap;
@@ -138,9 +136,6 @@ pub fn fingerprint(schema: &Schema) -> u64 {
 /// [`Signal`] by `serde_avro_fast` — no `apache_avro::Value` in between. Writer and reader are
 /// the same bundled schema, so there is nothing to resolve.
 struct FramedReader {
-    /// apache-avro's reader of the same schema: the reference the fast path is tested against.
-    #[cfg_attr(not(test), allow(dead_code))]
-    reader: GenericSingleObjectReader,
     fast: Arc<serde_avro_fast::Schema>,
     header_len: usize,
     bounds: Bounds,
@@ -152,14 +147,6 @@ impl std::fmt::Debug for FramedReader {
     }
 }
 
-struct Header(Vec<u8>);
-
-impl HeaderBuilder for Header {
-    fn build_header(&self) -> Vec<u8> {
-        self.0.clone()
-    }
-}
-
 impl FramedReader {
     fn new(
         schema: &Schema,
@@ -167,10 +154,7 @@ impl FramedReader {
         header: Vec<u8>,
     ) -> Result<Self, apache_avro::Error> {
         let header_len = header.len();
-        let reader =
-            GenericSingleObjectReader::new_with_header_builder(schema.clone(), Header(header))?;
         Ok(Self {
-            reader,
             fast,
             header_len,
             bounds: Bounds::new(schema),
@@ -187,21 +171,6 @@ impl FramedReader {
         }
         serde_avro_fast::from_datum_slice(datum, &self.fast)
             .map_err(|e| DecodeError::BadAvro(e.to_string()))
-    }
-
-    /// The same through apache-avro's `Value` (how containd decoded before): the reference.
-    #[cfg(test)]
-    fn decode_via_value(&self, bytes: &[u8]) -> Result<Signal, DecodeError> {
-        let mut cursor = std::io::Cursor::new(bytes);
-        let value = self
-            .reader
-            .read_value(&mut cursor)
-            .map_err(|e| DecodeError::BadAvro(e.to_string()))?;
-        let rest = bytes.len() - cursor.position() as usize;
-        if rest > 0 {
-            return Err(DecodeError::TrailingBytes(rest));
-        }
-        apache_avro::from_value(&value).map_err(|e| DecodeError::BadAvro(e.to_string()))
     }
 }
 

@@ -365,11 +365,11 @@ pub(super) async fn handle(
     names: &mut TopicNames,
     batch: &[Incoming<'_>],
 ) -> Result<(), PipelineError> {
-    for (i, msg) in batch.iter().enumerate() {
-        let first = !batch[..i]
-            .iter()
-            .any(|m| m.partition == msg.partition && m.topic == msg.topic);
-        if first {
+    // A batch holds a few partitions: each is checked once, not once per record.
+    let mut partitions: Vec<(&str, i32)> = Vec::new();
+    for msg in batch {
+        if !partitions.contains(&(msg.topic, msg.partition)) {
+            partitions.push((msg.topic, msg.partition));
             ensure_shard(ctx, runtime, msg.topic, msg.partition).await?;
         }
     }

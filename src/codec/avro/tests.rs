@@ -279,15 +279,20 @@ fn corpus() -> Vec<Signal> {
     out
 }
 
-/// The old path: bounds walk, apache-avro's `Value`, then serde from the value.
+/// The old path: bounds walk, apache-avro's `Value` of the datum, then serde from the value.
 fn via_value(c: &AvroCodec, bytes: &[u8]) -> Result<Signal, DecodeError> {
-    let fp = u64::from_le_bytes(bytes[2..10].try_into().unwrap());
-    let reader = &c.signal_writers[&fp];
-    reader
+    let datum = &bytes[10..];
+    c.signal_writers[&c.schemas.fingerprints.signal.spec]
         .bounds
-        .check(&bytes[10..])
+        .check(datum)
         .map_err(DecodeError::BadAvro)?;
-    reader.decode_via_value(bytes)
+    let mut rest = datum;
+    let value = apache_avro::from_avro_datum(&c.schemas.signal, &mut rest, None)
+        .map_err(|e| DecodeError::BadAvro(e.to_string()))?;
+    if !rest.is_empty() {
+        return Err(DecodeError::TrailingBytes(rest.len()));
+    }
+    apache_avro::from_value(&value).map_err(|e| DecodeError::BadAvro(e.to_string()))
 }
 
 /// `serde_avro_fast` straight into `Signal` decodes exactly what apache-avro through `Value`
