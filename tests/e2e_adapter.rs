@@ -57,10 +57,11 @@ async fn send(topic: &str, c: &EnforcementCommand, attempt: u32) {
 fn results(topic: &str, n: usize) -> Vec<(Record, CommandResult)> {
     let topics = [topic.to_string()];
     let _ = read_until(&topics, Duration::from_secs(60), count(n));
+    let codec = codec();
     read_until_idle(&topics, Duration::from_secs(3), Duration::from_secs(60))
         .into_iter()
         .map(|r| {
-            let result = codec().decode_result(&r.payload).expect("result decodes");
+            let result = codec.decode_result(&r.payload).expect("result decodes");
             (r, result)
         })
         .collect()

@@ -120,10 +120,11 @@ fn sends(d: &Deployment, target: &str) -> Vec<(EnforcementCommand, u32)> {
         Duration::from_secs(3),
         Duration::from_secs(90),
     );
+    let codec = codec();
     records
         .iter()
         .map(|r| {
-            let c = codec().decode_command(&r.payload).expect("command decodes");
+            let c = codec.decode_command(&r.payload).expect("command decodes");
             let attempt = r
                 .headers
                 .get(ATTEMPT_HEADER)
@@ -141,10 +142,11 @@ fn results(d: &Deployment) -> Vec<CommandResult> {
         Duration::from_secs(3),
         Duration::from_secs(90),
     );
+    let codec = codec();
     records
         .iter()
         .filter(|r| !r.headers.contains_key("containd.seal"))
-        .map(|r| codec().decode_result(&r.payload).expect("result decodes"))
+        .map(|r| codec.decode_result(&r.payload).expect("result decodes"))
         .collect()
 }
 

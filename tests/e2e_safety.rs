@@ -194,10 +194,11 @@ async fn a_flood_is_held_past_its_breaker_and_verdicts_release_or_cancel_exactly
         std::slice::from_ref(&topics.decisions),
         Duration::from_secs(120),
         {
-            let mut n = 0;
+            // One codec for the whole read: the 10,000 flood decisions come first.
+            let (codec, mut n) = (codec(), 0);
             move |r| {
                 let d: containd::emit::DecisionRecord =
-                    codec().decode_decision(&r.payload).expect("decision");
+                    codec.decode_decision(&r.payload).expect("decision");
                 n += usize::from(matches!(d.outcome, Outcome::Released | Outcome::Cancelled));
                 n == 2
             }
@@ -217,6 +218,19 @@ async fn a_flood_is_held_past_its_breaker_and_verdicts_release_or_cancel_exactly
         std::slice::from_ref(&approve.command_id)
     );
     assert!(released.notes[0].contains("alice"), "{:?}", released.notes);
+    // The denial closes the denied hold, with the denial's reason, and no other.
+    let cancelled = closing
+        .iter()
+        .find(|d| d.outcome == Outcome::Cancelled)
+        .unwrap();
+    assert_eq!(cancelled.subject_id, deny.subject_key());
+    assert!(
+        cancelled.notes[0].starts_with(&format!("{} cancelled", deny.command_id))
+            && cancelled.notes[0].contains("false positive"),
+        "{:?}",
+        cancelled.notes
+    );
+    assert!(!released.notes[0].contains("false positive"));
 
     // kill -9 after the release: restarting and approving again sends nothing more.
     tokio::time::sleep(Duration::from_secs(2)).await;
