@@ -10,6 +10,7 @@ mod copier;
 mod kafka;
 mod measure;
 mod report;
+mod scale;
 mod spec;
 mod workload;
 
@@ -69,6 +70,13 @@ struct RunArgs {
     /// wait instead of waking on new records; see docs/benchmarks.md).
     #[arg(long, default_value_t = 10)]
     fetch_wait_ms: u32,
+    /// Instance counts of the scale-out phase: containd instances in one consumer group
+    /// draining the same backlog, each count on its own output topics.
+    #[arg(long, value_delimiter = ',', default_value = "1,2,4")]
+    scale_out: Vec<usize>,
+    /// Leave out the scale-out phase.
+    #[arg(long)]
+    no_scale_out: bool,
     /// containd's `decide.workers` (default: the daemon's own, the cores it may use).
     #[arg(long)]
     workers: Option<usize>,
@@ -152,6 +160,8 @@ struct Prepared {
     phases: Vec<Vec<Record>>,
     templates: usize,
     shipped_rules: usize,
+    /// The synthetic rule file, for the scale-out runs' configs.
+    synthetic: String,
 }
 
 async fn run(args: RunArgs) -> Result<()> {
@@ -161,6 +171,7 @@ async fn run(args: RunArgs) -> Result<()> {
     // The baseline, then containd, one at a time.
     let baseline = run_baseline(&args, &setup, &prepared, &producer)?;
     let containd = run_containd(&args, &setup, &prepared, &producer)?;
+    let scale_out = scale::run(&args, &setup, &prepared)?;
     let report = report::Report {
         command: args
             .command_line
@@ -183,6 +194,7 @@ async fn run(args: RunArgs) -> Result<()> {
         mix: prepared.mix,
         baseline,
         containd,
+        scale_out,
     };
     publish(&args, &report, &setup.work)
 }
@@ -223,6 +235,8 @@ async fn prepare(args: &RunArgs, s: &Setup) -> Result<Prepared> {
         &args.repo,
         &s.topics,
         &workload::ConfigParams {
+            system: "containd",
+            inputs: &[s.topics.preload.clone(), s.topics.rate("containd")],
             bootstrap: &bootstrap,
             metrics_port: free_port()?,
             format: args.format,
@@ -242,7 +256,7 @@ async fn prepare(args: &RunArgs, s: &Setup) -> Result<Prepared> {
         args.synthetic_rules,
         s.prefix
     ));
-    create_topics(s).await?;
+    create_topics(args, s).await?;
     let mut spec = spec::Spec::new(s.topics.outputs("containd"));
     let mix = preload(s, &gen, &offline, &mut spec)?;
     let phases = fixed_load_phases(args, s, &gen, &offline, &mut spec)?;
@@ -260,10 +274,11 @@ async fn prepare(args: &RunArgs, s: &Setup) -> Result<Prepared> {
         phases,
         templates: template_count,
         shipped_rules,
+        synthetic,
     })
 }
 
-async fn create_topics(s: &Setup) -> Result<()> {
+async fn create_topics(args: &RunArgs, s: &Setup) -> Result<()> {
     let (kafka, topics) = (&s.kafka, &s.topics);
     kafka
         .create_topics(std::slice::from_ref(&topics.preload), false)
@@ -273,7 +288,9 @@ async fn create_topics(s: &Setup) -> Result<()> {
         .create_topics(&[topics.rate("containd"), topics.rate("baseline")], true)
         .await?;
     let mut outputs = Vec::new();
-    for sys in ["containd", "baseline"] {
+    let mut systems = vec!["containd".to_string(), "baseline".to_string()];
+    systems.extend(scale::systems(args));
+    for sys in &systems {
         outputs.extend(topics.outputs(sys));
         outputs.push(topics.dead_letter(sys));
     }
@@ -478,7 +495,7 @@ fn measure_system(
         ));
     }
     Ok(report::SystemResult {
-        name: sys.name,
+        name: sys.name.clone(),
         throughput,
         peak_rss_kib,
         latency,

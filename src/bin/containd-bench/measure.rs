@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 /// /proc/PID/stat reports CPU time in USER_HZ ticks, 100 per second on Linux.
 const TICKS_PER_SEC: f64 = 100.0;
 
-/// A system under test.
+/// A system under test: one process, or several instances of it in one consumer group.
 pub struct System {
-    pub name: &'static str,
-    pub child: Child,
-    pub log: PathBuf,
+    pub name: String,
+    /// Its processes, each with the file its stderr goes to.
+    pub processes: Vec<(Child, PathBuf)>,
     /// Output topics: decisions first, then the command topics, then the state changelog.
     pub outputs: Vec<String>,
     /// The topic its latency-phase signals go to.
@@ -27,84 +27,125 @@ pub struct System {
 
 impl System {
     pub fn spawn(
-        name: &'static str,
-        mut cmd: Command,
+        name: &str,
+        cmd: Command,
         log: PathBuf,
         outputs: Vec<String>,
         rate_topic: String,
     ) -> Result<Self> {
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log)?)
-            .spawn()
-            .with_context(|| format!("start {name}"))?;
+        Self::spawn_all(name, vec![(cmd, log)], outputs, rate_topic)
+    }
+
+    /// Starts every command as one instance of the system.
+    pub fn spawn_all(
+        name: &str,
+        cmds: Vec<(Command, PathBuf)>,
+        outputs: Vec<String>,
+        rate_topic: String,
+    ) -> Result<Self> {
+        let mut processes = Vec::with_capacity(cmds.len());
+        for (mut cmd, log) in cmds {
+            let child = cmd
+                .stdout(Stdio::null())
+                .stderr(std::fs::File::create(&log)?)
+                .spawn()
+                .with_context(|| format!("start {name}"))?;
+            processes.push((child, log));
+        }
         Ok(Self {
-            name,
-            child,
-            log,
+            name: name.to_string(),
+            processes,
             outputs,
             rate_topic,
         })
     }
 
+    /// The first instance's process id.
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        self.processes[0].0.id()
     }
 
-    /// User + system CPU seconds of the process so far (all threads).
+    /// User + system CPU seconds of every instance so far (all threads).
     pub fn cpu_seconds(&self) -> Result<f64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;
-        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
-        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        Ok((ticks(11) + ticks(12)) / TICKS_PER_SEC)
+        let mut total = 0.0;
+        for (child, _) in &self.processes {
+            let stat = std::fs::read_to_string(format!("/proc/{}/stat", child.id()))?;
+            // Fields after the parenthesised command name; utime and stime are fields 14, 15.
+            let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or_default();
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+            total += (ticks(11) + ticks(12)) / TICKS_PER_SEC;
+        }
+        Ok(total)
     }
 
-    /// Peak resident set size (VmHWM) in KiB.
+    /// Peak resident set size (VmHWM) in KiB, summed over the instances.
     pub fn peak_rss_kib(&self) -> Result<u64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .context("no VmHWM in /proc status")
+        let mut total = 0;
+        for (child, _) in &self.processes {
+            let status = std::fs::read_to_string(format!("/proc/{}/status", child.id()))?;
+            total += status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                .context("no VmHWM in /proc status")?;
+        }
+        Ok(total)
     }
 
     fn check_alive(&mut self) -> Result<()> {
-        if let Some(status) = self.child.try_wait()? {
-            bail!(
-                "{} exited ({status}) during the run; log tail:\n{}",
-                self.name,
-                self.log_tail()
-            );
+        for (child, log) in &mut self.processes {
+            if let Some(status) = child.try_wait()? {
+                bail!(
+                    "{} exited ({status}) during the run; log tail:\n{}",
+                    self.name,
+                    tail(log)
+                );
+            }
         }
         Ok(())
     }
 
+    /// The last lines of the first instance's log.
     pub fn log_tail(&self) -> String {
-        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
-        let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(20)..].join("\n")
+        tail(&self.processes[0].1)
     }
 
-    /// SIGTERM, then the exit status.
+    /// SIGTERM to every instance, then the first failed exit status (or success).
     pub fn stop(&mut self) -> Result<std::process::ExitStatus> {
-        Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()?;
-        Ok(self.child.wait()?)
+        for (child, _) in &self.processes {
+            Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status()?;
+        }
+        let mut worst = None;
+        for (child, _) in &mut self.processes {
+            let status = child.wait()?;
+            if worst.is_none() || !status.success() {
+                worst = Some(status);
+            }
+        }
+        worst.context("a system with no process")
     }
 
-    fn counts(&self, kafka: &Kafka) -> Result<Vec<u64>> {
+    /// Records on each output topic so far.
+    pub fn counts(&self, kafka: &Kafka) -> Result<Vec<u64>> {
         self.outputs.iter().map(|t| kafka.count(t)).collect()
     }
 }
 
+fn tail(log: &std::path::Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(20)..].join("\n")
+}
+
 impl Drop for System {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for (child, _) in &mut self.processes {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! docs/benchmarks.md in place of the previous one.
 
 use crate::measure::{Latency, Percentiles, Throughput};
+use crate::scale::ScaleResult;
 use crate::workload::Mix;
 use anyhow::Result;
 use std::fmt::Write as _;
@@ -10,7 +11,7 @@ use std::path::Path;
 pub const HEADING: &str = "## End-to-end (scripts/bench)";
 
 pub struct SystemResult {
-    pub name: &'static str,
+    pub name: String,
     pub throughput: Throughput,
     pub peak_rss_kib: u64,
     pub latency: Vec<Latency>,
@@ -33,6 +34,8 @@ pub struct Report {
     pub mix: Mix,
     pub baseline: SystemResult,
     pub containd: SystemResult,
+    /// The scale-out phase, one row per instance count.
+    pub scale_out: Vec<ScaleResult>,
 }
 
 /// `nproc`, the CPU model and the memory, from /proc.
@@ -240,6 +243,47 @@ impl Report {
         }
         if !notes.is_empty() {
             let _ = writeln!(s, "\nNotes: {}.", notes.join("; "));
+        }
+        s.push_str(&self.scale_out_table());
+        s
+    }
+
+    /// Instances in one group against the same backlog, the copier's row for scale.
+    fn scale_out_table(&self) -> String {
+        let mut s = String::new();
+        if self.scale_out.is_empty() {
+            return s;
+        }
+        let _ = writeln!(
+            s,
+            "\nScale-out: N containd instances in one consumer group drain the same backlog on \
+             {} partitions, each N on output topics of its own, started together (group joins and \
+             the rebalances as instances arrive are inside the measured time). \"Extra\" counts \
+             output records beyond the expected ones 3 s after the drain: a record produced twice \
+             across a rebalance would show there.\n",
+            self.partitions
+        );
+        let _ = writeln!(
+            s,
+            "| instances | throughput (signals/s) | ÷ copier | CPU s per 1 M (all instances) | peak RSS (sum) | input records consumed by each (signals + approvals) | extra output records |\n|---|---|---|---|---|---|---|"
+        );
+        let copier = self.baseline.throughput.rate();
+        for r in &self.scale_out {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.1} | {:.0} MiB | {} | {} |",
+                r.instances,
+                thousands(r.throughput.rate()),
+                ratio(r.throughput.rate(), copier),
+                r.throughput.cpu_per_million(),
+                r.peak_rss_kib as f64 / 1024.0,
+                r.per_instance
+                    .iter()
+                    .map(|&c| thousands(c as f64))
+                    .collect::<Vec<_>>()
+                    .join(" / "),
+                r.extra
+            );
         }
         s
     }
