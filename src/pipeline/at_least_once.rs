@@ -15,7 +15,7 @@ use super::{
 use crate::config::Settings;
 use futures::FutureExt;
 use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::message::{Header, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, Producer, ThreadedProducer};
@@ -325,10 +325,24 @@ pub(super) fn gather<'c>(
 ) -> Vec<BorrowedMessage<'c>> {
     // A rebalance before `first` arrived does not concern it.
     consumer.context().take_moved();
+    gather_from(first, max, || {
+        let next = consumer.recv().now_or_never();
+        (next, consumer.context().take_moved())
+    })
+}
+
+/// [`gather`]'s rule over any source of records: `next` gives what has already arrived (if
+/// anything) and the partitions moved by a rebalance served while getting it. Records of moved
+/// partitions gathered before are left out, and the batch ends there: what the rebalance
+/// delivered after itself belongs to the new assignment.
+pub(super) fn gather_from<M: Message>(
+    first: M,
+    max: usize,
+    mut next: impl FnMut() -> (Option<KafkaResult<M>>, Vec<(String, i32)>),
+) -> Vec<M> {
     let mut batch = vec![first];
     while batch.len() < max {
-        let next = consumer.recv().now_or_never();
-        let moved = consumer.context().take_moved();
+        let (next, moved) = next();
         if !moved.is_empty() {
             batch.retain(|m| {
                 !moved
@@ -500,3 +514,6 @@ fn commit(consumer: &SignalConsumer, tracker: &OffsetTracker, mode: CommitMode) 
         tracing::warn!(error = %e, "offset commit failed; will retry with the next position");
     }
 }
+
+#[cfg(test)]
+mod tests;
