@@ -16,7 +16,7 @@ impl Processor {
     /// link that is taken back.
     pub(super) fn encode(
         &self,
-        decision: &Decision,
+        decision: &mut Decision,
         subject_id: &str,
     ) -> Result<Vec<OutRecord>, DeadLetterReason> {
         let key = subject_id.as_bytes().to_vec();
@@ -25,7 +25,8 @@ impl Processor {
             return Err(too_large(detail));
         }
         let partition = self.chains.partition_of(&key);
-        let mut record = decision.record.clone();
+        // Linked in place: the decision keeps the link it was written with.
+        let record = &mut decision.record;
         let payload = |record: &crate::emit::DecisionRecord| {
             let made = OutRecord {
                 topic: self.decisions_topic.clone(),
@@ -42,8 +43,8 @@ impl Processor {
             }
         };
         let made = match partition {
-            Some(p) => self.chains.link_with(p, &mut record, payload)?,
-            None => payload(&record)?,
+            Some(p) => self.chains.link_with(p, record, payload)?,
+            None => payload(record)?,
         };
         out.push(made);
         Ok(out)

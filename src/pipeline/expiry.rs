@@ -237,7 +237,7 @@ impl Processor {
         let mut decision = expire(rules, &e);
         self.govern_restore(state, &mut decision, (&identity, &target_subject.id), now);
         let key = target_subject.id.as_str();
-        let mut out = match self.encode(&decision, key) {
+        let mut out = match self.encode(&mut decision, key) {
             Ok(out) => out,
             Err(reason) => {
                 tracing::error!(%reason, command_id = %id, "restore on expiry cannot be sent");

@@ -126,10 +126,11 @@ impl Processor {
             Transition::Held(_) | Transition::Release(..) | Transition::Cancel(_)
         );
         let stored = shard.holds.get(&id).filter(|_| changed).cloned();
-        let (decision, latency_ms) = self.transition_record(msg, at, &id, transition);
-        let mut out = match &decision {
+        let (mut decision, latency_ms) = self.transition_record(msg, at, &id, transition);
+        let mut out = match &mut decision {
             Some(d) => {
-                let mut out = self.encode(d, &d.record.subject_id).unwrap_or_default();
+                let subject_id = d.record.subject_id.clone();
+                let mut out = self.encode(d, &subject_id).unwrap_or_default();
                 out.extend(self.release_tracking(d, latency_ms));
                 out
             }

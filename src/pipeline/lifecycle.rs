@@ -252,7 +252,7 @@ impl Processor {
             }
             _ => None,
         };
-        let (decision, mut out) = match transition {
+        let (mut decision, mut out) = match transition {
             Transition::Confirmed(t, replay) => {
                 if !replay {
                     outcome.confirmed = confirmation(&t);
@@ -288,7 +288,7 @@ impl Processor {
             Transition::Tracked | Transition::Reported | Transition::Quiet => return Vec::new(),
         };
         let key = key.unwrap_or_else(|| decision.record.subject_id.clone());
-        out.extend(self.encode(&decision, &key).unwrap_or_default());
+        out.extend(self.encode(&mut decision, &key).unwrap_or_default());
         outcome.decision = Some(Box::new(decision));
         out
     }

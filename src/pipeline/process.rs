@@ -279,7 +279,7 @@ impl Processor {
             },
         );
         let verdicts = self.govern(state, msg, &mut decision);
-        match self.encode(&decision, &subject_id) {
+        match self.encode(&mut decision, &subject_id) {
             Ok(mut out) => {
                 let origin = super::lifecycle::Origin::of(&signal, &identity);
                 out.extend(self.tracking_records(&decision.commands, &subject_id, origin));
@@ -364,7 +364,7 @@ impl Processor {
             rule_id: String::new(),
             error: fit::reason(&reason.to_string()),
         });
-        let record = self.encode(&decision, subject_id).ok();
+        let record = self.encode(&mut decision, subject_id).ok();
         let (processed, mut out) = self.dead_letter(msg, reason);
         out.splice(0..0, record.into_iter().flatten());
         (processed, out)
