@@ -169,8 +169,14 @@ async fn run(args: RunArgs) -> Result<()> {
     let prepared = prepare(&args, &setup).await?;
     let producer = setup.kafka.signal_producer(1)?;
     // The baseline, then containd, one at a time.
-    let baseline = run_baseline(&args, &setup, &prepared, &producer)?;
-    let containd = run_containd(&args, &setup, &prepared, &producer)?;
+    let measured = Measured {
+        args: &args,
+        s: &setup,
+        p: &prepared,
+        producer: &producer,
+    };
+    let baseline = run_baseline(measured)?;
+    let containd = run_containd(measured)?;
     let scale_out = scale::run(&args, &setup, &prepared)?;
     let report = report::Report {
         command: args
@@ -346,12 +352,8 @@ fn fixed_load_phases(
 type SignalProducer =
     rdkafka::producer::ThreadedProducer<rdkafka::producer::DefaultProducerContext>;
 
-fn run_baseline(
-    args: &RunArgs,
-    s: &Setup,
-    p: &Prepared,
-    producer: &SignalProducer,
-) -> Result<report::SystemResult> {
+fn run_baseline(m: Measured<'_>) -> Result<report::SystemResult> {
+    let (s, p) = (m.s, m.p);
     let mut cmd = Command::new(&s.exe);
     cmd.arg("copy")
         .arg("--config")
@@ -371,30 +373,19 @@ fn run_baseline(
         let v = kafka::header_value(m, "containd.command_id")?;
         std::str::from_utf8(v).ok()?.parse().ok()
     };
-    measure_system(
-        Measured {
-            args,
-            s,
-            p,
-            producer,
-        },
-        sys,
-        &signal_of,
-        None,
-    )
+    measure_system(m, sys, &signal_of, None)
 }
 
-fn run_containd(
-    args: &RunArgs,
-    s: &Setup,
-    p: &Prepared,
-    producer: &SignalProducer,
-) -> Result<report::SystemResult> {
-    let bin = args
-        .containd
+/// The daemon binary: `--containd`, or `containd` next to this binary.
+fn containd_bin(args: &RunArgs, s: &Setup) -> PathBuf {
+    args.containd
         .clone()
-        .unwrap_or_else(|| s.exe.with_file_name("containd"));
-    let mut cmd = Command::new(bin);
+        .unwrap_or_else(|| s.exe.with_file_name("containd"))
+}
+
+fn run_containd(m: Measured<'_>) -> Result<report::SystemResult> {
+    let (s, p) = (m.s, m.p);
+    let mut cmd = Command::new(containd_bin(m.args, s));
     cmd.arg("run").arg("--config").arg(&p.config);
     let sys = System::spawn(
         "containd",
@@ -413,18 +404,7 @@ fn run_containd(
             .parse()
             .ok()
     };
-    let perf = args.perf_record.as_deref();
-    measure_system(
-        Measured {
-            args,
-            s,
-            p,
-            producer,
-        },
-        sys,
-        &signal_of,
-        perf,
-    )
+    measure_system(m, sys, &signal_of, m.args.perf_record.as_deref())
 }
 
 /// Prints the table, writes it into the docs when asked, and removes the working directory

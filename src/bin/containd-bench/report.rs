@@ -109,7 +109,16 @@ fn latency_cell(l: &Latency) -> String {
 
 impl Report {
     pub fn markdown(&self) -> String {
-        let (b, c) = (&self.baseline, &self.containd);
+        let mut s = self.preamble();
+        s.push_str(&self.comparison_table());
+        s.push_str(&self.method());
+        s.push_str(&self.notes());
+        s.push_str(&self.scale_out_table());
+        s
+    }
+
+    /// The heading, the command, the machine and the workload.
+    fn preamble(&self) -> String {
         let m = &self.mix;
         let n = m.signals.max(1) as f64;
         let mut s = String::new();
@@ -145,6 +154,13 @@ impl Report {
             (m.commands as f64 + n) / n,
             thousands(m.output_bytes as f64 / n),
         );
+        s
+    }
+
+    /// The two systems side by side: throughput, CPU, memory, latency per offered load.
+    fn comparison_table(&self) -> String {
+        let (b, c) = (&self.baseline, &self.containd);
+        let mut s = String::new();
         let _ = writeln!(
             s,
             "| | baseline (rdkafka copier) | containd | containd ÷ baseline |\n|---|---|---|---|"
@@ -199,6 +215,12 @@ impl Report {
                 ratio(lc.hop.p99 as f64, lb.hop.p99 as f64)
             );
         }
+        s
+    }
+
+    /// How throughput, CPU and latency are measured.
+    fn method(&self) -> String {
+        let mut s = String::new();
         let _ = writeln!(
             s,
             "\nHow it is measured: throughput is the preloaded backlog divided by the time from the \
@@ -222,8 +244,13 @@ impl Report {
              included; it does no decoding, evaluation or encoding.",
             self.fetch_wait_ms
         );
+        s
+    }
+
+    /// Latency samples that could not be matched, and loads the generator did not reach.
+    fn notes(&self) -> String {
         let mut notes = Vec::new();
-        for r in [b, c] {
+        for r in [&self.baseline, &self.containd] {
             for l in &r.latency {
                 if l.unmatched > 0 {
                     notes.push(format!(
@@ -241,11 +268,10 @@ impl Report {
                 }
             }
         }
-        if !notes.is_empty() {
-            let _ = writeln!(s, "\nNotes: {}.", notes.join("; "));
+        match notes.is_empty() {
+            true => String::new(),
+            false => format!("\nNotes: {}.\n", notes.join("; ")),
         }
-        s.push_str(&self.scale_out_table());
-        s
     }
 
     /// Instances in one group against the same backlog, the copier's row for scale.

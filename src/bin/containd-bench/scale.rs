@@ -6,7 +6,7 @@
 
 use crate::measure::{self, System, Throughput};
 use crate::workload::{self, ConfigParams};
-use crate::{free_port, say, Prepared, RunArgs, Setup};
+use crate::{containd_bin, free_port, say, Prepared, RunArgs, Setup};
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -133,10 +133,7 @@ fn instances(
     dir: &Path,
     ports: &[u16],
 ) -> Result<Vec<(Command, PathBuf)>> {
-    let bin = args
-        .containd
-        .clone()
-        .unwrap_or_else(|| s.exe.with_file_name("containd"));
+    let bin = containd_bin(args, s);
     let mut cmds = Vec::with_capacity(ports.len());
     for (i, port) in ports.iter().enumerate() {
         let mut cmd = Command::new(&bin);
