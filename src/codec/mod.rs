@@ -9,7 +9,7 @@ mod bounds;
 pub mod canonical;
 mod json;
 
-pub use avro::{AvroCodec, BundledFingerprints, Fingerprints, Schemas};
+pub use avro::{AvroCodec, BundledFingerprints, EncodeError, Fingerprints, Schemas};
 
 use crate::signal::Signal;
 use serde::{Deserialize, Serialize};

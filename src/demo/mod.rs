@@ -77,6 +77,8 @@ pub enum DemoError {
     Pipeline(#[from] pipeline::PipelineError),
     #[error("bundled schemas: {0}")]
     Schema(#[from] apache_avro::Error),
+    #[error("encoding a record: {0}")]
+    Encode(#[from] crate::codec::EncodeError),
     #[error("only {got} of {want} decisions arrived within {secs}s")]
     Timeout { got: usize, want: usize, secs: u64 },
     #[error("output does not decode: {0}")]
