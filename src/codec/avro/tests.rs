@@ -407,7 +407,9 @@ fn fast_encode_agrees_with_apache_avro_on_every_decision_command_and_result() {
             command_id: "0123abcd".into(),
             target: "aws".into(),
             status,
-            detail: (status as usize % 2 == 0).then(|| "key deactivated".into()),
+            detail: (status as usize)
+                .is_multiple_of(2)
+                .then(|| "key deactivated".into()),
             attempt: 2,
             at: 1_700_000_000_123,
             evidence: [("key_state".to_string(), "Inactive".to_string())].into(),
