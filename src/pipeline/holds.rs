@@ -137,7 +137,7 @@ impl Processor {
             None => Vec::new(),
         };
         if let Some(hold) = stored {
-            let change = Change::Updated(serde_json::to_vec(&hold).unwrap_or_default());
+            let change = Change::Updated(crate::state::changelog::value(&hold));
             let key = StateKey::Hold(id);
             out.extend(self.state_record(msg.topic, msg.partition, &key, change));
         }

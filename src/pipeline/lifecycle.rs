@@ -134,7 +134,7 @@ impl Processor {
         let (id, transition, stored) = self.track(state, msg, parsed, &mut outcome);
         let mut out = self.transition_outputs(msg, (state, inventory), transition, &mut outcome);
         if let Some(tracked) = stored {
-            let change = Change::Updated(serde_json::to_vec(&tracked).unwrap_or_default());
+            let change = Change::Updated(crate::state::changelog::value(&tracked));
             let key = StateKey::Track(id);
             out.extend(self.state_record(msg.topic, msg.partition, &key, change));
         }

@@ -1,7 +1,14 @@
 //! The changelog record format. Key: `<input topic>|<input partition>|<subject id>` (topic
 //! names cannot contain `|`), so one compacted changelog serves several input topics; the
 //! record goes to the changelog partition with the input partition's number. Value: the
-//! subject's state as JSON, or a tombstone when nothing is left.
+//! subject's state (or the seen signal, breaker verdicts, hold, tracked command) as a
+//! MessagePack map with field names ([`value`]), or a tombstone when nothing is left.
+//!
+//! Why MessagePack: the value is written on every state change of every signal, and JSON's
+//! string escaping made writing it 6 % of containd's CPU (docs/benchmarks.md). A map keeps the
+//! field names, so a record stays readable by any MessagePack tool and fields can be added
+//! with defaults, as with JSON. Records of earlier releases are JSON and are still read
+//! ([`read`]): a JSON value starts with `{`, a MessagePack map never does.
 
 use super::{CommandId, Shard, SubjectState};
 
@@ -38,8 +45,21 @@ pub fn hold_key(topic: &str, partition: i32, command_id: &str) -> Vec<u8> {
 }
 
 pub fn encode(state: &SubjectState) -> Vec<u8> {
-    // Serialising plain structs with string keys cannot fail.
-    serde_json::to_vec(state).unwrap_or_default()
+    value(state)
+}
+
+/// A changelog value: the record as a MessagePack map with field names.
+pub fn value<T: serde::Serialize>(record: &T) -> Vec<u8> {
+    // Serialising plain structs with string keys into a Vec cannot fail.
+    rmp_serde::to_vec_named(record).unwrap_or_default()
+}
+
+/// Reads a changelog value written by [`value`], or as JSON by an earlier release.
+pub fn read<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    match bytes.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{') => serde_json::from_slice(bytes).map_err(|e| e.to_string()),
+        _ => rmp_serde::from_slice(bytes).map_err(|e| e.to_string()),
+    }
 }
 
 /// Why a changelog record could not be restored.
@@ -70,9 +90,9 @@ pub fn restore_record(
             shard.subjects.remove(subject);
         }
         Some(bytes) => {
-            let state: SubjectState = serde_json::from_slice(bytes).map_err(|e| BadRecord {
+            let state: SubjectState = read(bytes).map_err(|reason| BadRecord {
                 key: subject.to_string(),
-                reason: e.to_string(),
+                reason,
             })?;
             let newest = state
                 .issued
@@ -123,7 +143,7 @@ fn restore_seen(
             .ok_or_else(|| bad("not a seen key".into()))?;
         match value {
             None => shard.seen.remove(&id),
-            Some(bytes) => shard.seen.restore(json(bytes, key)?),
+            Some(bytes) => shard.seen.restore(entry(bytes, key)?),
         }
     } else if let Some(offset) = rest.strip_prefix(b"#breaker#".as_slice()) {
         let offset: i64 = text(offset)
@@ -132,23 +152,23 @@ fn restore_seen(
             .ok_or_else(|| bad("not a breaker key".into()))?;
         match value {
             None => shard.breaker_verdicts.remove(&offset),
-            Some(bytes) => shard.breaker_verdicts.insert(offset, json(bytes, key)?),
+            Some(bytes) => shard.breaker_verdicts.insert(offset, entry(bytes, key)?),
         };
     } else if let Some(id) = rest.strip_prefix(b"#hold#".as_slice()) {
         let id = text(id).map_err(|e| bad(e.to_string()))?;
-        let hold = value.map(|v| json(v, key)).transpose()?;
+        let hold = value.map(|v| entry(v, key)).transpose()?;
         shard.holds.restore(&id, hold);
     } else if let Some(id) = rest.strip_prefix(b"#track#".as_slice()) {
         let id = text(id).map_err(|e| bad(e.to_string()))?;
-        let tracked = value.map(|v| json(v, key)).transpose()?;
+        let tracked = value.map(|v| entry(v, key)).transpose()?;
         shard.tracked.restore(&id, tracked);
     }
     Ok(())
 }
 
-fn json<T: serde::de::DeserializeOwned>(bytes: &[u8], key: &[u8]) -> Result<T, BadRecord> {
-    serde_json::from_slice(bytes).map_err(|e| BadRecord {
+fn entry<T: serde::de::DeserializeOwned>(bytes: &[u8], key: &[u8]) -> Result<T, BadRecord> {
+    read(bytes).map_err(|reason| BadRecord {
         key: String::from_utf8_lossy(key).into_owned(),
-        reason: e.to_string(),
+        reason,
     })
 }

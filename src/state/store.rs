@@ -252,7 +252,7 @@ impl StateStore {
             .shard_mut(topic, partition)?
             .seen
             .record(key, at, window)?;
-        let record = serde_json::to_vec(&seen).unwrap_or_default();
+        let record = super::changelog::value(&seen);
         Some((Key::Seen(seen.key), Change::Updated(record)))
     }
 
@@ -272,7 +272,7 @@ impl StateStore {
         if !self.has_shard(topic, partition) {
             self.insert_shard(topic, partition, Shard::default());
         }
-        let record = serde_json::to_vec(&verdicts).unwrap_or_default();
+        let record = super::changelog::value(&verdicts);
         if let Some(shard) = self.shard_mut(topic, partition) {
             shard.breaker_verdicts.insert(offset, verdicts);
         }
