@@ -36,6 +36,7 @@ fn chain(n: i64) -> (Chains, Vec<Read>) {
                 at: 0,
                 record: r,
                 canonical: true,
+                v2: None,
             }
         })
         .collect();
@@ -100,7 +101,7 @@ fn a_link_whose_output_fails_leaves_no_gap_and_a_new_run_is_a_new_chain() {
     let mut a = record(0);
     chains.link(0, &mut a);
     let mut dropped = record(1);
-    let failed: Result<(), &str> = chains.link_with(0, &mut dropped, |_| Err("too large"));
+    let failed: Result<(), &str> = chains.link_with(0, &mut dropped, |_, _| Err("too large"));
     assert!(failed.is_err());
     let mut b = record(2);
     chains.link(0, &mut b);
@@ -119,6 +120,7 @@ fn a_link_whose_output_fails_leaves_no_gap_and_a_new_run_is_a_new_chain() {
             at: 0,
             record,
             canonical: true,
+            v2: None,
         })
         .collect();
     let report = verify(&reads, 0, false);
@@ -166,6 +168,7 @@ fn an_unchained_or_re_encoded_record_among_chained_ones_is_a_break() {
         at: 0,
         record: forged,
         canonical: true,
+        v2: None,
     });
     let b = &verify(&reads, 0, false).breaks[0];
     assert_eq!(b.offset, 3);
@@ -180,4 +183,52 @@ fn an_unchained_or_re_encoded_record_among_chained_ones_is_a_break() {
         "{}",
         b.what
     );
+}
+
+/// Records sealed v2 as the pipeline writes Avro output: the hash written in place gives the
+/// same bytes a full encoding of the hashed record gives; read back, they verify; an edit to
+/// a field, or to the hash, is a break.
+#[test]
+fn the_v2_hash_is_written_in_place_as_a_full_encoding_would() {
+    let codec = crate::codec::AvroCodec::new(
+        std::sync::Arc::new(crate::codec::Schemas::bundled().unwrap()),
+        &[],
+    );
+    let chains = Chains::new();
+    let mut reads = Vec::new();
+    for i in 0..4 {
+        let mut r = record(i);
+        let bytes = chains
+            .link_with(0, &mut r, |r, prev| {
+                seal_avro(r, prev, |r| codec.encode_decision(r))
+            })
+            .unwrap();
+        assert_eq!(bytes, codec.encode_decision(&r).unwrap(), "record {i}");
+        let back: DecisionRecord = codec.decode_decision(&bytes).unwrap();
+        assert_eq!(back, r);
+        let v2 = super::audit::v2_hash(&codec, &back);
+        assert_eq!(
+            v2.as_deref(),
+            Some(back.chain.as_ref().unwrap().hash.as_str())
+        );
+        assert_ne!(
+            hex::encode(hash(&GENESIS, &back)),
+            back.chain.as_ref().unwrap().hash
+        );
+        reads.push(Read {
+            partition: 0,
+            offset: i,
+            at: 0,
+            record: back,
+            canonical: true,
+            v2,
+        });
+    }
+    assert!(verify(&reads, 0, false).verified());
+    let mut edited = reads.clone();
+    edited[2].record.subject_id = "svc-2".into();
+    edited[2].v2 = super::audit::v2_hash(&codec, &edited[2].record);
+    let b = &verify(&edited, 0, false).breaks[0];
+    assert_eq!(b.offset, 2);
+    assert!(b.what.contains("does not hash"), "{}", b.what);
 }

@@ -157,7 +157,7 @@ fn subject_state(
     if name != subject || partition.parse::<i32>().is_err() {
         return None;
     }
-    let state = serde_json::from_slice(value?).ok()?;
+    let state = crate::state::changelog::read(value?).ok()?;
     Some((format!("{topic}/{partition}"), state))
 }
 

@@ -27,24 +27,15 @@ impl Processor {
         let partition = self.chains.partition_of(&key);
         // Linked in place: the decision keeps the link it was written with.
         let record = &mut decision.record;
-        let payload = |record: &crate::emit::DecisionRecord| {
-            let made = OutRecord {
-                topic: self.decisions_topic.clone(),
-                // The chain's partition: containd picks it, so the chain is the partition's log.
-                partition,
-                key: Some(key.clone()),
-                payload: self.decision_payload(record).map_err(unencodable)?,
-                headers: Vec::new(),
-                kind: OutKind::Decision,
-            };
-            match fit::oversized(std::slice::from_ref(&made), self.max_record_bytes) {
-                None => Ok(made),
-                Some(detail) => Err(too_large(detail)),
-            }
-        };
         let made = match partition {
-            Some(p) => self.chains.link_with(p, record, payload)?,
-            None => payload(record)?,
+            Some(p) => self.chains.link_with(p, record, |record, prev| {
+                let (payload, hash) = self.sealed_payload(record, prev)?;
+                Ok::<_, DeadLetterReason>((self.decision_out(Some(p), &key, payload)?, hash))
+            })?,
+            None => {
+                let payload = self.decision_payload(record).map_err(unencodable)?;
+                self.decision_out(None, &key, payload)?
+            }
         };
         out.push(made);
         Ok(out)
@@ -67,6 +58,46 @@ impl Processor {
                 .encode_decision(record)
                 .map_err(|e| e.to_string()),
             OutputFormat::Json => serde_json::to_vec(record).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// The linked record's hash filled in (v2 over its Avro bytes, v1 for JSON output) and
+    /// its bytes.
+    fn sealed_payload(
+        &self,
+        record: &mut crate::emit::DecisionRecord,
+        prev: &[u8; 32],
+    ) -> Result<(Vec<u8>, [u8; 32]), DeadLetterReason> {
+        use crate::evidence::{seal_avro, seal_json};
+        match self.settings.output.format {
+            OutputFormat::Avro => seal_avro(record, prev, |r| self.codec.encode_decision(r))
+                .map_err(|e| unencodable(e.to_string())),
+            OutputFormat::Json => {
+                let hash = seal_json(record, prev);
+                Ok((self.decision_payload(record).map_err(unencodable)?, hash))
+            }
+        }
+    }
+
+    /// The decision record for the decisions topic, if within the producer's size limit.
+    fn decision_out(
+        &self,
+        partition: Option<i32>,
+        key: &[u8],
+        payload: Vec<u8>,
+    ) -> Result<OutRecord, DeadLetterReason> {
+        let made = OutRecord {
+            topic: self.decisions_topic.clone(),
+            // The chain's partition: containd picks it, so the chain is the partition's log.
+            partition,
+            key: Some(key.to_vec()),
+            payload,
+            headers: Vec::new(),
+            kind: OutKind::Decision,
+        };
+        match fit::oversized(std::slice::from_ref(&made), self.max_record_bytes) {
+            None => Ok(made),
+            Some(detail) => Err(too_large(detail)),
         }
     }
 
