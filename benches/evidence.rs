@@ -127,6 +127,28 @@ fn chain(c: &mut Criterion) {
     c.bench_function("evidence/clone of the record (baseline)", |b| {
         b.iter(|| black_box(record.clone()))
     });
+    // What Avro output costs per decision: linked and encoded, with the hash over the JSON
+    // form (v1, before 2026-12-03) and over the Avro bytes, written in place (v2).
+    let codec = containd::codec::AvroCodec::new(
+        std::sync::Arc::new(containd::codec::Schemas::bundled().unwrap()),
+        &[],
+    );
+    c.bench_function("evidence/link v1 + Avro encode", |b| {
+        b.iter(|| {
+            let mut r = record.clone();
+            chains.link(3, &mut r);
+            black_box(codec.encode_decision(&r).unwrap())
+        })
+    });
+    c.bench_function("evidence/link v2 (hash over the Avro bytes)", |b| {
+        b.iter(|| {
+            let mut r = record.clone();
+            let encode = |r: &containd::emit::DecisionRecord| codec.encode_decision(r);
+            black_box(chains.link_with(3, &mut r, |r, prev| {
+                containd::evidence::seal_avro(r, prev, encode)
+            }))
+        })
+    });
 }
 
 criterion_group!(benches, bench);
