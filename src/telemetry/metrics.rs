@@ -2,7 +2,6 @@
 //! Labels are bounded: topics, targets, actions, reason kinds and rule ids come from config
 //! and rules, never from signal content.
 
-use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -12,74 +11,21 @@ use prometheus_client::registry::Registry;
 use std::sync::Mutex;
 use std::time::Duration;
 
+mod handles;
+mod labels;
 mod prime;
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct TopicLabel {
-    topic: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct DecisionLabels {
-    topic: String,
-    outcome: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct HeldLabels {
-    reason: String,
-    action: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct KindLabel {
-    kind: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabel {
-    reason: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct UntrustedLabels {
-    reason: String,
-    /// A configured issuer, or `unlisted`: signal content never becomes a label.
-    issuer: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CommandLabels {
-    target: String,
-    action: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct PartitionLabels {
-    topic: String,
-    partition: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RuleLabel {
-    rule: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct VersionLabel {
-    version: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct BuildLabels {
-    version: String,
-}
+use handles::Handles;
+use labels::*;
 
 /// The registry and every metric in it.
 pub struct Metrics {
     registry: Registry,
     consumed: Family<TopicLabel, Counter>,
     decisions: Family<DecisionLabels, Counter>,
+    /// The per-signal counters' handles: consumed (topic, ""), decided (topic, outcome),
+    /// commands (target, action).
+    per_signal: [Handles; 3],
     dead_letters: Family<ReasonLabel, Counter>,
     commands: Family<CommandLabels, Counter>,
     condition_errors: Family<RuleLabel, Counter>,
@@ -131,6 +77,7 @@ impl Metrics {
         let m = Self {
             consumed: Family::default(),
             decisions: Family::default(),
+            per_signal: Default::default(),
             dead_letters: Family::default(),
             commands: Family::default(),
             condition_errors: Family::default(),
@@ -382,20 +329,20 @@ impl Metrics {
     }
 
     pub fn signal_consumed(&self, topic: &str) {
-        self.consumed
-            .get_or_create(&TopicLabel {
-                topic: topic.into(),
-            })
-            .inc();
+        let label = || TopicLabel {
+            topic: topic.into(),
+        };
+        let resolve = || self.consumed.get_or_create(&label()).clone();
+        self.per_signal[0].inc(topic, "", resolve);
     }
 
     pub fn signal_decided(&self, topic: &str, outcome: &str, latency: Duration) {
-        self.decisions
-            .get_or_create(&DecisionLabels {
-                topic: topic.into(),
-                outcome: outcome.into(),
-            })
-            .inc();
+        let labels = || DecisionLabels {
+            topic: topic.into(),
+            outcome: outcome.into(),
+        };
+        let resolve = || self.decisions.get_or_create(&labels()).clone();
+        self.per_signal[1].inc(topic, outcome, resolve);
         self.decision_latency.observe(latency.as_secs_f64());
     }
 
@@ -408,12 +355,12 @@ impl Metrics {
     }
 
     pub fn command_produced(&self, target: &str, action: &str) {
-        self.commands
-            .get_or_create(&CommandLabels {
-                target: target.into(),
-                action: action.into(),
-            })
-            .inc();
+        let labels = || CommandLabels {
+            target: target.into(),
+            action: action.into(),
+        };
+        let resolve = || self.commands.get_or_create(&labels()).clone();
+        self.per_signal[2].inc(target, action, resolve);
     }
 
     pub fn command_acknowledged(&self, signal_timestamp_ms: i64) {
