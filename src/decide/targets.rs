@@ -67,13 +67,13 @@ fn blast_radius<'a>(
     notes: &mut Vec<String>,
     out: &mut Vec<Dest<'a>>,
 ) {
-    if !identity.known {
+    if !identity.known() {
         notes.push(format!(
             "{}: identity unknown to the inventory, no blast radius",
             action.action
         ));
     }
-    for (target, principal) in identity.access.iter() {
+    for (target, principal) in identity.access() {
         if rules.accepts(target, &action.action) {
             out.push(Dest {
                 target,

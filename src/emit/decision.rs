@@ -125,15 +125,15 @@ pub struct IdentitySummary {
 impl IdentitySummary {
     pub fn of(identity: &crate::inventory::Identity) -> Self {
         Self {
-            id: identity.known.then(|| identity.id.to_string()),
-            kind: if identity.known {
-                identity.kind.name().to_string()
+            id: identity.known().then(|| identity.id().to_string()),
+            kind: if identity.known() {
+                identity.kind().name().to_string()
             } else {
                 "unknown".to_string()
             },
-            owner_team: identity.owner_team.as_deref().map(str::to_string),
-            ownerless: identity.known && !identity.has_owner(),
-            criticality: identity.criticality.map(|c| c.name().to_string()),
+            owner_team: identity.owner_team().map(str::to_string),
+            ownerless: identity.known() && !identity.has_owner(),
+            criticality: identity.criticality().map(|c| c.name().to_string()),
         }
     }
 }

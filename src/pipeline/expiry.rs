@@ -247,7 +247,7 @@ impl Processor {
         let origin = super::lifecycle::Origin {
             occurred_at: decision.record.decided_at,
             received_at: decision.record.decided_at,
-            identity: identity.known.then_some(&*identity.id),
+            identity: identity.known().then_some(identity.id()),
             escalation_of: None,
         };
         out.extend(self.tracking_records(&decision.commands, key, origin));

@@ -49,7 +49,7 @@ impl<'a> Origin<'a> {
         Self {
             occurred_at: signal.occurred_at,
             received_at: signal.received_at,
-            identity: identity.known.then_some(&*identity.id),
+            identity: identity.known().then_some(identity.id()),
             escalation_of: None,
         }
     }

@@ -119,8 +119,8 @@ struct Judged<'a> {
 /// of the signal's identifiers (so a quarantine issued under an agent's URI is lifted by a
 /// closure naming its inventory id), else the canonical subject id.
 pub fn state_key<'a>(identity: &'a Identity, subject_id: &'a str) -> &'a str {
-    if identity.known {
-        &identity.id
+    if identity.known() {
+        identity.id()
     } else {
         subject_id
     }
@@ -136,10 +136,10 @@ fn adopt_former_names(
     identity: &Identity,
     subject_id: &str,
 ) -> Vec<(String, Change)> {
-    if !identity.known {
+    if !identity.known() {
         return Vec::new();
     }
-    let former = std::iter::once(subject_id).chain(identity.aliases.iter().map(|a| &**a));
+    let former = std::iter::once(subject_id).chain(identity.aliases());
     state.adopt(msg.topic, msg.partition, key, former)
 }
 

@@ -3,7 +3,7 @@
 //! error, so a typo never silently evaluates to "no match".
 
 use super::Facts;
-use crate::inventory::Identity;
+use crate::inventory::{Access, Criticality, Identity, IdentityKind, IdentityRecord, Owner};
 use crate::signal::Signal;
 use crate::state::WindowView;
 use cel::{Context, Env, Program, Value};
@@ -182,18 +182,22 @@ fn probe_input() -> &'static ConditionInput {
             "event": event, "txn": "probe",
         }))
         .unwrap_or_else(|e| unreachable!("the probe signal is well-formed: {e}"));
-        let identity = Identity {
+        let identity = Identity::from_record(&IdentityRecord {
             id: "probe".into(),
-            aliases: Box::new(["probe".into()]),
-            known: true,
-            kind: crate::inventory::IdentityKind::Workload,
-            owner_team: Some("probe".into()),
-            owner_contact: Some("probe".into()),
-            criticality: Some(crate::inventory::Criticality::High),
+            aliases: vec!["probe".into()],
+            kind: IdentityKind::Workload,
+            owner: Some(Owner {
+                team: "probe".into(),
+                contact: Some("probe".into()),
+            }),
+            criticality: Some(Criticality::High),
             environment: Some("probe".into()),
-            access: Box::new([("probe".into(), "probe".into())]),
+            access: vec![Access {
+                target: "probe".into(),
+                principal_id: "probe".into(),
+            }],
             protected: true,
-        };
+        });
         let mut input = ConditionInput::new(&Facts::new(&signal, "probe", &identity, 0))
             .unwrap_or_else(|e| unreachable!("the probe signal converts to CEL: {e}"));
         input.set_window(&WindowView {

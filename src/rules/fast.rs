@@ -325,15 +325,15 @@ impl Field {
             Field::Identity(field) => {
                 let i = f.identity;
                 match field {
-                    IdentityField::Id => Ok(V::Str(&i.id)),
-                    IdentityField::Kind if !i.known => Ok(V::Str("unknown")),
-                    IdentityField::Kind => Ok(V::Str(i.kind.name())),
-                    IdentityField::Criticality => opt(i.criticality.map(|c| c.name())),
-                    IdentityField::Environment => opt(i.environment.as_deref()),
+                    IdentityField::Id => Ok(V::Str(i.id())),
+                    IdentityField::Kind if !i.known() => Ok(V::Str("unknown")),
+                    IdentityField::Kind => Ok(V::Str(i.kind().name())),
+                    IdentityField::Criticality => opt(i.criticality().map(|c| c.name())),
+                    IdentityField::Environment => opt(i.environment()),
                     // `identity.owner` is null without an owner: selecting on it is an error.
-                    IdentityField::OwnerTeam => i.owner_team.as_deref().map(V::Str).ok_or(()),
-                    IdentityField::OwnerContact if i.owner_team.is_none() => Err(()),
-                    IdentityField::OwnerContact => opt(i.owner_contact.as_deref()),
+                    IdentityField::OwnerTeam => i.owner_team().map(V::Str).ok_or(()),
+                    IdentityField::OwnerContact if !i.has_owner() => Err(()),
+                    IdentityField::OwnerContact => opt(i.owner_contact()),
                 }
             }
         }
@@ -362,7 +362,7 @@ impl Fast {
     pub fn eval(&self, f: &Facts<'_>) -> Result<bool, ()> {
         match self {
             Fast::Const(b) => Ok(*b),
-            Fast::Flag(Flag::Known) => Ok(f.identity.known),
+            Fast::Flag(Flag::Known) => Ok(f.identity.known()),
             Fast::Flag(Flag::HasOwner) => Ok(f.identity.has_owner()),
             Fast::Eq(a, b) => Ok(a.get(f)? == b.get(f)?),
             Fast::Ne(a, b) => Ok(a.get(f)? != b.get(f)?),
@@ -389,31 +389,33 @@ impl Fast {
 
 #[cfg(test)]
 mod tests {
-    use crate::inventory::{Identity, IdentityKind};
+    use crate::inventory::{Identity, IdentityKind, IdentityRecord, Owner};
     use crate::rules::{Condition, ConditionInput, Facts};
     use crate::signal::Signal;
     use std::sync::Arc;
 
     /// An unknown identity, a known one with an owner, and a known one without.
     fn identities() -> Vec<Arc<Identity>> {
-        let known = Identity {
+        let known = IdentityRecord {
             id: "svc-1".into(),
-            aliases: Box::new([]),
+            aliases: vec![],
             kind: IdentityKind::AiAgent,
-            known: true,
-            owner_team: Some("ml".into()),
-            owner_contact: None,
+            owner: Some(Owner {
+                team: "ml".into(),
+                contact: None,
+            }),
             criticality: Some(crate::inventory::Criticality::High),
             environment: Some("prod".into()),
-            access: Box::new([]),
+            access: vec![],
             protected: false,
         };
-        let ownerless = Identity {
-            owner_team: None,
+        let ownerless = IdentityRecord {
+            owner: None,
             criticality: None,
             ..known.clone()
         };
-        vec![Identity::unknown(), Arc::new(known), Arc::new(ownerless)]
+        let [known, ownerless] = [known, ownerless].map(|r| Arc::new(Identity::from_record(&r)));
+        vec![Identity::unknown(), known, ownerless]
     }
 
     fn signals() -> Vec<Signal> {
@@ -484,9 +486,11 @@ mod tests {
                     let fast = c.fast.as_ref().unwrap().eval(&facts).ok();
                     let interpreted = c.eval(&ConditionInput::new(&facts).unwrap()).ok();
                     assert_eq!(
-                        fast, interpreted,
+                        fast,
+                        interpreted,
                         "{src} on {} with {:?}",
-                        s.subject.format, identity.id
+                        s.subject.format,
+                        identity.id()
                     );
                 }
             }

@@ -88,10 +88,10 @@ impl Rails {
 
     /// Why the identity is protected, or `None` when it is not.
     pub fn protection(&self, identity: &Identity, subject_id: &str) -> Option<String> {
-        if identity.known && identity.protected {
-            return Some(format!("{} is protected in the inventory", identity.id));
+        if identity.known() && identity.protected() {
+            return Some(format!("{} is protected in the inventory", identity.id()));
         }
-        let names = [&*identity.id, subject_id];
+        let names = [identity.id(), subject_id];
         let names = names.iter().filter(|n| !n.is_empty());
         for name in names {
             if let Some(p) = self.exact.iter().find(|p| *p == name) {
@@ -134,8 +134,8 @@ impl Rails {
 
 /// Whether an identity's facts satisfy a policy (each empty list = any).
 fn facts_match(p: &ApprovalPolicy, identity: &Identity) -> bool {
-    let criticality = identity.criticality.map(|c| c.name());
-    let environment = identity.environment.as_deref();
+    let criticality = identity.criticality().map(|c| c.name());
+    let environment = identity.environment();
     let fits = |want: &[String], have: Option<&str>| {
         want.is_empty() || have.is_some_and(|h| want.iter().any(|w| w == h))
     };
@@ -145,13 +145,13 @@ fn facts_match(p: &ApprovalPolicy, identity: &Identity) -> bool {
 fn identity_facts(identity: &Identity) -> String {
     format!(
         "{} (criticality {}, environment {})",
-        if identity.known {
-            &*identity.id
+        if identity.known() {
+            identity.id()
         } else {
             "an unknown identity"
         },
-        identity.criticality.map_or("unknown", |c| c.name()),
-        identity.environment.as_deref().unwrap_or("unknown"),
+        identity.criticality().map_or("unknown", |c| c.name()),
+        identity.environment().unwrap_or("unknown"),
     )
 }
 
@@ -159,13 +159,21 @@ fn identity_facts(identity: &Identity) -> String {
 mod tests {
     use super::*;
 
+    /// Known unless its id is empty, with nothing else set.
     fn identity(id: &str, protected: bool) -> Identity {
-        Identity {
-            id: id.into(),
-            known: !id.is_empty(),
-            protected,
-            ..(*Identity::unknown()).clone()
+        if id.is_empty() {
+            return (*Identity::unknown()).clone();
         }
+        Identity::from_record(&crate::inventory::IdentityRecord {
+            id: id.into(),
+            aliases: vec![],
+            kind: crate::inventory::IdentityKind::Other,
+            owner: None,
+            criticality: None,
+            environment: None,
+            access: vec![],
+            protected,
+        })
     }
 
     #[test]
