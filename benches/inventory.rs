@@ -6,7 +6,9 @@ use containd::inventory::{Access, Criticality, IdentityKind, IdentityRecord, Inv
 use containd::signal::Subject;
 use containd::state::{CommandId, Mark, NewHit, NewIssue, Retention, StateStore, StateUpdate};
 use criterion::{criterion_group, criterion_main, Criterion};
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::time::Duration;
 
 /// A million in release builds (`cargo bench`); fewer in the debug build `cargo test
@@ -16,6 +18,55 @@ const IDENTITIES: usize = if cfg!(debug_assertions) {
 } else {
     1_000_000
 };
+
+/// Counts the bytes the process has allocated and not freed (as requested, so without the
+/// allocator's own headers and rounding) and how many allocations are live. Unlike the
+/// resident set, this does not depend on what an earlier measurement freed and the allocator
+/// kept for reuse.
+struct Counting;
+
+static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
+static LIVE_ALLOCS: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is passed on to the system allocator unchanged; only counters change.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE_BYTES.fetch_add(layout.size(), Relaxed);
+        LIVE_ALLOCS.fetch_add(1, Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE_BYTES.fetch_sub(layout.size(), Relaxed);
+        LIVE_ALLOCS.fetch_sub(1, Relaxed);
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE_BYTES.fetch_add(new_size, Relaxed);
+        LIVE_BYTES.fetch_sub(layout.size(), Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+/// (live bytes, live allocations) now.
+fn heap() -> (usize, usize) {
+    (LIVE_BYTES.load(Relaxed), LIVE_ALLOCS.load(Relaxed))
+}
+
+/// What was allocated since `before`, per item: "N bytes in M allocations".
+fn heap_per(before: (usize, usize), items: usize) -> String {
+    let (bytes, allocs) = heap();
+    let items = items.max(1) as f64;
+    format!(
+        "{:.0} bytes in {:.1} allocations per item, as requested",
+        bytes.saturating_sub(before.0) as f64 / items,
+        allocs.saturating_sub(before.1) as f64 / items
+    )
+}
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -64,16 +115,18 @@ fn opaque(id: &str) -> Subject {
 
 fn inventory(c: &mut Criterion) {
     let before = rss_bytes();
+    let heap_before = heap();
     let mut inv = Inventory::new();
     for i in 0..IDENTITIES {
         inv.upsert(record(i));
     }
     let grown = rss_bytes().saturating_sub(before);
     println!(
-        "inventory: {} identities, resident set grew {:.0} MiB ({} bytes per identity)",
+        "inventory: {} identities, resident set grew {:.0} MiB ({} bytes per identity); {}",
         inv.len(),
         grown as f64 / (1 << 20) as f64,
-        grown / IDENTITIES as u64
+        grown / IDENTITIES as u64,
+        heap_per(heap_before, IDENTITIES)
     );
     let hit = opaque("client-0500000.apps.acme.example");
     let miss = opaque("nobody");
@@ -91,6 +144,7 @@ fn inventory(c: &mut Criterion) {
 
 fn state(c: &mut Criterion) {
     let before = rss_bytes();
+    let heap_before = heap();
     let mut store = StateStore::new(Retention {
         margin: Duration::from_secs(3600),
         max_entries: 1024,
@@ -156,9 +210,10 @@ fn state(c: &mut Criterion) {
     let grown = rss_bytes().saturating_sub(before);
     let (_, subjects, entries) = store.size();
     println!(
-        "state: {subjects} subjects, {entries} entries, resident set grew {:.0} MiB ({} bytes per subject)",
+        "state: {subjects} subjects, {entries} entries, resident set grew {:.0} MiB ({} bytes per subject); {}",
         grown as f64 / (1 << 20) as f64,
-        grown / subjects.max(1) as u64
+        grown / subjects.max(1) as u64,
+        heap_per(heap_before, subjects)
     );
     let mut offset = 10 * IDENTITIES as i64;
     let update = StateUpdate {

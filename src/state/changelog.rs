@@ -112,7 +112,7 @@ pub fn restore_record(
             for seen in std::mem::take(&mut state.seen) {
                 shard.seen.restore(seen);
             }
-            shard.subjects.insert(subject.to_string(), state);
+            shard.subjects.insert(subject.into(), state);
         }
     }
     Ok(())

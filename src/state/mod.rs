@@ -11,11 +11,13 @@
 
 pub mod changelog;
 mod command_id;
+mod compact;
 pub mod seen;
 pub mod store;
 pub mod stores;
 
 pub use command_id::CommandId;
+use compact::{intern, interned, push_small};
 pub use store::{Change, Shard, StateStore};
 pub use stores::Stores;
 
@@ -283,29 +285,6 @@ pub struct NewIssue {
     pub restore_on_expiry: Option<TargetSubject>,
 }
 
-/// Shared copies of the few distinct names state entries repeat (targets, actions, event
-/// types), so a million entries do not hold a million copies. Bounded: past the cap, names
-/// are allocated per entry rather than remembered.
-fn intern(name: &str) -> Arc<str> {
-    static NAMES: std::sync::OnceLock<std::sync::Mutex<std::collections::HashSet<Arc<str>>>> =
-        std::sync::OnceLock::new();
-    let names = NAMES.get_or_init(Default::default);
-    let mut names = names.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(n) = names.get(name) {
-        return n.clone();
-    }
-    let n: Arc<str> = Arc::from(name);
-    if names.len() < 10_000 {
-        names.insert(n.clone());
-    }
-    n
-}
-
-fn interned<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Arc<str>, D::Error> {
-    let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
-    Ok(intern(&s))
-}
-
 fn plus(at: i64, d: Duration) -> i64 {
     at.saturating_add(d.as_millis() as i64)
 }
@@ -345,11 +324,12 @@ impl SubjectState {
         let i = match self.rules.iter().position(|r| &*r.rule == rule) {
             Some(i) => i,
             None => {
-                self.rules.push(RuleState {
+                let rule = RuleState {
                     rule: intern(rule),
                     hits: Vec::new(),
                     triggers: Vec::new(),
-                });
+                };
+                push_small(&mut self.rules, rule);
                 self.rules.len() - 1
             }
         };
@@ -453,13 +433,14 @@ impl SubjectState {
         }
         self.applied = at.offset;
         for h in &update.hits {
-            self.rule_mut(&h.rule).hits.push(Hit {
+            let hit = Hit {
                 offset: at.offset,
                 at: at.at,
                 until: plus(at.at, h.within),
                 event_type: intern(&h.event_type),
                 signal_id: Some(h.signal_id.as_str().into()),
-            });
+            };
+            push_small(&mut self.rule_mut(&h.rule).hits, hit);
         }
         for (rule, within, signal_id) in &update.triggers {
             let trigger = Trigger {
@@ -468,7 +449,7 @@ impl SubjectState {
                 until: plus(at.at, *within),
                 signal_id: Some(signal_id.as_str().into()),
             };
-            self.rule_mut(rule).triggers.push(trigger);
+            push_small(&mut self.rule_mut(rule).triggers, trigger);
         }
         for id in &update.closed {
             for i in self.issued.iter_mut() {
@@ -478,7 +459,7 @@ impl SubjectState {
             }
         }
         for n in &update.issued {
-            self.issued.push(Issued {
+            let issued = Issued {
                 offset: at.offset,
                 at: at.at,
                 until: plus(at.at, n.remember_for),
@@ -491,7 +472,8 @@ impl SubjectState {
                 cause: Some(Box::new(n.cause.clone())),
                 restore_on_expiry: n.restore_on_expiry.clone().map(Box::new),
                 restored_on_expiry: false,
-            });
+            };
+            push_small(&mut self.issued, issued);
         }
         self.evict(at.at, retention);
         true

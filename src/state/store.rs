@@ -11,7 +11,7 @@ use std::time::Duration;
 
 #[derive(Debug, Default)]
 pub struct Shard {
-    pub subjects: HashMap<String, SubjectState>,
+    pub subjects: HashMap<Box<str>, SubjectState>,
     /// Signals decided in the partition, for duplicate detection.
     pub seen: SeenSet,
     /// What the circuit breakers did to the partition's signals, by offset.
@@ -175,7 +175,7 @@ impl StateStore {
             if let Some(moved) = shard.subjects.remove(name) {
                 shard
                     .subjects
-                    .entry(key.to_string())
+                    .entry(key.into())
                     .or_insert_with(SubjectState::new)
                     .absorb(moved);
                 changes.push((name.to_string(), Change::Removed));
@@ -212,7 +212,7 @@ impl StateStore {
             None if update.is_empty() => return Change::Unchanged,
             None => shard
                 .subjects
-                .entry(subject.to_string())
+                .entry(subject.into())
                 .or_insert_with(SubjectState::new),
         };
         if !state.apply(at, update, retention) {
@@ -316,7 +316,7 @@ impl StateStore {
                 out.push((
                     topic.clone(),
                     *partition,
-                    Key::Subject(subject.clone()),
+                    Key::Subject(subject.to_string()),
                     change,
                 ));
                 keep
@@ -336,7 +336,7 @@ impl StateStore {
                 shard.subjects.iter().flat_map(move |(subject, state)| {
                     state
                         .restores_due(now)
-                        .map(move |i| (t.as_str(), *p, subject.as_str(), i))
+                        .map(move |i| (t.as_str(), *p, &**subject, i))
                 })
             })
         })
