@@ -341,10 +341,9 @@ fn via_apache<T: serde::Serialize>(schema: &Schema, like: &[u8], record: &T) -> 
 
 /// `serde_avro_fast` writes byte for byte what apache-avro wrote: every decision and command
 /// containd makes from the shipped signals (seed scenarios, every pack's test signals) under
-/// the example configuration, a decision with every optional field set, and a result of each
-/// status.
+/// the example configuration.
 #[test]
-fn fast_encode_agrees_with_apache_avro_on_every_decision_command_and_result() {
+fn fast_encode_agrees_with_apache_avro_on_every_shipped_decision_and_command() {
     let c = codec();
     let s = c.schemas();
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -376,6 +375,13 @@ fn fast_encode_agrees_with_apache_avro_on_every_decision_command_and_result() {
         decisions > 100 && commands > 50,
         "{decisions} decisions, {commands} commands"
     );
+}
+
+/// The same for a decision with every optional field set and for a result of each status.
+#[test]
+fn fast_encode_agrees_with_apache_avro_on_every_optional_field() {
+    let c = codec();
+    let s = c.schemas();
     let mut record = trust_decision();
     let bytes = c.encode_decision(&record).unwrap();
     assert_eq!(bytes, via_apache(&s.decision, &bytes, &record));
