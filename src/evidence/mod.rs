@@ -191,10 +191,11 @@ pub fn seal_json(record: &mut DecisionRecord, prev: &[u8; 32]) -> [u8; 32] {
 /// Fills in the hash (v2) of a record whose link's hash is empty, over its single-object Avro
 /// encoding by `encode`; returns the record's bytes with the hash in them, and the hash.
 ///
-/// The link is the schema's last field and its hash the link's last, so the encoding with the
-/// hash empty ends in that empty string's length (one zero byte): the hash is written in its
-/// place rather than encoding the record again. A schema where that no longer holds is
-/// encoded again (and `the_v2_hash_is_written_in_place_as_a_full_encoding_would` fails).
+/// The link is the schema's last field and `prev`, `hash` its last two, so the encoding with
+/// the hash empty ends in `prev` and that empty string's length (one zero byte): the hash is
+/// written in its place rather than encoding the record again. An encoding that does not end
+/// so (a schema changed) is made again with the hash, and
+/// `the_v2_hash_is_written_in_place_as_a_full_encoding_would` fails.
 pub fn seal_avro<E>(
     record: &mut DecisionRecord,
     prev: &[u8; 32],
@@ -203,17 +204,27 @@ pub fn seal_avro<E>(
     let mut bytes = encode(record)?;
     let digest = encoded_digest(prev, &bytes);
     set_hash(record, digest);
-    let hash = record.chain.as_ref().map(|l| l.hash.as_bytes());
-    match (bytes.last(), hash) {
-        (Some(0), Some(hash)) => {
+    match &record.chain {
+        Some(link) if ends_with_empty_hash(&bytes, &link.prev) => {
             bytes.pop();
-            // The Avro string's length, 64, as a zig-zag varint.
-            bytes.extend_from_slice(&[0x80, 0x01]);
-            bytes.extend_from_slice(hash);
+            bytes.extend_from_slice(&HEX_LEN);
+            bytes.extend_from_slice(link.hash.as_bytes());
         }
         _ => bytes = encode(record)?,
     }
     Ok((bytes, digest))
+}
+
+/// A 64-character Avro string's length: 64 as a zig-zag varint.
+const HEX_LEN: [u8; 2] = [0x80, 0x01];
+
+/// Whether an encoding ends as the link does with its hash empty: `prev` (hex), then the
+/// empty string.
+fn ends_with_empty_hash(bytes: &[u8], prev_hex: &str) -> bool {
+    bytes
+        .strip_suffix(&[0])
+        .and_then(|rest| rest.strip_suffix(prev_hex.as_bytes()))
+        .is_some_and(|rest| rest.ends_with(&HEX_LEN))
 }
 
 fn set_hash(record: &mut DecisionRecord, digest: [u8; 32]) {

@@ -232,3 +232,16 @@ fn the_v2_hash_is_written_in_place_as_a_full_encoding_would() {
     assert_eq!(b.offset, 2);
     assert!(b.what.contains("does not hash"), "{}", b.what);
 }
+
+/// An encoding that does not end in the link's empty hash (another schema, another format) is
+/// made again with the hash in it, never patched.
+#[test]
+fn an_encoding_without_the_empty_hash_at_its_end_is_made_again() {
+    let chains = Chains::new();
+    let mut r = record(0);
+    let bytes = chains
+        .link_with(0, &mut r, |r, prev| seal_avro(r, prev, serde_json::to_vec))
+        .unwrap();
+    assert!(!r.chain.as_ref().unwrap().hash.is_empty());
+    assert_eq!(bytes, serde_json::to_vec(&r).unwrap());
+}
