@@ -44,10 +44,6 @@ pub fn hold_key(topic: &str, partition: i32, command_id: &str) -> Vec<u8> {
     format!("{topic}|{partition}#hold#{command_id}").into_bytes()
 }
 
-pub fn encode(state: &SubjectState) -> Vec<u8> {
-    value(state)
-}
-
 /// A changelog value: the record as a MessagePack map with field names.
 pub fn value<T: serde::Serialize>(record: &T) -> Vec<u8> {
     // Serialising plain structs with string keys into a Vec cannot fail.

@@ -184,7 +184,7 @@ impl StateStore {
         if let (false, Some(state)) = (changes.is_empty(), shard.subjects.get(key)) {
             changes.push((
                 key.to_string(),
-                Change::Updated(super::changelog::encode(state)),
+                Change::Updated(super::changelog::value(state)),
             ));
         }
         changes
@@ -222,7 +222,7 @@ impl StateStore {
             shard.subjects.remove(subject);
             return Change::Removed;
         }
-        Change::Updated(super::changelog::encode(state))
+        Change::Updated(super::changelog::value(state))
     }
 
     /// When the signal with this (issuer, id) key was first decided in the partition, if
@@ -309,7 +309,7 @@ impl StateStore {
                 }
                 let keep = !state.is_empty();
                 let change = if keep {
-                    Change::Updated(super::changelog::encode(state))
+                    Change::Updated(super::changelog::value(state))
                 } else {
                     Change::Removed
                 };
@@ -357,7 +357,7 @@ impl StateStore {
             return Change::Unchanged;
         };
         match state.restore_issued(command_id) {
-            true => Change::Updated(super::changelog::encode(state)),
+            true => Change::Updated(super::changelog::value(state)),
             false => Change::Unchanged,
         }
     }
@@ -386,7 +386,7 @@ impl StateStore {
             .values()
             .flat_map(HashMap::values)
             .flat_map(|s| s.subjects.values())
-            .map(|s| super::changelog::encode(s).len())
+            .map(|s| super::changelog::value(s).len())
             .max()
             .unwrap_or(0)
     }
