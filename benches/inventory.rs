@@ -189,7 +189,7 @@ fn state(c: &mut Criterion) {
                             .into(),
                     occurred_at: 1,
                     signal: None,
-                object: Some(format!("dev-{i}")),
+                object: Some(format!("dev-{i}").into()),
                     principal: None,
                 },
                 restore_on_expiry: None,

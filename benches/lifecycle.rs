@@ -131,7 +131,7 @@ fn expiry(c: &mut Criterion) {
                     event_type: "urn:leak".into(),
                     occurred_at: 0,
                     signal: None,
-                    object: Some(format!("AKIA{i}")),
+                    object: Some(format!("AKIA{i}").into()),
                     principal: None,
                 },
                 restore_on_expiry: (i % 100 == 0).then(|| command(i as u64).subject),

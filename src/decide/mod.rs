@@ -403,8 +403,8 @@ impl<'a> Acting<'a, '_> {
                         issuer: signal.source.issuer.as_str().into(),
                         id: signal.id.as_str().into(),
                     }),
-                    object: p.object.clone(),
-                    principal: dest.principal.map(str::to_string),
+                    object: p.object.as_deref().map(Box::from),
+                    principal: dest.principal.map(Box::from),
                 },
                 restore_on_expiry: (action.restore_on_expiry && action.expires_in.is_some())
                     .then(|| self.subject.clone()),

@@ -10,7 +10,8 @@
 //! with defaults, as with JSON. Records of earlier releases are JSON and are still read
 //! ([`read`]): a JSON value starts with `{`, a MessagePack map never does.
 
-use super::{CommandId, Shard, SubjectState};
+use super::{CommandId, Issued, RuleState, Seen, Shard, SubjectState};
+use serde::Deserialize;
 
 pub fn key(topic: &str, partition: i32, subject: &str) -> Vec<u8> {
     format!("{topic}|{partition}|{subject}").into_bytes()
@@ -58,6 +59,20 @@ pub fn read<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     }
 }
 
+/// A subject's record as read. Releases that kept duplicate detection per subject wrote its
+/// seen signals in it too; those move to the partition's set and are never written again, so
+/// the state kept in memory has no place for them.
+#[derive(Deserialize)]
+struct SubjectRecord {
+    applied: i64,
+    #[serde(default)]
+    rules: Vec<RuleState>,
+    #[serde(default)]
+    issued: Vec<Issued>,
+    #[serde(default)]
+    seen: Vec<Seen>,
+}
+
 /// Why a changelog record could not be restored.
 #[derive(Debug, thiserror::Error)]
 #[error("changelog record {key:?}: {reason}")]
@@ -86,10 +101,19 @@ pub fn restore_record(
             shard.subjects.remove(subject);
         }
         Some(bytes) => {
-            let state: SubjectState = read(bytes).map_err(|reason| BadRecord {
+            let record: SubjectRecord = read(bytes).map_err(|reason| BadRecord {
                 key: subject.to_string(),
                 reason,
             })?;
+            // Records of releases that kept duplicate detection per subject.
+            for seen in record.seen {
+                shard.seen.restore(seen);
+            }
+            let state = SubjectState {
+                applied: record.applied,
+                rules: record.rules,
+                issued: record.issued,
+            };
             let newest = state
                 .issued
                 .iter()
@@ -103,11 +127,6 @@ pub fn restore_record(
                 .max()
                 .unwrap_or(0);
             shard.stream_time = shard.stream_time.max(newest);
-            let mut state = state;
-            // Records of releases that kept duplicate detection per subject.
-            for seen in std::mem::take(&mut state.seen) {
-                shard.seen.restore(seen);
-            }
             shard.subjects.insert(subject.into(), state);
         }
     }

@@ -139,9 +139,9 @@ pub struct Cause {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<SignalRef>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub object: Option<String>,
+    pub object: Option<Box<str>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub principal: Option<String>,
+    pub principal: Option<Box<str>>,
 }
 
 /// A signal by its issuer and id.
@@ -150,6 +150,24 @@ pub struct SignalRef {
     #[serde(deserialize_with = "interned")]
     pub issuer: Arc<str>,
     pub id: Box<str>,
+}
+
+impl Cause {
+    /// The copy state keeps: its names (rule, event type, issuer) shared with every other
+    /// entry's rather than allocated per command.
+    fn kept(&self) -> Cause {
+        Cause {
+            rule: intern(&self.rule),
+            event_type: intern(&self.event_type),
+            occurred_at: self.occurred_at,
+            signal: self.signal.as_ref().map(|s| SignalRef {
+                issuer: intern(&s.issuer),
+                id: s.id.clone(),
+            }),
+            object: self.object.clone(),
+            principal: self.principal.clone(),
+        }
+    }
 }
 
 impl Issued {
@@ -232,10 +250,6 @@ pub struct SubjectState {
     pub rules: Vec<RuleState>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub issued: Vec<Issued>,
-    /// Read from records of releases that kept duplicate detection per subject; moved to the
-    /// partition's [`seen::SeenSet`] on restore and never written again.
-    #[serde(default, skip_serializing)]
-    pub seen: Vec<Seen>,
 }
 
 /// A window as a condition sees it: the hits before this signal within the duration.
@@ -469,7 +483,7 @@ impl SubjectState {
                 holds: n.holds,
                 expires_at: n.expires_at,
                 closed: None,
-                cause: Some(Box::new(n.cause.clone())),
+                cause: Some(Box::new(n.cause.kept())),
                 restore_on_expiry: n.restore_on_expiry.clone().map(Box::new),
                 restored_on_expiry: false,
             };
