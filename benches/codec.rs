@@ -116,6 +116,17 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.finish();
+
+    // A command id (16 bytes) in hex, as several are written per signal.
+    let mut g = c.benchmark_group("hex/16_bytes");
+    let id = [0x5au8; 16];
+    g.bench_function("hex_crate_encode", |b| {
+        b.iter(|| black_box(hex::encode(black_box(id))))
+    });
+    g.bench_function("containd_codec_hex", |b| {
+        b.iter(|| black_box(containd::codec::hex(black_box(id))))
+    });
+    g.finish();
 }
 
 criterion_group!(benches, bench);

@@ -228,7 +228,7 @@ fn unsealed(hold: &HoldRequest) -> Vec<u8> {
 pub fn milder_id(held: &str, action: &str) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(format!("{held}|timeout|{action}").as_bytes());
-    hex::encode(&digest[..16])
+    crate::codec::hex(&digest[..16])
 }
 
 #[cfg(test)]

@@ -41,7 +41,7 @@ pub struct Expiring<'a> {
 pub fn restore_id(expired: &str) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(format!("{expired}|restore_on_expiry").as_bytes());
-    hex::encode(&digest[..16])
+    crate::codec::hex(&digest[..16])
 }
 
 /// The decision on one expired containment: its restore, or why there is none.

@@ -342,7 +342,7 @@ impl<'a> Acting<'a, '_> {
         let suppress_for = action.suppress_for.unwrap_or(self.input.suppress_for);
         for dest in dests {
             let raw = self.key(p.rule, &action.action, &dest).bytes();
-            let id = hex::encode(raw);
+            let id = crate::codec::hex(raw);
             if ids.contains(&id) {
                 continue;
             }

@@ -24,7 +24,7 @@ pub(super) fn configure(settings: &mut Settings) -> Result<PathBuf, DemoError> {
         use p256::elliptic_curve::Generate;
         p256::SecretKey::generate().to_bytes()
     };
-    std::fs::write(&key, hex::encode(bytes)).map_err(|e| DemoError::Set(e.to_string()))?;
+    std::fs::write(&key, crate::codec::hex(bytes)).map_err(|e| DemoError::Set(e.to_string()))?;
     let l = &mut settings.lifecycle;
     l.enabled = true;
     l.key_file = Some(key.clone());

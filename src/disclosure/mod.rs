@@ -175,7 +175,7 @@ impl Disclosure {
         mac.update(value.as_bytes());
         Some(format!(
             "ps_{}",
-            hex::encode(&mac.finalize().into_bytes()[..16])
+            crate::codec::hex(&mac.finalize().into_bytes()[..16])
         ))
     }
 }

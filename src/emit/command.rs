@@ -137,7 +137,7 @@ impl CommandKey<'_> {
     /// Deterministic id: the first 128 bits of SHA-256 over the length-prefixed parts, hex.
     /// A replay of the same signal yields the same id, which is what adapters deduplicate on.
     pub fn id(&self) -> String {
-        hex::encode(self.bytes())
+        crate::codec::hex(self.bytes())
     }
 
     /// The 16 bytes [`Self::id`] is the hex form of.

@@ -131,7 +131,7 @@ fn edited(r: &Read, link: &crate::emit::ChainLink) -> Option<String> {
         return Some("edited: its bytes are not the record's own encoding".into());
     }
     let sealed = r.v2.as_deref() == Some(link.hash.as_str())
-        || hex::encode(hash(&prev, &r.record)) == link.hash;
+        || crate::codec::hex(hash(&prev, &r.record)) == link.hash;
     (!sealed).then(|| "edited: the record does not hash to the hash it carries".into())
 }
 
@@ -160,7 +160,7 @@ fn walk((partition, id): (i32, &str), links: &Links, mid_chain: bool, report: &m
             );
         }
         match before {
-            None if *seq == 0 && *prev == hex::encode(GENESIS) => {}
+            None if *seq == 0 && *prev == crate::codec::hex(GENESIS) => {}
             None if mid_chain => {}
             None => fail(*offset, *seq, format!("the chain's first {seq} record(s) are missing (removed, or past retention: --from starts mid-chain)")),
             Some((last, _)) if *seq != last.saturating_add(1) => fail(
@@ -253,7 +253,7 @@ pub fn read(settings: &crate::config::Settings, topic: &str) -> Result<(Vec<Read
 pub(crate) fn v2_hash(codec: &crate::codec::AvroCodec, record: &DecisionRecord) -> Option<String> {
     let prev = decode_hex(&record.chain.as_ref()?.prev)?;
     let encoded = codec.encode_decision(&super::without_hash(record)).ok()?;
-    Some(hex::encode(super::encoded_digest(&prev, &encoded)))
+    Some(crate::codec::hex(super::encoded_digest(&prev, &encoded)))
 }
 
 /// `containd audit verify`: prints the report; returns whether the topic verified. Records

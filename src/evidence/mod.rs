@@ -104,7 +104,7 @@ impl Chains {
         record.chain = Some(ChainLink {
             id: self.run.clone(),
             seq,
-            prev: hex::encode(prev),
+            prev: crate::codec::hex(prev),
             hash: String::new(),
         });
         let (made, hash) = seal(record, &prev)?;
@@ -133,7 +133,7 @@ impl Chains {
         }
         let mut list: Vec<String> = heads
             .iter()
-            .map(|(p, h)| format!("{p}:{}:{}", h.seq, hex::encode(h.hash)))
+            .map(|(p, h)| format!("{p}:{}:{}", h.seq, crate::codec::hex(h.hash)))
             .collect();
         list.sort();
         tracing::info!(run = %self.run, heads = %list.join(","), "evidence chain heads");
@@ -229,7 +229,7 @@ fn ends_with_empty_hash(bytes: &[u8], prev_hex: &str) -> bool {
 
 fn set_hash(record: &mut DecisionRecord, digest: [u8; 32]) {
     if let Some(link) = record.chain.as_mut() {
-        link.hash = hex::encode(digest);
+        link.hash = crate::codec::hex(digest);
     }
 }
 
@@ -295,7 +295,7 @@ fn run_id() -> String {
             .to_le_bytes(),
     );
     h.update(std::env::var("HOSTNAME").unwrap_or_default());
-    hex::encode(&h.finalize()[..8])
+    crate::codec::hex(&h.finalize()[..8])
 }
 
 #[cfg(test)]

@@ -139,5 +139,5 @@ impl Lifecycle {
 pub fn escalation_id(failed: &str, action: &str, target: &str) -> String {
     use sha2::Digest;
     let digest = sha2::Sha256::digest(format!("{failed}|escalate|{action}|{target}").as_bytes());
-    hex::encode(&digest[..16])
+    crate::codec::hex(&digest[..16])
 }

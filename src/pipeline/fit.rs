@@ -95,7 +95,7 @@ pub fn dead_letter(mut out: OutRecord, limit: usize) -> OutRecord {
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    crate::codec::hex(Sha256::digest(bytes))
 }
 
 #[cfg(test)]
@@ -136,7 +136,7 @@ mod tests {
         assert_eq!(out.payload, original.payload[..KEPT_BYTES]);
         assert!(out.key.is_none(), "a 400 KB key is replaced by its digest");
         assert_eq!(header(&out, headers::ORIGINAL_SIZE), Some(&b"900000"[..]));
-        let digest = hex::encode(Sha256::digest(&original.payload));
+        let digest = crate::codec::hex(Sha256::digest(&original.payload));
         assert_eq!(
             header(&out, headers::ORIGINAL_SHA256),
             Some(digest.as_bytes())

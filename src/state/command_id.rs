@@ -24,7 +24,7 @@ impl From<[u8; 16]> for CommandId {
 
 impl std::fmt::Display for CommandId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&hex::encode(self.0))
+        f.write_str(&crate::codec::hex(self.0))
     }
 }
 

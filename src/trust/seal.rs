@@ -7,7 +7,7 @@ use hmac::Mac;
 
 /// The seal (hex) of `parts`, concatenated, under `key`.
 pub fn seal(key: &[u8], parts: &[&[u8]]) -> String {
-    hex::encode(mac(key, parts).finalize().into_bytes())
+    crate::codec::hex(mac(key, parts).finalize().into_bytes())
 }
 
 /// Whether `given` (hex) is the seal of `parts` under `key` (constant-time comparison).

@@ -96,7 +96,7 @@ fn parse(sources: Vec<(PathBuf, String)>) -> Parsed {
     }
     Parsed {
         problems,
-        version: hex::encode(&hasher.finalize()[..6]),
+        version: crate::codec::hex(&hasher.finalize()[..6]),
         files,
         specs,
     }
