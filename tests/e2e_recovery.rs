@@ -252,21 +252,9 @@ async fn two_instances_split_partitions_and_produce_the_same_commands_as_one() {
     let config_b = write_config(&dir_two.path().join("b"), &two, &group, "");
     let a = Daemon::start(&config_a, "a.log");
     let b = Daemon::start(&config_b, "b.log");
-    let mut both_ready = false;
-    for _ in 0..300 {
-        let ma = a.metrics().await;
-        let mb = b.metrics().await;
-        let pa = metric_sum(&ma, "containd_assigned_partitions");
-        let pb = metric_sum(&mb, "containd_assigned_partitions");
-        // The signal topic's partitions and the approvals topic's one.
-        if pa > 0.0 && pb > 0.0 && pa + pb == (PARTITIONS + 1) as f64 {
-            both_ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let split = wait_split(&[&a, &b]).await;
     assert!(
-        both_ready,
+        split,
         "partitions not split:\nA:\n{}\nB:\n{}",
         a.log_text(),
         b.log_text()
@@ -290,4 +278,82 @@ async fn two_instances_split_partitions_and_produce_the_same_commands_as_one() {
         "both worked: {consumed_a} + {consumed_b}"
     );
     assert_eq!(consumed_a + consumed_b, signals.len() as f64);
+}
+
+/// Whether the group's partitions (the signal topic's and the approvals topic's one) came to
+/// be split among `daemons`, each holding at least one, within 30 s.
+async fn wait_split(daemons: &[&Daemon]) -> bool {
+    for _ in 0..300 {
+        let mut held = Vec::new();
+        for d in daemons {
+            held.push(metric_sum(
+                &d.metrics().await,
+                "containd_assigned_partitions",
+            ));
+        }
+        if held.iter().all(|p| *p > 0.0) && held.iter().sum::<f64>() == (PARTITIONS + 1) as f64 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// A second instance joins while the first is deciding a backlog: the rebalance revokes
+/// partitions from under the first one's batches (records gathered for a moved partition are
+/// not decided there), the second rebuilds their state from the changelog and goes on from
+/// the committed offsets. Every command comes out, no other, and any copy is identical.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_instance_joining_mid_stream_loses_and_changes_no_command() {
+    let (signals, expected) = stream(3000, 200);
+    let (backlog, rest) = signals.split_at(2000);
+    let topics = Topics::new(&unique("join"));
+    create_topics(&all_topics(&topics)).await;
+    let dir = tempfile::tempdir().unwrap();
+    let group = unique("g");
+    let config_a = write_config(&dir.path().join("a"), &topics, &group, "");
+    let config_b = write_config(&dir.path().join("b"), &topics, &group, "");
+    let a = Daemon::start(&config_a, "a.log");
+    assert!(wait_split(&[&a]).await, "A not assigned:\n{}", a.log_text());
+    produce_all(&topics.signals, backlog).await;
+    let mut consumed_a = 0.0;
+    for _ in 0..600 {
+        consumed_a = metric_sum(&a.metrics().await, "containd_signals_consumed_total");
+        if consumed_a >= 100.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(consumed_a >= 100.0, "A made no progress:\n{}", a.log_text());
+    let b = Daemon::start(&config_b, "b.log");
+    let split = wait_split(&[&a, &b]).await;
+    assert!(
+        split,
+        "not split:\nA:\n{}\nB:\n{}",
+        a.log_text(),
+        b.log_text()
+    );
+    produce_all(&topics.signals, rest).await;
+    let records = read_until(
+        &command_topics(&topics),
+        Duration::from_secs(120),
+        all_of(&expected),
+    );
+    let (ids, duplicates, differing) = ids_and_copies(&records);
+    let missing: Vec<&String> = expected.difference(&ids).take(5).collect();
+    assert!(
+        missing.is_empty(),
+        "missing commands e.g. {missing:?}\nA:\n{}\nB:\n{}",
+        a.log_text(),
+        b.log_text()
+    );
+    let extra: Vec<&String> = ids.difference(&expected).take(5).collect();
+    assert!(extra.is_empty(), "unexpected commands {extra:?}");
+    assert!(differing.is_empty(), "copies that differ: {differing:?}");
+    let consumed_b = metric_sum(&b.metrics().await, "containd_signals_consumed_total");
+    assert!(consumed_b > 0.0, "B took no signal:\n{}", b.log_text());
+    eprintln!(
+        "B started when A had consumed {consumed_a} of the {}-signal backlog; B consumed {consumed_b}; {duplicates} identical copies",
+        backlog.len()
+    );
 }
