@@ -130,6 +130,26 @@ fn command_topics(topics: &Topics) -> Vec<String> {
     TARGETS.iter().map(|t| topics.target(t)).collect()
 }
 
+/// Every expected command came out and no other, and all copies of one are identical;
+/// returns how many copies beyond the first were read. `logs` explains a failure.
+fn assert_exactly(
+    records: &[Record],
+    expected: &BTreeSet<String>,
+    logs: impl Fn() -> String,
+) -> usize {
+    let (ids, duplicates, differing) = ids_and_copies(records);
+    let missing: Vec<&String> = expected.difference(&ids).take(5).collect();
+    assert!(
+        missing.is_empty(),
+        "missing commands e.g. {missing:?}\n{}",
+        logs()
+    );
+    let extra: Vec<&String> = ids.difference(expected).take(5).collect();
+    assert!(extra.is_empty(), "unexpected commands {extra:?}");
+    assert!(differing.is_empty(), "copies that differ: {differing:?}");
+    duplicates
+}
+
 /// Command ids seen, and whether every copy of an id is byte-identical.
 fn ids_and_copies(records: &[Record]) -> (BTreeSet<String>, usize, Vec<String>) {
     let codec = codec();
@@ -186,19 +206,7 @@ async fn kill_9_mid_stream_then_restart_loses_nothing_and_duplicates_are_identic
         Duration::from_secs(120),
         all_of(&expected),
     );
-    let (ids, duplicates, differing) = ids_and_copies(&records);
-    let missing: Vec<&String> = expected.difference(&ids).take(5).collect();
-    assert!(
-        missing.is_empty(),
-        "missing commands e.g. {missing:?}\n{}",
-        second.log_text()
-    );
-    let extra: Vec<&String> = ids.difference(&expected).take(5).collect();
-    assert!(extra.is_empty(), "unexpected commands {extra:?}");
-    assert!(
-        differing.is_empty(),
-        "duplicates that differ: {differing:?}"
-    );
+    let duplicates = assert_exactly(&records, &expected, || second.log_text());
     let c = codec();
     let mut decided = BTreeSet::new();
     read_until(
@@ -339,17 +347,8 @@ async fn an_instance_joining_mid_stream_loses_and_changes_no_command() {
         Duration::from_secs(120),
         all_of(&expected),
     );
-    let (ids, duplicates, differing) = ids_and_copies(&records);
-    let missing: Vec<&String> = expected.difference(&ids).take(5).collect();
-    assert!(
-        missing.is_empty(),
-        "missing commands e.g. {missing:?}\nA:\n{}\nB:\n{}",
-        a.log_text(),
-        b.log_text()
-    );
-    let extra: Vec<&String> = ids.difference(&expected).take(5).collect();
-    assert!(extra.is_empty(), "unexpected commands {extra:?}");
-    assert!(differing.is_empty(), "copies that differ: {differing:?}");
+    let logs = || format!("A:\n{}\nB:\n{}", a.log_text(), b.log_text());
+    let duplicates = assert_exactly(&records, &expected, logs);
     let consumed_b = metric_sum(&b.metrics().await, "containd_signals_consumed_total");
     assert!(consumed_b > 0.0, "B took no signal:\n{}", b.log_text());
     eprintln!(
