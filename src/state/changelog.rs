@@ -109,6 +109,7 @@ pub fn restore_record(
             for seen in record.seen {
                 shard.seen.restore(seen);
             }
+            // Every field named: a field added to the state cannot be left out here.
             let state = SubjectState {
                 applied: record.applied,
                 rules: record.rules,

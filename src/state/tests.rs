@@ -446,10 +446,12 @@ fn changelog_values_are_messagepack_and_json_records_are_still_read() {
         value.len(),
         legacy.len()
     );
-    let mut shard = Shard::default();
     let (prefix, key) = (changelog::prefix("t", 0), changelog::key("t", 0, "svc"));
-    changelog::restore_record(&mut shard, &prefix, &key, Some(&legacy)).unwrap();
-    assert_eq!(shard.subjects["svc"], state);
+    for bytes in [&value, &legacy] {
+        let mut shard = Shard::default();
+        changelog::restore_record(&mut shard, &prefix, &key, Some(bytes)).unwrap();
+        assert_eq!(shard.subjects["svc"], state);
+    }
     // A seen signal's record, old and new.
     let seen = Seen {
         key: cid("s"),
@@ -461,4 +463,27 @@ fn changelog_values_are_messagepack_and_json_records_are_still_read() {
         assert_eq!(changelog::read::<Seen>(&bytes).unwrap(), seen);
     }
     assert!(changelog::read::<Seen>(&[0xc1, 0x00]).is_err());
+}
+
+#[test]
+fn a_commands_cause_keeps_the_names_every_other_entry_shares() {
+    // Each decision allocates its cause's names afresh; state keeps one copy of each name.
+    let mut a = SubjectState::new();
+    let mut b = SubjectState::new();
+    let mut update = issue("aws", "disable_credential", "c1", true);
+    update.issued[0].cause.signal = Some(SignalRef {
+        issuer: "https://idp.example".into(),
+        id: "sig-1".into(),
+    });
+    assert!(a.apply(Mark { offset: 1, at: 0 }, &update, retention()));
+    update.issued[0].command_id = cid("c2");
+    assert!(b.apply(Mark { offset: 1, at: 0 }, &update, retention()));
+    let cause = |s: &SubjectState| s.issued[0].cause.clone().unwrap();
+    let (ca, cb) = (cause(&a), cause(&b));
+    assert_eq!(*ca, update.issued[0].cause, "the same cause");
+    assert!(Arc::ptr_eq(&ca.rule, &cb.rule));
+    assert!(Arc::ptr_eq(&ca.event_type, &cb.event_type));
+    let issuer = |c: &Cause| c.signal.as_ref().unwrap().issuer.clone();
+    assert!(Arc::ptr_eq(&issuer(&ca), &issuer(&cb)));
+    assert!(!Arc::ptr_eq(&ca.rule, &update.issued[0].cause.rule));
 }
